@@ -1,0 +1,298 @@
+/*
+ * ray.h - rayc: Ray Core for C.
+ *
+ * The whole public API. One runtime per process (ray_init .. ray_shutdown),
+ * running inside the calling process; every function here may be called from
+ * any thread of the program unless its comment says otherwise.
+ *
+ * Conventions that hold for every function below:
+ *  - A fallible call returns ray_status. Outputs go through pointer arguments
+ *    and are written only on RAY_OK; on failure they are left untouched and
+ *    ray_last_error() gives a one-line description naming the object involved.
+ *  - timeout_ms: -1 waits forever, 0 polls once, > 0 waits that many ms.
+ *  - Every handle you receive (ray_ref *, ray_view) you release exactly once.
+ *    Handles are opaque: never dereference a ray_ref *.
+ *  - Bad arguments (NULL, size 0 where data is needed, a released handle where
+ *    detectable) give RAY_EINVAL, never a crash. Calls before ray_init or after
+ *    ray_shutdown give RAY_ESHUTDOWN.
+ */
+#ifndef RAY_H
+#define RAY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define RAY_API __attribute__((visibility("default")))
+#else
+#define RAY_API
+#endif
+
+#define RAY_VERSION_MAJOR 0
+#define RAY_VERSION_MINOR 1
+#define RAY_VERSION_PATCH 0
+
+/* ------------------------------------------------------------------------ */
+/* Status                                                                   */
+/* ------------------------------------------------------------------------ */
+
+typedef enum ray_status {
+  RAY_OK = 0,
+  RAY_EINVAL,     /* bad argument: NULL, size 0, released handle, bad config */
+  RAY_ETIMEOUT,   /* the wait ran out; nothing changed, retrying is fine */
+  RAY_ETYPE,      /* the object's type is not the one expected */
+  RAY_ETASK,      /* the task that makes the object failed */
+  RAY_ECANCELLED, /* the task that makes the object was cancelled */
+  RAY_EACTOR,     /* the actor died or ended */
+  RAY_ESTOREFULL, /* no memory for the object within put_timeout_ms */
+  RAY_ELOST,      /* the object's bytes can no longer be read */
+  RAY_ENOMEM,     /* the C heap refused an allocation */
+  RAY_ENOTFOUND,  /* no such name */
+  RAY_EEXIST,     /* already exists / already running */
+  RAY_ESHUTDOWN,  /* the runtime is not running */
+  RAY_EIO         /* an operating-system call failed */
+} ray_status;
+
+/* "RAY_ETIMEOUT"; "RAY_E?" for an unknown value. Static storage. */
+RAY_API const char *ray_status_name(ray_status s);
+/* A short description of s, e.g. "timed out". Static storage. */
+RAY_API const char *ray_strerror(ray_status s);
+/*
+ * The detail of the calling thread's last failed call, one line, e.g.
+ * "ray_get: object 5f..e1 has type 'f64' (elem 8), expected 'i64' (elem 8)".
+ * "" if no call on this thread has failed yet. The string is thread-local and
+ * stays valid until the next failing rayc call on the same thread.
+ */
+RAY_API const char *ray_last_error(void);
+
+/* ------------------------------------------------------------------------ */
+/* Runtime                                                                  */
+/* ------------------------------------------------------------------------ */
+
+typedef struct ray_config {
+  /* Worker threads; 0: the number of online CPUs. */
+  int num_workers;
+  /* Bytes of object payload held in memory, never exceeded; 0: 30% of RAM. */
+  size_t object_store_memory;
+  /* Spill directory; NULL: $TMPDIR/rayc-<pid>, removed at shutdown. The
+   * string is copied by ray_init. */
+  const char *spill_dir;
+  /* How long a put waits for memory before RAY_ESTOREFULL: -1 forever, 0 not
+   * at all, > 0 milliseconds. ray_config_init sets 10000. */
+  int64_t put_timeout_ms;
+  /* Chrome trace JSON written at shutdown; NULL: off. Copied by ray_init. */
+  const char *timeline_path;
+  /* Set by ray_config_init when a RAY_* environment variable is malformed
+   * (names the variable and its value); ray_init then refuses the config
+   * with RAY_EINVAL and this text. "" when all is well. */
+  char env_error[192];
+} ray_config;
+
+/*
+ * Fills cfg with the defaults, then applies the environment overrides:
+ *   RAY_NUM_WORKERS          integer >= 0
+ *   RAY_OBJECT_STORE_MEMORY  bytes, with an optional K, M or G suffix (x1024)
+ *   RAY_SPILL_DIR            path
+ *   RAY_TIMELINE             path
+ *   RAY_PUT_TIMEOUT_MS       integer >= -1
+ * A malformed value does not fall back silently: it is recorded in
+ * cfg->env_error and makes ray_init(cfg) fail. The string fields point into
+ * the environment; they stay valid while the environment is unchanged.
+ */
+RAY_API void ray_config_init(ray_config *cfg);
+
+/*
+ * Starts the runtime. cfg NULL: ray_config_init defaults (environment
+ * included). cfg is read during the call only.
+ * Errors: RAY_EEXIST if already running; RAY_EINVAL for a bad field or a
+ * malformed environment override (message names it); RAY_ENOMEM, RAY_EIO.
+ */
+RAY_API ray_status ray_init(const ray_config *cfg);
+
+/*
+ * Stops the runtime: frees every object and all memory. Handles still held
+ * become invalid; a warning on stderr counts the refs and views the program
+ * never released. Idempotent: RAY_OK when not running. ray_init may follow.
+ * Must not run concurrently with other rayc calls of the program's threads.
+ */
+RAY_API ray_status ray_shutdown(void);
+
+/* True between a successful ray_init and the next ray_shutdown. */
+RAY_API bool ray_is_initialized(void);
+
+/* ------------------------------------------------------------------------ */
+/* Types                                                                    */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * A type descriptor names what an object holds. Two descriptors are the same
+ * type if they are the same address, or have equal names and elem_size.
+ * elem_size > 0 means the payload is a whole number of elements of that size
+ * (checked at put: RAY_EINVAL otherwise); 0 means any size.
+ * The runtime keeps the pointer, so a descriptor must outlive every object
+ * that uses it: define them with static storage (RAY_DEFINE_TYPE).
+ */
+typedef struct ray_type {
+  const char *name;
+  size_t elem_size;
+} ray_type;
+
+#define RAY_DEFINE_TYPE(var, ctype, name) const ray_type var = {(name), sizeof(ctype)}
+
+RAY_API extern const ray_type ray_type_bytes; /* "bytes", any size */
+RAY_API extern const ray_type ray_type_i64;   /* "i64", int64_t elements */
+RAY_API extern const ray_type ray_type_f64;   /* "f64", double elements */
+RAY_API extern const ray_type ray_type_str;   /* "str", any size (text) */
+RAY_API extern const ray_type ray_type_refs;  /* "refs", ray_ref * elements */
+
+/* ------------------------------------------------------------------------ */
+/* Objects                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * An ObjectRef: a counted handle on one immutable object in the store. The
+ * object lives while any ref, view or pending use holds it. Each ray_ref *
+ * you receive (from a put, create, ray_ref_retain, ...) you release exactly
+ * once with ray_ref_release. A ray_ref * is an opaque value, not a pointer
+ * to memory: a released one is detected (RAY_EINVAL "released handle") until
+ * the slot is reused.
+ */
+typedef struct ray_ref ray_ref;
+
+/*
+ * Zero-copy read access to an object's bytes. data and size stay valid, and
+ * the bytes stay in memory, until ray_view_release, even after every ref to
+ * the object is released. Read the fields; do not touch priv_.
+ */
+typedef struct ray_view {
+  const void *data;
+  size_t size;
+  const ray_type *type;
+  void *priv_;
+} ray_view;
+
+/*
+ * Copies size bytes from data into a new object. type NULL means
+ * ray_type_bytes. On RAY_OK *out is a new ref (release it).
+ * Errors: RAY_EINVAL (data/out NULL, size 0, size not a multiple of
+ * type->elem_size); RAY_ESTOREFULL (no room within put_timeout_ms, or the
+ * object is larger than the whole limit: the message gives asked, in use,
+ * pinned and limit; the store is unchanged); RAY_ENOMEM; RAY_ESHUTDOWN.
+ */
+RAY_API ray_status ray_put(const void *data, size_t size, const ray_type *type, ray_ref **out);
+
+/*
+ * Adopts the caller's buffer without copying. On RAY_OK the store owns data
+ * and calls free_fn(data) once, from whichever thread drops the object last;
+ * free_fn NULL means the caller keeps ownership and must keep data alive and
+ * unchanged until the object is gone (no view or ref left). On failure the
+ * caller still owns data. Errors as ray_put.
+ */
+RAY_API ray_status ray_put_owned(void *data, size_t size, const ray_type *type,
+                                 void (*free_fn)(void *data), ray_ref **out);
+
+/*
+ * Reserves an object of size bytes for writing in place: *data is writable
+ * until ray_seal(*out); getters of the object block until then. Releasing the
+ * last ref of an unsealed object frees it. Errors as ray_put.
+ */
+RAY_API ray_status ray_create(size_t size, const ray_type *type, void **data, ray_ref **out);
+
+/*
+ * Makes an object from ray_create immutable and wakes its getters; the data
+ * pointer from ray_create must not be written afterwards.
+ * Errors: RAY_EINVAL (NULL, released handle, already sealed, not from
+ * ray_create); RAY_ESHUTDOWN.
+ */
+RAY_API ray_status ray_seal(ray_ref *ref);
+
+/*
+ * Makes an object (type ray_type_refs) that holds n refs and keeps their
+ * objects alive while it lives; it takes its own reference on each, so the
+ * caller still releases the refs it passed. n may be 0 (refs may then be
+ * NULL). A view of it has data of type `ray_ref *const[n]`: those refs are
+ * borrowed from the object (valid while the view is held); ray_ref_retain
+ * one to keep it longer. Errors: RAY_EINVAL (NULL or released ref), others
+ * as ray_put.
+ */
+RAY_API ray_status ray_put_refs(ray_ref *const refs[], size_t n, ray_ref **out);
+
+/*
+ * Zero-copy read. Blocks while the object is being created (ray_create not yet
+ * sealed) up to timeout_ms. expect NULL accepts any type. On RAY_OK *out is a
+ * view to release with ray_view_release.
+ * Errors: RAY_EINVAL (NULL, released ref); RAY_ETIMEOUT (not sealed in time;
+ * nothing changed, a later get still works); RAY_ETYPE (message names the
+ * object and both types); RAY_ESHUTDOWN.
+ */
+RAY_API ray_status ray_get(ray_ref *ref, const ray_type *expect, int64_t timeout_ms,
+                           ray_view *out);
+
+/* Ends a view from ray_get. NULL or an already released view is ignored. */
+RAY_API void ray_view_release(ray_view *view);
+
+/*
+ * Waits until at least num_ready of the n refs are ready (sealed, or failed:
+ * a failed object counts as ready) or the timeout passes. ready[i] is set for
+ * every ref, ready or not, on RAY_OK and on RAY_ETIMEOUT. n == 0 with
+ * num_ready == 0 returns RAY_OK at once.
+ * Errors: RAY_EINVAL (NULL refs/ready with n > 0, num_ready > n, a NULL,
+ * released or duplicated ref); RAY_ETIMEOUT (fewer than num_ready ready);
+ * RAY_ESHUTDOWN.
+ */
+RAY_API ray_status ray_wait(ray_ref *const refs[], size_t n, size_t num_ready, int64_t timeout_ms,
+                            bool ready[]);
+
+/* Another handle on the same object (same value); release it separately.
+ * NULL or a released ref gives NULL. */
+RAY_API ray_ref *ray_ref_retain(ray_ref *ref);
+
+/* Drops one handle. The object is freed when no ref, view or pin... holds it:
+ * pins belong to refs, so an object is freed at its last ref and view even if
+ * pinned. NULL is ignored; a detectably released handle is reported on stderr
+ * and otherwise ignored. */
+RAY_API void ray_ref_release(ray_ref *ref);
+
+/*
+ * Pins an object in memory: it is never spilled while pinned. Pins nest; each
+ * ray_pin needs one ray_unpin. Pinned bytes are reported in ray_stats and in
+ * RAY_ESTOREFULL messages. Errors: RAY_EINVAL (NULL, released, ray_unpin of
+ * an unpinned object, the object is not sealed); RAY_ESHUTDOWN.
+ */
+RAY_API ray_status ray_pin(ray_ref *ref);
+RAY_API ray_status ray_unpin(ray_ref *ref);
+
+/* The object's 16-byte ID as 32 lowercase hex digits and a NUL. IDs are
+ * unique across processes and runtimes. A NULL or released ref gives 32
+ * zeros. */
+RAY_API void ray_ref_id(const ray_ref *ref, char hex[33]);
+
+/* ------------------------------------------------------------------------ */
+/* Observability                                                            */
+/* ------------------------------------------------------------------------ */
+
+typedef struct ray_stats {
+  size_t memory_limit;    /* object_store_memory in force */
+  size_t bytes_in_memory; /* payload bytes of live objects held in memory */
+  size_t bytes_pinned;    /* payload bytes of pinned objects */
+  size_t bytes_spilled;   /* payload bytes held on disk */
+  uint64_t objects;       /* live objects */
+  uint64_t puts, gets, spills, restores; /* successful calls/events since init */
+  uint64_t tasks_submitted, tasks_finished, tasks_failed, tasks_cancelled, tasks_retried;
+  uint64_t actors_alive, actor_restarts, actor_calls;
+} ray_stats;
+
+/* A snapshot of the runtime's counters. Counters are exact when no call is
+ * in flight. Errors: RAY_EINVAL (out NULL); RAY_ESHUTDOWN. */
+RAY_API ray_status ray_stats_get(ray_stats *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* RAY_H */

@@ -1,0 +1,27 @@
+/*
+ * error.h - the thread-local "last error" behind ray_last_error().
+ *
+ * Every failing public call formats one line naming what it was working on
+ * and returns the status; rt_fail does both so a failure path is one line.
+ */
+#ifndef RT_ERROR_H
+#define RT_ERROR_H
+
+#include "ray.h"
+
+#if defined(__GNUC__)
+#define RT_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#define RT_PRINTF(a, b)
+#endif
+
+/* Records "fmt..." as this thread's last error and returns s. */
+ray_status rt_fail(ray_status s, const char *fmt, ...) RT_PRINTF(2, 3);
+
+/* A warning on stderr, prefixed "rayc: ". */
+void rt_warn(const char *fmt, ...) RT_PRINTF(1, 2);
+
+#define RT_LIKELY(x) __builtin_expect(!!(x), 1)
+#define RT_UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+#endif
