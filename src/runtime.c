@@ -1,0 +1,84 @@
+/*
+ * runtime.c - ray_init / ray_shutdown: owns the one store of the process.
+ *
+ * The runtime pointer is published with a release store once everything in
+ * it is built, and every public call begins with an acquire load of it, so a
+ * call sees either no runtime (RAY_ESHUTDOWN) or a complete one. ray_init and
+ * ray_shutdown serialise on g_life_lock; the contract forbids other calls to
+ * race with ray_shutdown, which is what lets it free without a reader count.
+ */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime.h"
+
+_Atomic(rt_runtime *) rt_g_runtime;
+
+static pthread_mutex_t g_life_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint64_t g_epoch; /* under g_life_lock */
+
+rt_store *rt_store_for(const char *fn) {
+  rt_runtime *rt = rt_current();
+  if (RT_LIKELY(rt != NULL)) return &rt->store;
+  rt_fail(RAY_ESHUTDOWN, "%s: the runtime is not running (call ray_init first)", fn);
+  return NULL;
+}
+
+ray_status ray_init(const ray_config *cfg) {
+  pthread_mutex_lock(&g_life_lock);
+  ray_status s = RAY_OK;
+  rt_runtime *rt = NULL;
+  if (rt_current()) {
+    s = rt_fail(RAY_EEXIST, "ray_init: the runtime is already running");
+    goto out;
+  }
+  rt = calloc(1, sizeof *rt);
+  if (!rt) {
+    s = rt_fail(RAY_ENOMEM, "ray_init: out of memory");
+    goto out;
+  }
+  if ((s = rt_config_resolve(cfg, &rt->cfg)) != RAY_OK) goto out;
+  rt->epoch = ++g_epoch;
+  if ((s = rt_store_init(&rt->store, &rt->cfg, rt->epoch)) != RAY_OK) {
+    rt_config_free(&rt->cfg);
+    goto out;
+  }
+  /* release: publishes the fully built runtime to rt_current(). */
+  atomic_store_explicit(&rt_g_runtime, rt, memory_order_release);
+  rt = NULL;
+out:
+  free(rt);
+  pthread_mutex_unlock(&g_life_lock);
+  return s;
+}
+
+ray_status ray_shutdown(void) {
+  pthread_mutex_lock(&g_life_lock);
+  rt_runtime *rt = rt_current();
+  if (rt) {
+    /* New calls see no runtime from here on (acquire/release as in init). */
+    atomic_store_explicit(&rt_g_runtime, NULL, memory_order_release);
+    rt_store_destroy(&rt->store);
+    rt_config_free(&rt->cfg);
+    free(rt);
+  }
+  pthread_mutex_unlock(&g_life_lock);
+  return RAY_OK;
+}
+
+bool ray_is_initialized(void) { return rt_current() != NULL; }
+
+ray_status ray_stats_get(ray_stats *out) {
+  rt_store *st = rt_store_for("ray_stats_get");
+  if (!st) return RAY_ESHUTDOWN;
+  if (!out) return rt_fail(RAY_EINVAL, "ray_stats_get: out is NULL");
+  memset(out, 0, sizeof *out);
+  out->memory_limit = st->limit;
+  out->bytes_in_memory = atomic_load_explicit(&st->bytes_in_memory, memory_order_relaxed);
+  out->bytes_pinned = atomic_load_explicit(&st->bytes_pinned, memory_order_relaxed);
+  out->objects = atomic_load_explicit(&st->objects, memory_order_relaxed);
+  out->puts = atomic_load_explicit(&st->puts, memory_order_relaxed);
+  out->gets = atomic_load_explicit(&st->gets, memory_order_relaxed);
+  return RAY_OK;
+}

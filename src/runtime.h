@@ -1,0 +1,28 @@
+/*
+ * runtime.h - the one runtime of the process and how calls find it.
+ */
+#ifndef RT_RUNTIME_H
+#define RT_RUNTIME_H
+
+#include "core/config.h"
+#include "core/error.h"
+#include "store/store.h"
+
+typedef struct rt_runtime {
+  rt_config cfg;
+  rt_store store;
+  uint64_t epoch; /* 1, 2, ... per ray_init in this process */
+} rt_runtime;
+
+/* Published by ray_init (release) and cleared by ray_shutdown; a call pairs
+ * with it by an acquire load, so it sees the fully built runtime. */
+extern _Atomic(rt_runtime *) rt_g_runtime;
+
+static inline rt_runtime *rt_current(void) {
+  return atomic_load_explicit(&rt_g_runtime, memory_order_acquire);
+}
+
+/* The store, or NULL with RAY_ESHUTDOWN recorded as the last error for fn. */
+rt_store *rt_store_for(const char *fn);
+
+#endif

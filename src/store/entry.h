@@ -1,0 +1,86 @@
+/*
+ * entry.h - one object in the store.
+ *
+ * An entry is exactly 128 bytes: a 64-byte header (one cache line) and 64
+ * bytes of inline payload, so an object of up to RT_INLINE_MAX bytes costs no
+ * allocation beyond its slot and 128 - size bytes of overhead. 64 is the
+ * threshold because it keeps the per-object overhead of an 8-byte object at
+ * 120 bytes (goal <= 128) while covering scalars, small structs and short
+ * strings; a bigger inline area would grow every entry.
+ *
+ * Life of an entry (state, low bits of `state`):
+ *   FREE -> CREATING (ray_create) -> SEALED          (ray_seal)
+ *   FREE -> SEALED                                    (ray_put, put_owned, put_refs)
+ *   any live state -> FREE when `holds` reaches 0 (last ref and view gone).
+ * RT_ST_WAITERS is set (under the stripe lock) by a thread that parks on the
+ * entry; the sealer sees it and wakes the stripe's waiters for this slot.
+ *
+ * Spill readiness (for the spill issue): an entry is on its stripe's LRU list
+ * exactly when it is sealed, not inline, not a refs object, has no view and
+ * no pin (SQLite pcache1: "pinned means not on the LRU list").
+ */
+#ifndef RT_ENTRY_H
+#define RT_ENTRY_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "ray.h"
+
+enum {
+  RT_ST_FREE = 0,
+  RT_ST_CREATING = 1,
+  RT_ST_SEALED = 2,
+  RT_ST_MASK = 0xff,
+  RT_ST_WAITERS = 0x100,
+};
+
+enum {
+  RT_EF_INLINE = 1 << 0, /* data points at inl[] */
+  RT_EF_OWNED = 1 << 1,  /* adopted buffer: aux.free_fn(data) at the end (may be NULL) */
+  RT_EF_POOL = 1 << 2,   /* buffer from the large-buffer pool: aux.cap bytes */
+  RT_EF_HEAP = 1 << 3,   /* malloc'd buffer: free(data) */
+  RT_EF_REFS = 1 << 4,   /* payload is ray_ref handles, each holding a reference */
+  RT_EF_SPILLABLE = 1 << 5, /* out of line and not refs: may go on the LRU list */
+};
+
+enum {
+  RT_LF_ON_LRU = 1 << 0, /* linked on the stripe's LRU list */
+};
+
+#define RT_HOLD_REF 1ull             /* one ref: low 32 bits of holds */
+#define RT_HOLD_VIEW (1ull << 32)    /* one view: high 32 bits of holds */
+#define RT_HOLD_REFS(h) ((uint32_t)(h))
+#define RT_HOLD_VIEWS(h) ((uint32_t)((h) >> 32))
+
+#define RT_NO_SLOT UINT32_MAX
+
+typedef struct rt_entry {
+  /* Bumped when the entry is freed: a handle carries the generation it was
+   * made with, so a released handle no longer resolves. */
+  _Atomic uint32_t gen;
+  _Atomic uint32_t state;
+  /* refs (low 32 bits) and views (high 32 bits) in one word, so that exactly
+   * one thread sees the pair reach zero and frees the entry. */
+  _Atomic uint64_t holds;
+  uint32_t pins;         /* under the stripe lock */
+  uint16_t flags;        /* RT_EF_*: set before the entry is published, then fixed */
+  uint16_t locked_flags; /* RT_LF_*: under the stripe lock */
+  uint32_t lru_prev; /* slot numbers; under the stripe lock */
+  uint32_t lru_next; /* also links entries on a thread's finalize list */
+  size_t size;
+  const ray_type *type;
+  void *data;
+  union {
+    void (*free_fn)(void *);
+    size_t cap;
+  } aux;
+  unsigned char inl[64];
+} rt_entry;
+
+#define RT_INLINE_MAX sizeof(((rt_entry *)0)->inl)
+
+_Static_assert(sizeof(rt_entry) == 128, "an entry is two cache lines");
+_Static_assert(sizeof(void *) == 8, "handles pack a generation and a slot into a pointer");
+
+#endif

@@ -1,0 +1,841 @@
+/*
+ * store.c - the object store: puts, gets, seals, waits, pins, lifetime.
+ *
+ * Algorithm and trade-offs:
+ *  - Lifetime: an entry's `holds` word counts refs (low half) and views (high
+ *    half). Whoever moves it to zero frees the entry, exactly once. Refs and
+ *    views are counted in one word because two separate counters would let
+ *    the last ref-release and the last view-release both see "zero".
+ *  - Memory: bytes_in_memory is reserved with a CAS before anything is
+ *    allocated, so the limit is never exceeded, not even transiently, and a
+ *    put that fails leaves nothing behind. A put that does not fit parks on
+ *    mem_cond until a free makes room or put_timeout_ms passes.
+ *  - Blocking gets park on a per-stripe waiter list, flagged in the entry's
+ *    state word (RT_ST_WAITERS) so that a seal with nobody waiting never
+ *    takes a lock. No polling anywhere.
+ *  - Small objects (<= RT_INLINE_MAX bytes) live in the entry; larger ones in
+ *    malloc'd memory or, from RT_BUFPOOL_MIN, in pooled pre-faulted buffers.
+ *  - Freeing cascades (a refs object holds refs) through a per-thread list
+ *    rather than recursion, so a long chain of refs objects cannot overflow
+ *    the stack.
+ */
+#define _GNU_SOURCE
+#include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/prim.h"
+#include "core/types.h"
+#include "runtime.h"
+
+/* ------------------------------------------------------------------------ */
+/* Helpers                                                                  */
+/* ------------------------------------------------------------------------ */
+
+static inline rt_stripe *stripe_of(rt_store *st, uint32_t slot) {
+  return &st->stripes[slot & (RT_STRIPES - 1)];
+}
+
+static void id_hex(const rt_store *st, uint32_t slot, uint32_t gen, char hex[33]) {
+  static const char digits[] = "0123456789abcdef";
+  uint64_t part[2] = {st->owner, ((uint64_t)gen << 32) | slot};
+  for (int p = 0; p < 2; p++)
+    for (int i = 0; i < 16; i++) hex[p * 16 + i] = digits[(part[p] >> (60 - 4 * i)) & 15];
+  hex[32] = '\0';
+}
+
+/* The 32-hex-digit ID of a live entry, for messages. */
+#define ENTRY_ID(st, slot, e, buf)                                                                 \
+  (id_hex((st), (slot), atomic_load_explicit(&(e)->gen, memory_order_relaxed), (buf)), (buf))
+
+static ray_status bad_handle(const char *fn, const void *h) {
+  if (!h) return rt_fail(RAY_EINVAL, "%s: ref is NULL", fn);
+  return rt_fail(RAY_EINVAL, "%s: ref %p is released or invalid", fn, h);
+}
+
+static inline bool type_ok(const ray_type *t) { return t->name != NULL; }
+
+/* ------------------------------------------------------------------------ */
+/* Memory accounting                                                        */
+/* ------------------------------------------------------------------------ */
+
+static ray_status full_error(rt_store *st, const char *fn, size_t size, const char *why) {
+  return rt_fail(RAY_ESTOREFULL,
+                 "%s: no room for %zu bytes%s: in use %zu, pinned %zu, limit %zu bytes", fn, size,
+                 why, atomic_load_explicit(&st->bytes_in_memory, memory_order_relaxed),
+                 atomic_load_explicit(&st->bytes_pinned, memory_order_relaxed), st->limit);
+}
+
+static bool mem_try_reserve(rt_store *st, size_t size) {
+  /* seq_cst: pairs with the seq_cst decrement and mem_waiters load in
+   * mem_release (a Dekker pattern): either this load sees the freed bytes or
+   * the freer sees our mem_waiters increment and wakes us. */
+  size_t cur = atomic_load(&st->bytes_in_memory);
+  while (size <= st->limit - cur) {
+    if (atomic_compare_exchange_weak(&st->bytes_in_memory, &cur, cur + size)) return true;
+  }
+  return false;
+}
+
+/* Reserves size payload bytes, waiting up to put_timeout_ms. */
+static ray_status mem_reserve(rt_store *st, const char *fn, size_t size) {
+  if (size > st->limit)
+    return rt_fail(RAY_ESTOREFULL,
+                   "%s: object of %zu bytes is larger than the whole memory limit of %zu bytes",
+                   fn, size, st->limit);
+  if (RT_LIKELY(mem_try_reserve(st, size))) return RAY_OK;
+  if (st->put_timeout_ms == 0) return full_error(st, fn, size, "");
+
+  /* Slow path: give back the pages kept for reuse (they are not payload,
+   * but a program at its limit wants the RAM), then park. */
+  rt_bufpool_trim(&st->pool);
+  uint64_t deadline = rt_prim_deadline(st->put_timeout_ms);
+  struct timespec ts;
+  if (deadline != UINT64_MAX) {
+    ts.tv_sec = (time_t)(deadline / 1000000000ull);
+    ts.tv_nsec = (long)(deadline % 1000000000ull);
+  }
+  bool ok = false;
+  pthread_mutex_lock(&st->mem_lock);
+  atomic_fetch_add(&st->mem_waiters, 1); /* seq_cst: see mem_try_reserve */
+  for (;;) {
+    if ((ok = mem_try_reserve(st, size))) break;
+    if (deadline == UINT64_MAX) {
+      pthread_cond_wait(&st->mem_cond, &st->mem_lock);
+    } else if (pthread_cond_timedwait(&st->mem_cond, &st->mem_lock, &ts) != 0) {
+      ok = mem_try_reserve(st, size);
+      break;
+    }
+  }
+  atomic_fetch_sub(&st->mem_waiters, 1);
+  pthread_mutex_unlock(&st->mem_lock);
+  if (ok) return RAY_OK;
+  char why[64];
+  snprintf(why, sizeof why, " within %lld ms", (long long)st->put_timeout_ms);
+  return full_error(st, fn, size, why);
+}
+
+static void mem_release(rt_store *st, size_t size) {
+  if (!size) return;
+  atomic_fetch_sub(&st->bytes_in_memory, size); /* seq_cst: see mem_try_reserve */
+  if (atomic_load(&st->mem_waiters)) {
+    /* Taking the lock orders the broadcast after a waiter's failed try:
+     * the waiter holds mem_lock from its try until it sleeps. */
+    pthread_mutex_lock(&st->mem_lock);
+    pthread_cond_broadcast(&st->mem_cond);
+    pthread_mutex_unlock(&st->mem_lock);
+  }
+}
+
+/* ------------------------------------------------------------------------ */
+/* LRU membership                                                           */
+/* ------------------------------------------------------------------------ */
+
+/* Under the stripe lock: put the entry on the LRU list exactly when it could
+ * be spilled. Every change to views, pins or state calls this afterwards
+ * under the lock, so the last call to run sees the final values. */
+static void lru_update(rt_store *st, rt_stripe *sp, uint32_t slot, rt_entry *e) {
+  bool want = (e->flags & RT_EF_SPILLABLE) && e->pins == 0 &&
+              (atomic_load_explicit(&e->state, memory_order_relaxed) & RT_ST_MASK) ==
+                  RT_ST_SEALED &&
+              RT_HOLD_VIEWS(atomic_load_explicit(&e->holds, memory_order_relaxed)) == 0;
+  bool on = e->locked_flags & RT_LF_ON_LRU;
+  if (want && !on) rt_lru_push_head(&sp->lru, &st->slots, slot);
+  else if (!want && on) rt_lru_remove(&sp->lru, &st->slots, slot);
+}
+
+static void lru_touch(rt_store *st, uint32_t slot, rt_entry *e) {
+  rt_stripe *sp = stripe_of(st, slot);
+  pthread_mutex_lock(&sp->lock);
+  lru_update(st, sp, slot, e);
+  pthread_mutex_unlock(&sp->lock);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Freeing                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* Entries whose holds reached zero on this thread, waiting to be finalized,
+ * linked through lru_next. `active` marks that a finalize loop is running
+ * further up this thread's stack. */
+static _Thread_local struct {
+  uint32_t head;
+  bool active;
+} t_fin = {RT_NO_SLOT, false};
+
+static void hold_drop(rt_store *st, uint32_t slot, rt_entry *e, uint64_t what);
+
+static void finalize(rt_store *st, uint32_t slot, rt_entry *e) {
+  size_t size = e->size;
+  if (e->pins) atomic_fetch_sub_explicit(&st->bytes_pinned, size, memory_order_relaxed);
+  e->pins = 0;
+  switch (e->flags & (RT_EF_INLINE | RT_EF_OWNED | RT_EF_POOL | RT_EF_HEAP)) {
+  case RT_EF_OWNED:
+    if (e->aux.free_fn) e->aux.free_fn(e->data);
+    break;
+  case RT_EF_POOL: rt_bufpool_put(&st->pool, e->data, e->aux.cap); break;
+  case RT_EF_HEAP: free(e->data); break;
+  default: break;
+  }
+  if (e->flags & RT_EF_REFS) {
+    /* The contained handles are released after the payload bookkeeping, so
+     * a cascade sees consistent counters. */
+    ray_ref *const *refs = e->data;
+    size_t n = size / sizeof(ray_ref *);
+    for (size_t i = 0; i < n; i++) {
+      uint32_t s2;
+      rt_entry *e2 = rt_handle_resolve(&st->slots, refs[i], &s2);
+      if (e2) hold_drop(st, s2, e2, RT_HOLD_REF);
+    }
+    if (!(e->flags & RT_EF_INLINE)) free(e->data);
+  }
+  e->data = NULL;
+  e->type = NULL;
+  e->size = 0;
+  e->flags = 0;
+  mem_release(st, size);
+  atomic_fetch_sub_explicit(&st->objects, 1, memory_order_relaxed);
+  /* The generation changes before the state reads FREE, so a stale handle
+   * fails either check. Relaxed: resolving a released handle is a bug we
+   * report on a best-effort basis, not a synchronisation. */
+  atomic_fetch_add_explicit(&e->gen, 1, memory_order_relaxed);
+  atomic_store_explicit(&e->state, RT_ST_FREE, memory_order_relaxed);
+  rt_slots_free(&st->slots, slot);
+}
+
+/* Drops one ref or view; frees the entry if that was the last hold. */
+static void hold_drop(rt_store *st, uint32_t slot, rt_entry *e, uint64_t what) {
+  /* acq_rel: release makes this thread's reads of the payload happen before
+   * the free; the thread that reaches zero acquires every other thread's. */
+  uint64_t old = atomic_fetch_sub_explicit(&e->holds, what, memory_order_acq_rel);
+  if (old != what) {
+    if (what == RT_HOLD_VIEW && RT_HOLD_VIEWS(old) == 1 && (e->flags & RT_EF_SPILLABLE))
+      lru_touch(st, slot, e); /* the last view went: spillable again */
+    return;
+  }
+  /* Last hold: we own the entry. Unlink it from its LRU list first, because
+   * the finalize list reuses the link field. */
+  if (e->locked_flags & RT_LF_ON_LRU) {
+    rt_stripe *sp = stripe_of(st, slot);
+    pthread_mutex_lock(&sp->lock);
+    rt_lru_remove(&sp->lru, &st->slots, slot);
+    pthread_mutex_unlock(&sp->lock);
+  }
+  e->lru_next = t_fin.head;
+  t_fin.head = slot;
+  if (t_fin.active) return;
+  t_fin.active = true;
+  while (t_fin.head != RT_NO_SLOT) {
+    uint32_t s = t_fin.head;
+    rt_entry *f = rt_slots_entry(&st->slots, s);
+    t_fin.head = f->lru_next;
+    f->lru_next = RT_NO_SLOT;
+    finalize(st, s, f);
+  }
+  t_fin.active = false;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Creating entries                                                         */
+/* ------------------------------------------------------------------------ */
+
+static ray_status check_new(const char *fn, size_t size, const ray_type *type, const void *out) {
+  if (!out) return rt_fail(RAY_EINVAL, "%s: out is NULL", fn);
+  if (size == 0) return rt_fail(RAY_EINVAL, "%s: size is 0", fn);
+  if (!type_ok(type)) return rt_fail(RAY_EINVAL, "%s: type has a NULL name", fn);
+  if (type->elem_size && size % type->elem_size)
+    return rt_fail(RAY_EINVAL, "%s: %zu bytes is not a whole number of '%s' elements of %zu bytes",
+                   fn, size, type->name, type->elem_size);
+  return RAY_OK;
+}
+
+/* Reserves memory and a slot for a new object with one ref. The entry is not
+ * published: its state stays FREE until the caller stores the final state. */
+static ray_status entry_new(rt_store *st, const char *fn, size_t size, const ray_type *type,
+                            uint32_t *slot_out, rt_entry **e_out) {
+  ray_status s = mem_reserve(st, fn, size);
+  if (s != RAY_OK) return s;
+  uint32_t slot = rt_slots_alloc(&st->slots);
+  if (slot == RT_NO_SLOT) {
+    mem_release(st, size);
+    return rt_fail(RAY_ENOMEM, "%s: no memory for another object entry", fn);
+  }
+  rt_entry *e = rt_slots_entry(&st->slots, slot);
+  if (!e) __builtin_unreachable(); /* an allocated slot's chunk exists */
+  atomic_store_explicit(&e->holds, RT_HOLD_REF, memory_order_relaxed);
+  e->pins = 0;
+  e->flags = 0;
+  e->locked_flags = 0;
+  e->lru_prev = e->lru_next = RT_NO_SLOT;
+  e->size = size;
+  e->type = type;
+  e->data = NULL;
+  *slot_out = slot;
+  *e_out = e;
+  return RAY_OK;
+}
+
+/* Gives back a reserved entry that was never published. */
+static void entry_abandon(rt_store *st, uint32_t slot, rt_entry *e) {
+  size_t size = e->size;
+  e->size = 0;
+  e->type = NULL;
+  atomic_store_explicit(&e->holds, 0, memory_order_relaxed);
+  rt_slots_free(&st->slots, slot);
+  mem_release(st, size);
+}
+
+/* Gives the entry a buffer of e->size bytes: inline, heap or pool. */
+static ray_status entry_alloc_data(rt_store *st, const char *fn, rt_entry *e) {
+  size_t size = e->size;
+  if (size <= RT_INLINE_MAX) {
+    e->data = e->inl;
+    e->flags |= RT_EF_INLINE;
+  } else if (size < RT_BUFPOOL_MIN) {
+    e->data = malloc(size);
+    e->flags |= RT_EF_HEAP | RT_EF_SPILLABLE;
+  } else {
+    e->data = rt_bufpool_get(&st->pool, size, &e->aux.cap);
+    e->flags |= RT_EF_POOL | RT_EF_SPILLABLE;
+  }
+  if (!e->data) {
+    e->flags = 0;
+    return rt_fail(RAY_ENOMEM, "%s: cannot allocate %zu bytes", fn, size);
+  }
+  return RAY_OK;
+}
+
+/* Publishes a new entry in `state`; returns its handle. */
+static ray_ref *entry_publish(rt_store *st, uint32_t slot, rt_entry *e, uint32_t state) {
+  /* release: the payload, type and size written above are visible to any
+   * thread that acquires the state (ray_get) or receives the handle. */
+  atomic_store_explicit(&e->state, state, memory_order_release);
+  if (state == RT_ST_SEALED && (e->flags & RT_EF_SPILLABLE)) lru_touch(st, slot, e);
+  atomic_fetch_add_explicit(&st->objects, 1, memory_order_relaxed);
+  atomic_fetch_add_explicit(&st->puts, 1, memory_order_relaxed);
+  return rt_handle_make(&st->slots, slot, atomic_load_explicit(&e->gen, memory_order_relaxed));
+}
+
+ray_status ray_put(const void *data, size_t size, const ray_type *type, ray_ref **out) {
+  rt_store *st = rt_store_for("ray_put");
+  if (!st) return RAY_ESHUTDOWN;
+  if (!type) type = &ray_type_bytes;
+  if (!data) return rt_fail(RAY_EINVAL, "ray_put: data is NULL");
+  ray_status s = check_new("ray_put", size, type, out);
+  if (s != RAY_OK) return s;
+  uint32_t slot;
+  rt_entry *e;
+  if ((s = entry_new(st, "ray_put", size, type, &slot, &e)) != RAY_OK) return s;
+  if ((s = entry_alloc_data(st, "ray_put", e)) != RAY_OK) {
+    entry_abandon(st, slot, e);
+    return s;
+  }
+  memcpy(e->data, data, size);
+  *out = entry_publish(st, slot, e, RT_ST_SEALED);
+  return RAY_OK;
+}
+
+ray_status ray_put_owned(void *data, size_t size, const ray_type *type, void (*free_fn)(void *),
+                         ray_ref **out) {
+  rt_store *st = rt_store_for("ray_put_owned");
+  if (!st) return RAY_ESHUTDOWN;
+  if (!type) type = &ray_type_bytes;
+  if (!data) return rt_fail(RAY_EINVAL, "ray_put_owned: data is NULL");
+  ray_status s = check_new("ray_put_owned", size, type, out);
+  if (s != RAY_OK) return s;
+  uint32_t slot;
+  rt_entry *e;
+  if ((s = entry_new(st, "ray_put_owned", size, type, &slot, &e)) != RAY_OK) return s;
+  e->data = data;
+  e->aux.free_fn = free_fn;
+  e->flags = RT_EF_OWNED | RT_EF_SPILLABLE;
+  *out = entry_publish(st, slot, e, RT_ST_SEALED);
+  return RAY_OK;
+}
+
+ray_status ray_create(size_t size, const ray_type *type, void **data, ray_ref **out) {
+  rt_store *st = rt_store_for("ray_create");
+  if (!st) return RAY_ESHUTDOWN;
+  if (!type) type = &ray_type_bytes;
+  if (!data) return rt_fail(RAY_EINVAL, "ray_create: data is NULL");
+  ray_status s = check_new("ray_create", size, type, out);
+  if (s != RAY_OK) return s;
+  uint32_t slot;
+  rt_entry *e;
+  if ((s = entry_new(st, "ray_create", size, type, &slot, &e)) != RAY_OK) return s;
+  if ((s = entry_alloc_data(st, "ray_create", e)) != RAY_OK) {
+    entry_abandon(st, slot, e);
+    return s;
+  }
+  *data = e->data;
+  *out = entry_publish(st, slot, e, RT_ST_CREATING);
+  return RAY_OK;
+}
+
+/* Under the stripe lock: unlinks and fires every waiter for slot. */
+static void fire_waiters(rt_stripe *sp, uint32_t slot) {
+  rt_waiter **pp = &sp->waiters;
+  while (*pp) {
+    rt_waiter *w = *pp;
+    if (w->slot == slot) {
+      *pp = w->next;
+      w->next = NULL;
+      w->fire(w);
+    } else {
+      pp = &w->next;
+    }
+  }
+}
+
+ray_status ray_seal(ray_ref *ref) {
+  rt_store *st = rt_store_for("ray_seal");
+  if (!st) return RAY_ESHUTDOWN;
+  uint32_t slot;
+  rt_entry *e = rt_handle_resolve(&st->slots, ref, &slot);
+  if (!e) return bad_handle("ray_seal", ref);
+  uint32_t cur = atomic_load_explicit(&e->state, memory_order_relaxed);
+  do {
+    if ((cur & RT_ST_MASK) != RT_ST_CREATING) {
+      char id[33];
+      return rt_fail(RAY_EINVAL, "ray_seal: object %s is already sealed (or not from ray_create)",
+                     ENTRY_ID(st, slot, e, id));
+    }
+    /* acq_rel: release publishes the bytes written in place to getters that
+     * acquire the state; acquire pairs with a waiter's WAITERS flag. */
+  } while (!atomic_compare_exchange_weak_explicit(&e->state, &cur, RT_ST_SEALED,
+                                                  memory_order_acq_rel, memory_order_relaxed));
+  if ((cur & RT_ST_WAITERS) || (e->flags & RT_EF_SPILLABLE)) {
+    rt_stripe *sp = stripe_of(st, slot);
+    pthread_mutex_lock(&sp->lock);
+    if (cur & RT_ST_WAITERS) fire_waiters(sp, slot);
+    lru_update(st, sp, slot, e);
+    pthread_mutex_unlock(&sp->lock);
+  }
+  return RAY_OK;
+}
+
+ray_status ray_put_refs(ray_ref *const refs[], size_t n, ray_ref **out) {
+  rt_store *st = rt_store_for("ray_put_refs");
+  if (!st) return RAY_ESHUTDOWN;
+  if (!out) return rt_fail(RAY_EINVAL, "ray_put_refs: out is NULL");
+  if (n && !refs) return rt_fail(RAY_EINVAL, "ray_put_refs: refs is NULL with n = %zu", n);
+  if (n > SIZE_MAX / sizeof(ray_ref *))
+    return rt_fail(RAY_EINVAL, "ray_put_refs: n = %zu is too large", n);
+  for (size_t i = 0; i < n; i++) {
+    uint32_t s2;
+    if (!rt_handle_resolve(&st->slots, refs[i], &s2)) {
+      char what[48];
+      snprintf(what, sizeof what, "ray_put_refs: refs[%zu]", i);
+      return bad_handle(what, refs[i]);
+    }
+  }
+  size_t size = n * sizeof(ray_ref *);
+  uint32_t slot;
+  rt_entry *e;
+  ray_status s = entry_new(st, "ray_put_refs", size, &ray_type_refs, &slot, &e);
+  if (s != RAY_OK) return s;
+  if (size <= RT_INLINE_MAX) {
+    e->data = e->inl;
+    e->flags = RT_EF_INLINE | RT_EF_REFS;
+  } else if ((e->data = malloc(size)) != NULL) {
+    e->flags = RT_EF_REFS;
+  } else {
+    entry_abandon(st, slot, e);
+    return rt_fail(RAY_ENOMEM, "ray_put_refs: cannot allocate %zu bytes", size);
+  }
+  if (n) memcpy(e->data, refs, size);
+  /* Each contained ref holds its object. Relaxed is enough for an increment
+   * made by a holder of a reference (it cannot race with the free). */
+  for (size_t i = 0; i < n; i++) {
+    uint32_t s2;
+    rt_entry *e2 = rt_handle_resolve(&st->slots, refs[i], &s2);
+    atomic_fetch_add_explicit(&e2->holds, RT_HOLD_REF, memory_order_relaxed);
+  }
+  *out = entry_publish(st, slot, e, RT_ST_SEALED);
+  return RAY_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Waiting for seals                                                        */
+/* ------------------------------------------------------------------------ */
+
+typedef struct thread_waiter {
+  rt_waiter base;
+  _Atomic uint32_t fired;
+} thread_waiter;
+
+static void thread_waiter_fire(rt_waiter *w) {
+  thread_waiter *t = (thread_waiter *)w;
+  /* release: orders nothing the waiter reads from us (it re-reads the state
+   * with acquire), but keeps the flag and the wake in order. */
+  atomic_store_explicit(&t->fired, 1, memory_order_release);
+  rt_prim_futex_wake(&t->fired, 1);
+}
+
+/* Under the stripe lock: flags the entry as waited on. Returns true if the
+ * entry is still being created (the caller should park), false if sealed. */
+static bool flag_waiting(rt_entry *e) {
+  /* acq_rel: acquire pairs with the sealer's release CAS, so if we see the
+   * seal we also see the bytes; the flag itself is read by the sealer's CAS
+   * and the list behind it is protected by the stripe lock. */
+  uint32_t old = atomic_fetch_or_explicit(&e->state, RT_ST_WAITERS, memory_order_acq_rel);
+  return (old & RT_ST_MASK) == RT_ST_CREATING;
+}
+
+/* Parks until the entry is sealed or the deadline passes. */
+static ray_status wait_sealed(rt_store *st, uint32_t slot, rt_entry *e, uint64_t deadline,
+                              int64_t timeout_ms) {
+  rt_stripe *sp = stripe_of(st, slot);
+  thread_waiter w = {{NULL, slot, thread_waiter_fire}, 0};
+  pthread_mutex_lock(&sp->lock);
+  if (!flag_waiting(e)) {
+    pthread_mutex_unlock(&sp->lock);
+    return RAY_OK;
+  }
+  w.base.next = sp->waiters;
+  sp->waiters = &w.base;
+  pthread_mutex_unlock(&sp->lock);
+
+  bool timed_out = false;
+  while (!atomic_load_explicit(&w.fired, memory_order_acquire)) {
+    if (!rt_prim_futex_wait(&w.fired, 0, deadline)) {
+      timed_out = true;
+      break;
+    }
+  }
+  /* Take the stripe lock before the node goes out of scope: fire() runs
+   * under it, so once we hold it no one touches the node any more. */
+  pthread_mutex_lock(&sp->lock);
+  if (timed_out && !atomic_load_explicit(&w.fired, memory_order_relaxed)) {
+    for (rt_waiter **pp = &sp->waiters; *pp; pp = &(*pp)->next)
+      if (*pp == &w.base) {
+        *pp = w.base.next;
+        break;
+      }
+    pthread_mutex_unlock(&sp->lock);
+    char id[33];
+    return rt_fail(RAY_ETIMEOUT, "ray_get: object %s not sealed within %lld ms",
+                   ENTRY_ID(st, slot, e, id), (long long)timeout_ms);
+  }
+  pthread_mutex_unlock(&sp->lock);
+  return RAY_OK;
+}
+
+ray_status ray_get(ray_ref *ref, const ray_type *expect, int64_t timeout_ms, ray_view *out) {
+  rt_store *st = rt_store_for("ray_get");
+  if (!st) return RAY_ESHUTDOWN;
+  if (!out) return rt_fail(RAY_EINVAL, "ray_get: out is NULL");
+  uint32_t slot;
+  rt_entry *e = rt_handle_resolve(&st->slots, ref, &slot);
+  if (!e) return bad_handle("ray_get", ref);
+  /* acquire: pairs with the release that sealed the entry, so the payload
+   * is visible before we hand out a pointer to it. */
+  uint32_t state = atomic_load_explicit(&e->state, memory_order_acquire);
+  if (RT_UNLIKELY((state & RT_ST_MASK) != RT_ST_SEALED)) {
+    if (timeout_ms == 0) {
+      char id[33];
+      return rt_fail(RAY_ETIMEOUT, "ray_get: object %s is not sealed yet",
+                     ENTRY_ID(st, slot, e, id));
+    }
+    ray_status s = wait_sealed(st, slot, e, rt_prim_deadline(timeout_ms), timeout_ms);
+    if (s != RAY_OK) return s;
+  }
+  if (expect && !rt_type_equal(e->type, expect)) {
+    char id[33], a[96], b[96];
+    return rt_fail(RAY_ETYPE, "ray_get: object %s has type %s, expected %s",
+                   ENTRY_ID(st, slot, e, id), rt_type_describe(e->type, a, sizeof a),
+                   rt_type_describe(expect, b, sizeof b));
+  }
+  /* Relaxed: the caller holds a ref, so the entry cannot be freed under us;
+   * the count only has to be atomic. */
+  uint64_t old = atomic_fetch_add_explicit(&e->holds, RT_HOLD_VIEW, memory_order_relaxed);
+  if (RT_HOLD_VIEWS(old) == 0 && (e->flags & RT_EF_SPILLABLE)) lru_touch(st, slot, e);
+  atomic_fetch_add_explicit(&st->gets, 1, memory_order_relaxed);
+  out->data = e->data;
+  out->size = e->size;
+  out->type = e->type;
+  out->priv_ = (void *)ref;
+  return RAY_OK;
+}
+
+void ray_view_release(ray_view *view) {
+  if (!view || !view->priv_) return;
+  rt_runtime *rt = rt_current();
+  void *h = view->priv_;
+  view->priv_ = NULL;
+  view->data = NULL;
+  view->size = 0;
+  if (!rt) return; /* the runtime is gone and freed the object with it */
+  uint32_t slot;
+  rt_entry *e = rt_handle_resolve(&rt->store.slots, h, &slot);
+  if (!e || RT_HOLD_VIEWS(atomic_load_explicit(&e->holds, memory_order_relaxed)) == 0) {
+    rt_warn("ray_view_release: view of ref %p was already released", h);
+    return;
+  }
+  hold_drop(&rt->store, slot, e, RT_HOLD_VIEW);
+}
+
+/* ------------------------------------------------------------------------ */
+/* ray_wait                                                                 */
+/* ------------------------------------------------------------------------ */
+
+typedef struct wait_group {
+  _Atomic uint32_t fired; /* futex word: count of waiters fired */
+} wait_group;
+
+typedef struct group_waiter {
+  rt_waiter base;
+  wait_group *group;
+  bool registered;
+} group_waiter;
+
+static void group_waiter_fire(rt_waiter *w) {
+  wait_group *g = ((group_waiter *)w)->group;
+  /* release: the waiter re-reads entry states with acquire after waking;
+   * this increment only has to be atomic and precede the wake. */
+  atomic_fetch_add_explicit(&g->fired, 1, memory_order_release);
+  rt_prim_futex_wake(&g->fired, 1);
+}
+
+static int cmp_ptr(const void *a, const void *b) {
+  uintptr_t x = (uintptr_t) * (void *const *)a, y = (uintptr_t) * (void *const *)b;
+  return x < y ? -1 : x > y;
+}
+
+static bool entry_ready(const rt_entry *e) {
+  return (atomic_load_explicit(&e->state, memory_order_acquire) & RT_ST_MASK) != RT_ST_CREATING;
+}
+
+ray_status ray_wait(ray_ref *const refs[], size_t n, size_t num_ready, int64_t timeout_ms,
+                    bool ready[]) {
+  rt_store *st = rt_store_for("ray_wait");
+  if (!st) return RAY_ESHUTDOWN;
+  if (n && (!refs || !ready)) return rt_fail(RAY_EINVAL, "ray_wait: refs or ready is NULL");
+  if (num_ready > n)
+    return rt_fail(RAY_EINVAL, "ray_wait: num_ready %zu is more than the %zu refs", num_ready, n);
+  if (n == 0) return RAY_OK;
+
+  uint32_t *slots = malloc(n * sizeof *slots);
+  ray_ref **sorted = malloc(n * sizeof *sorted);
+  group_waiter *nodes = NULL;
+  ray_status status = RAY_OK;
+  if (!slots || !sorted) {
+    status = rt_fail(RAY_ENOMEM, "ray_wait: out of memory for %zu refs", n);
+    goto out;
+  }
+  for (size_t i = 0; i < n; i++) {
+    if (!rt_handle_resolve(&st->slots, refs[i], &slots[i])) {
+      char what[48];
+      snprintf(what, sizeof what, "ray_wait: refs[%zu]", i);
+      status = bad_handle(what, refs[i]);
+      goto out;
+    }
+    sorted[i] = refs[i];
+  }
+  qsort(sorted, n, sizeof *sorted, cmp_ptr);
+  for (size_t i = 1; i < n; i++)
+    if (sorted[i] == sorted[i - 1]) {
+      status = rt_fail(RAY_EINVAL, "ray_wait: ref %p appears more than once", (void *)sorted[i]);
+      goto out;
+    }
+
+  size_t nready = 0;
+  for (size_t i = 0; i < n; i++) nready += entry_ready(rt_slots_entry(&st->slots, slots[i]));
+  if (nready < num_ready && timeout_ms != 0) {
+    nodes = calloc(n, sizeof *nodes);
+    if (!nodes) {
+      status = rt_fail(RAY_ENOMEM, "ray_wait: out of memory for %zu waiters", n);
+      goto out;
+    }
+    wait_group g = {0};
+    uint64_t deadline = rt_prim_deadline(timeout_ms);
+    size_t already = 0; /* sealed before we could register */
+    for (size_t i = 0; i < n; i++) {
+      rt_entry *e = rt_slots_entry(&st->slots, slots[i]);
+      if (entry_ready(e)) {
+        already++;
+        continue;
+      }
+      rt_stripe *sp = stripe_of(st, slots[i]);
+      pthread_mutex_lock(&sp->lock);
+      if (flag_waiting(e)) {
+        nodes[i] = (group_waiter){{sp->waiters, slots[i], group_waiter_fire}, &g, true};
+        sp->waiters = &nodes[i].base;
+      } else {
+        already++;
+      }
+      pthread_mutex_unlock(&sp->lock);
+    }
+    for (;;) {
+      uint32_t f = atomic_load_explicit(&g.fired, memory_order_acquire);
+      if (already + f >= num_ready || !rt_prim_futex_wait(&g.fired, f, deadline)) break;
+    }
+    /* Unlink what did not fire; holding each stripe lock once also waits
+     * out any fire() still touching our nodes. */
+    for (size_t i = 0; i < n; i++) {
+      if (!nodes[i].registered) continue;
+      rt_stripe *sp = stripe_of(st, slots[i]);
+      pthread_mutex_lock(&sp->lock);
+      for (rt_waiter **pp = &sp->waiters; *pp; pp = &(*pp)->next)
+        if (*pp == &nodes[i].base) {
+          *pp = nodes[i].base.next;
+          break;
+        }
+      pthread_mutex_unlock(&sp->lock);
+    }
+  }
+  nready = 0;
+  for (size_t i = 0; i < n; i++) {
+    ready[i] = entry_ready(rt_slots_entry(&st->slots, slots[i]));
+    nready += ready[i];
+  }
+  if (nready < num_ready)
+    status = rt_fail(RAY_ETIMEOUT, "ray_wait: %zu of %zu refs ready, %zu wanted, after %lld ms",
+                     nready, n, num_ready, (long long)timeout_ms);
+out:
+  free(nodes);
+  free(sorted);
+  free(slots);
+  return status;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Refs, pins, IDs                                                          */
+/* ------------------------------------------------------------------------ */
+
+ray_ref *ray_ref_retain(ray_ref *ref) {
+  rt_runtime *rt = rt_current();
+  uint32_t slot;
+  rt_entry *e = rt ? rt_handle_resolve(&rt->store.slots, ref, &slot) : NULL;
+  if (!e) return NULL;
+  /* Relaxed: the caller holds a ref, so the count is above zero. */
+  atomic_fetch_add_explicit(&e->holds, RT_HOLD_REF, memory_order_relaxed);
+  return ref;
+}
+
+void ray_ref_release(ray_ref *ref) {
+  if (!ref) return;
+  rt_runtime *rt = rt_current();
+  if (!rt) return; /* everything was freed by ray_shutdown */
+  uint32_t slot;
+  rt_entry *e = rt_handle_resolve(&rt->store.slots, ref, &slot);
+  if (!e || RT_HOLD_REFS(atomic_load_explicit(&e->holds, memory_order_relaxed)) == 0) {
+    rt_warn("ray_ref_release: ref %p was already released or is invalid", (void *)ref);
+    return;
+  }
+  hold_drop(&rt->store, slot, e, RT_HOLD_REF);
+}
+
+static ray_status pin_change(ray_ref *ref, int delta, const char *fn) {
+  rt_store *st = rt_store_for(fn);
+  if (!st) return RAY_ESHUTDOWN;
+  uint32_t slot;
+  rt_entry *e = rt_handle_resolve(&st->slots, ref, &slot);
+  if (!e) return bad_handle(fn, ref);
+  char id[33];
+  rt_stripe *sp = stripe_of(st, slot);
+  pthread_mutex_lock(&sp->lock);
+  if ((atomic_load_explicit(&e->state, memory_order_relaxed) & RT_ST_MASK) != RT_ST_SEALED) {
+    pthread_mutex_unlock(&sp->lock);
+    return rt_fail(RAY_EINVAL, "%s: object %s is not sealed", fn, ENTRY_ID(st, slot, e, id));
+  }
+  if (delta < 0 && e->pins == 0) {
+    pthread_mutex_unlock(&sp->lock);
+    return rt_fail(RAY_EINVAL, "%s: object %s is not pinned", fn, ENTRY_ID(st, slot, e, id));
+  }
+  if (delta > 0 && e->pins == UINT32_MAX) {
+    pthread_mutex_unlock(&sp->lock);
+    return rt_fail(RAY_EINVAL, "%s: object %s is pinned too often", fn, ENTRY_ID(st, slot, e, id));
+  }
+  e->pins += (uint32_t)delta;
+  if (e->pins == (delta > 0 ? 1u : 0u)) {
+    if (delta > 0) atomic_fetch_add_explicit(&st->bytes_pinned, e->size, memory_order_relaxed);
+    else atomic_fetch_sub_explicit(&st->bytes_pinned, e->size, memory_order_relaxed);
+  }
+  lru_update(st, sp, slot, e);
+  pthread_mutex_unlock(&sp->lock);
+  return RAY_OK;
+}
+
+ray_status ray_pin(ray_ref *ref) { return pin_change(ref, +1, "ray_pin"); }
+ray_status ray_unpin(ray_ref *ref) { return pin_change(ref, -1, "ray_unpin"); }
+
+void ray_ref_id(const ray_ref *ref, char hex[33]) {
+  if (!hex) return;
+  rt_runtime *rt = rt_current();
+  uint32_t slot;
+  rt_entry *e = rt ? rt_handle_resolve(&rt->store.slots, ref, &slot) : NULL;
+  if (!e) {
+    memset(hex, '0', 32);
+    hex[32] = '\0';
+    return;
+  }
+  id_hex(&rt->store, slot, atomic_load_explicit(&e->gen, memory_order_relaxed), hex);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Store life                                                               */
+/* ------------------------------------------------------------------------ */
+
+ray_status rt_store_init(rt_store *st, const rt_config *cfg, uint64_t epoch) {
+  memset(st, 0, sizeof *st);
+  uint32_t rnd[3];
+  rt_prim_random(rnd, sizeof rnd);
+  st->owner = ((uint64_t)rnd[0] << 32) | (rnd[1] ^ rt_prim_pid());
+  st->limit = cfg->memory_limit;
+  st->put_timeout_ms = cfg->put_timeout_ms;
+  if (rt_slots_init(&st->slots, epoch, rnd[2]) != 0)
+    return rt_fail(RAY_ENOMEM, "ray_init: cannot allocate the object table");
+  size_t budget = st->limit / 4 < ((size_t)1 << 30) ? st->limit / 4 : ((size_t)1 << 30);
+  rt_bufpool_init(&st->pool, budget);
+  for (int i = 0; i < RT_STRIPES; i++) {
+    pthread_mutex_init(&st->stripes[i].lock, NULL);
+    rt_lru_init(&st->stripes[i].lru);
+  }
+  pthread_mutex_init(&st->mem_lock, NULL);
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* deadlines are monotonic */
+  pthread_cond_init(&st->mem_cond, &ca);
+  pthread_condattr_destroy(&ca);
+  return RAY_OK;
+}
+
+void rt_store_destroy(rt_store *st) {
+  uint64_t live = 0, refs = 0, views = 0;
+  uint32_t nchunks = st->slots.nchunks;
+  for (uint32_t c = 0; c < nchunks; c++) {
+    rt_entry *chunk = atomic_load_explicit(&st->slots.chunks[c], memory_order_relaxed);
+    for (uint32_t i = 0; i < RT_CHUNK_SLOTS; i++) {
+      rt_entry *e = &chunk[i];
+      if ((atomic_load_explicit(&e->state, memory_order_relaxed) & RT_ST_MASK) == RT_ST_FREE)
+        continue;
+      uint64_t h = atomic_load_explicit(&e->holds, memory_order_relaxed);
+      live++;
+      refs += RT_HOLD_REFS(h);
+      views += RT_HOLD_VIEWS(h);
+      /* Release the payload only: contained refs of a refs object belong to
+       * entries that this same sweep frees. */
+      if (e->flags & RT_EF_REFS) {
+        if (!(e->flags & RT_EF_INLINE)) free(e->data);
+      } else if (e->flags & RT_EF_OWNED) {
+        if (e->aux.free_fn) e->aux.free_fn(e->data);
+      } else if (e->flags & RT_EF_POOL) {
+        rt_prim_unmap(e->data, e->aux.cap);
+      } else if (e->flags & RT_EF_HEAP) {
+        free(e->data);
+      }
+    }
+  }
+  if (live)
+    rt_warn("ray_shutdown: %llu objects were still alive: %llu refs and %llu views never "
+            "released; they are freed now",
+            (unsigned long long)live, (unsigned long long)refs, (unsigned long long)views);
+  rt_bufpool_destroy(&st->pool);
+  for (int i = 0; i < RT_STRIPES; i++) pthread_mutex_destroy(&st->stripes[i].lock);
+  pthread_mutex_destroy(&st->mem_lock);
+  pthread_cond_destroy(&st->mem_cond);
+  rt_slots_destroy(&st->slots);
+}
