@@ -1,0 +1,313 @@
+/*
+ * test_memory.c - the memory limit, waiting puts, pinning, and the LRU order
+ * of spillable objects (through the store's internal header).
+ */
+#define _GNU_SOURCE
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ray.h"
+#include "runtime.h"
+
+#define MIB ((size_t)1 << 20)
+
+static int init_with(size_t limit, int64_t put_timeout_ms) {
+  ray_config cfg;
+  ray_config_init(&cfg);
+  cfg.object_store_memory = limit;
+  cfg.put_timeout_ms = put_timeout_ms;
+  return ray_init(&cfg) == RAY_OK ? 0 : -1;
+}
+
+static int setup_64m_200ms(void **state) {
+  (void)state;
+  return init_with(64 * MIB, 200);
+}
+static int setup_64m_forever(void **state) {
+  (void)state;
+  return init_with(64 * MIB, -1);
+}
+static int teardown(void **state) {
+  (void)state;
+  return ray_shutdown() == RAY_OK ? 0 : -1;
+}
+
+static ray_stats stats(void) {
+  ray_stats s;
+  assert_int_equal(ray_stats_get(&s), RAY_OK);
+  return s;
+}
+
+#define assert_error_contains(text) \
+  do { \
+    if (!strstr(ray_last_error(), (text))) \
+      fail_msg("ray_last_error() = \"%s\" lacks \"%s\"", ray_last_error(), (text)); \
+  } while (0)
+
+static void *g_big; /* 48 MiB of source bytes */
+
+static ray_ref *put_mib(size_t mib) {
+  ray_ref *r;
+  assert_int_equal(ray_put(g_big, mib * MIB, NULL, &r), RAY_OK);
+  return r;
+}
+
+static void test_put_over_the_limit_waits_then_fails_with_sizes(void **state) {
+  (void)state;
+  ray_ref *a = put_mib(40);
+  ray_pin(a);
+  ray_stats before = stats();
+  ray_ref *b = NULL;
+  assert_int_equal(ray_put(g_big, 30 * MIB, NULL, &b), RAY_ESTOREFULL);
+  assert_null(b);
+  char want[160];
+  snprintf(want, sizeof want, "no room for %zu bytes within 200 ms: in use %zu, pinned %zu, limit %zu",
+           30 * MIB, 40 * MIB, 40 * MIB, 64 * MIB);
+  assert_error_contains(want);
+  ray_stats after = stats();
+  assert_memory_equal(&before, &after, sizeof before); /* the store is unchanged */
+  void *d = NULL;
+  assert_int_equal(ray_create(30 * MIB, NULL, &d, &b), RAY_ESTOREFULL);
+  assert_null(d);
+  assert_int_equal(ray_put_owned(g_big, 30 * MIB, NULL, NULL, &b), RAY_ESTOREFULL);
+  ray_unpin(a);
+  ray_ref_release(a);
+  b = put_mib(30); /* room again */
+  ray_ref_release(b);
+}
+
+static void test_object_larger_than_the_limit_fails_at_once(void **state) {
+  (void)state; /* put_timeout_ms is -1: a wait here would hang the test */
+  void *d;
+  ray_ref *r = NULL;
+  assert_int_equal(ray_create(65 * MIB, NULL, &d, &r), RAY_ESTOREFULL);
+  assert_error_contains("object of 68157440 bytes is larger than the whole memory limit of 67108864 bytes");
+  assert_null(r);
+  assert_int_equal(stats().objects, 0);
+}
+
+static void test_memory_limit_is_never_exceeded_by_many_puts(void **state) {
+  (void)state;
+  ray_ref *refs[64];
+  int n = 0;
+  for (; n < 64; n++) {
+    if (ray_put(g_big, 5 * MIB, NULL, &refs[n]) != RAY_OK) break;
+    assert_true(stats().bytes_in_memory <= 64 * MIB);
+  }
+  assert_int_equal(n, 12); /* 12 x 5 MiB fit in 64 MiB, the 13th does not */
+  for (int i = 0; i < n; i++) ray_ref_release(refs[i]);
+}
+
+struct waiting_put {
+  size_t mib;
+  _Atomic int done;
+  ray_status status;
+  ray_ref *ref;
+};
+
+static void *put_in_thread(void *arg) {
+  struct waiting_put *w = arg;
+  w->status = ray_put(g_big, w->mib * MIB, NULL, &w->ref);
+  atomic_store(&w->done, 1);
+  return NULL;
+}
+
+static void test_releasing_a_view_lets_a_waiting_put_proceed(void **state) {
+  (void)state;
+  ray_ref *a = put_mib(40);
+  ray_view v;
+  assert_int_equal(ray_get(a, NULL, 0, &v), RAY_OK);
+  ray_ref_release(a); /* the view alone keeps the 40 MiB in memory */
+  struct waiting_put w = {.mib = 40};
+  pthread_t t;
+  pthread_create(&t, NULL, put_in_thread, &w);
+  usleep(100000);
+  assert_int_equal(atomic_load(&w.done), 0); /* still waiting for memory */
+  ray_view_release(&v);
+  pthread_join(t, NULL);
+  assert_int_equal(w.status, RAY_OK);
+  assert_int_equal(stats().bytes_in_memory, 40 * MIB);
+  ray_ref_release(w.ref);
+}
+
+static void test_releasing_a_ref_wakes_several_waiting_puts(void **state) {
+  (void)state;
+  ray_ref *a = put_mib(48);
+  struct waiting_put w[2] = {{.mib = 8}, {.mib = 8}};
+  pthread_t t[2];
+  for (int i = 0; i < 2; i++) pthread_create(&t[i], NULL, put_in_thread, &w[i]);
+  usleep(50000);
+  ray_ref_release(a);
+  for (int i = 0; i < 2; i++) {
+    pthread_join(t[i], NULL);
+    assert_int_equal(w[i].status, RAY_OK);
+    ray_ref_release(w[i].ref);
+  }
+  assert_int_equal(stats().bytes_in_memory, 0);
+}
+
+static void test_pins_nest_and_are_counted(void **state) {
+  (void)state;
+  ray_ref *a = put_mib(3), *s;
+  assert_int_equal(ray_put("tiny", 4, NULL, &s), RAY_OK);
+  assert_int_equal(ray_pin(a), RAY_OK);
+  assert_int_equal(ray_pin(a), RAY_OK);
+  assert_int_equal(ray_pin(s), RAY_OK);
+  assert_int_equal(stats().bytes_pinned, 3 * MIB + 4);
+  assert_int_equal(ray_unpin(a), RAY_OK);
+  assert_int_equal(stats().bytes_pinned, 3 * MIB + 4);
+  assert_int_equal(ray_unpin(a), RAY_OK);
+  assert_int_equal(stats().bytes_pinned, 4);
+  assert_int_equal(ray_unpin(a), RAY_EINVAL);
+  assert_error_contains("is not pinned");
+  ray_ref_release(s); /* freed while pinned: its pin goes with it */
+  assert_int_equal(stats().bytes_pinned, 0);
+  ray_ref_release(a);
+}
+
+static void test_pin_of_an_unsealed_object_is_einval(void **state) {
+  (void)state;
+  void *d;
+  ray_ref *r;
+  assert_int_equal(ray_create(100, NULL, &d, &r), RAY_OK);
+  assert_int_equal(ray_pin(r), RAY_EINVAL);
+  assert_error_contains("is not sealed");
+  ray_seal(r);
+  assert_int_equal(ray_pin(r), RAY_OK);
+  assert_int_equal(ray_unpin(r), RAY_OK);
+  ray_ref_release(r);
+}
+
+/* Count of entries on every stripe's LRU list: the spill candidates. */
+static uint32_t lru_count(void) {
+  rt_store *st = &rt_current()->store;
+  uint32_t n = 0;
+  for (int i = 0; i < RT_STRIPES; i++) {
+    pthread_mutex_lock(&st->stripes[i].lock);
+    n += st->stripes[i].lru.count;
+    pthread_mutex_unlock(&st->stripes[i].lock);
+  }
+  return n;
+}
+
+static void test_lru_holds_exactly_the_unpinned_unviewed_large_objects(void **state) {
+  (void)state;
+  ray_ref *big[3], *small, *list, *created;
+  for (int i = 0; i < 3; i++) big[i] = put_mib(1);
+  assert_int_equal(ray_put("s", 1, NULL, &small), RAY_OK);
+  assert_int_equal(ray_put_refs(big, 3, &list), RAY_OK);
+  void *d;
+  assert_int_equal(ray_create(MIB, NULL, &d, &created), RAY_OK);
+  assert_int_equal(lru_count(), 3); /* inline, refs and unsealed objects are not spillable */
+  ray_seal(created);
+  assert_int_equal(lru_count(), 4);
+  ray_view v1, v2;
+  assert_int_equal(ray_get(big[0], NULL, 0, &v1), RAY_OK);
+  assert_int_equal(ray_get(big[0], NULL, 0, &v2), RAY_OK);
+  assert_int_equal(lru_count(), 3); /* viewed */
+  ray_view_release(&v1);
+  assert_int_equal(lru_count(), 3); /* still one view */
+  ray_view_release(&v2);
+  assert_int_equal(lru_count(), 4);
+  ray_pin(big[1]);
+  assert_int_equal(lru_count(), 3);
+  ray_unpin(big[1]);
+  assert_int_equal(lru_count(), 4);
+  ray_ref_release(created);
+  for (int i = 0; i < 3; i++) ray_ref_release(big[i]);
+  assert_int_equal(lru_count(), 3); /* the list holds them */
+  ray_ref_release(list);
+  assert_int_equal(lru_count(), 0);
+  ray_ref_release(small);
+}
+
+static void test_lru_order_is_least_recent_at_the_tail(void **state) {
+  (void)state;
+  /* Put objects until two land on the same stripe, then check that the one
+   * used longest ago is at that stripe's tail. */
+  rt_store *st = &rt_current()->store;
+  ray_ref *refs[RT_STRIPES + 1];
+  int n = 0, first = -1, second = -1;
+  for (; n < RT_STRIPES + 1 && second < 0; n++) {
+    assert_int_equal(ray_put(g_big, 300 * 1024, NULL, &refs[n]), RAY_OK);
+    uintptr_t slot = ((uintptr_t)refs[n] & 0xffffffffu) - 1;
+    for (int j = 0; j < n; j++)
+      if (((((uintptr_t)refs[j] & 0xffffffffu) - 1) & (RT_STRIPES - 1)) == (slot & (RT_STRIPES - 1))) {
+        first = j;
+        second = n;
+      }
+  }
+  assert_true(second >= 0);
+  uint32_t s1 = (uint32_t)(((uintptr_t)refs[first] & 0xffffffffu) - 1);
+  uint32_t s2 = (uint32_t)(((uintptr_t)refs[second] & 0xffffffffu) - 1);
+  rt_stripe *sp = &st->stripes[s1 & (RT_STRIPES - 1)];
+  assert_int_equal(rt_lru_tail(&sp->lru), s1);
+  ray_view v; /* use the older one: it moves to the head */
+  assert_int_equal(ray_get(refs[first], NULL, 0, &v), RAY_OK);
+  ray_view_release(&v);
+  assert_int_equal(rt_lru_tail(&sp->lru), s2);
+  for (int i = 0; i < n; i++) ray_ref_release(refs[i]);
+}
+
+static void test_freed_large_buffers_are_reused(void **state) {
+  (void)state;
+  ray_ref *a = put_mib(8);
+  ray_view v;
+  assert_int_equal(ray_get(a, NULL, 0, &v), RAY_OK);
+  const void *first = v.data;
+  ray_view_release(&v);
+  ray_ref_release(a);
+  ray_ref *b = put_mib(8);
+  assert_int_equal(ray_get(b, NULL, 0, &v), RAY_OK);
+  assert_ptr_equal(v.data, first); /* warm pages, no new faults */
+  assert_memory_equal(v.data, g_big, 8 * MIB);
+  ray_view_release(&v);
+  ray_ref_release(b);
+}
+
+static int group_setup(void **state) {
+  (void)state;
+  g_big = malloc(48 * MIB);
+  for (size_t i = 0; i < 48 * MIB; i++) ((unsigned char *)g_big)[i] = (unsigned char)(i * 7);
+  return 0;
+}
+static int group_teardown(void **state) {
+  (void)state;
+  free(g_big);
+  return 0;
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(test_put_over_the_limit_waits_then_fails_with_sizes,
+                                      setup_64m_200ms, teardown),
+      cmocka_unit_test_setup_teardown(test_object_larger_than_the_limit_fails_at_once,
+                                      setup_64m_forever, teardown),
+      cmocka_unit_test_setup_teardown(test_memory_limit_is_never_exceeded_by_many_puts,
+                                      setup_64m_200ms, teardown),
+      cmocka_unit_test_setup_teardown(test_releasing_a_view_lets_a_waiting_put_proceed,
+                                      setup_64m_forever, teardown),
+      cmocka_unit_test_setup_teardown(test_releasing_a_ref_wakes_several_waiting_puts,
+                                      setup_64m_forever, teardown),
+      cmocka_unit_test_setup_teardown(test_pins_nest_and_are_counted, setup_64m_200ms, teardown),
+      cmocka_unit_test_setup_teardown(test_pin_of_an_unsealed_object_is_einval, setup_64m_200ms,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_lru_holds_exactly_the_unpinned_unviewed_large_objects,
+                                      setup_64m_200ms, teardown),
+      cmocka_unit_test_setup_teardown(test_lru_order_is_least_recent_at_the_tail, setup_64m_200ms,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_freed_large_buffers_are_reused, setup_64m_200ms,
+                                      teardown),
+  };
+  return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}

@@ -1,0 +1,190 @@
+/*
+ * test_wait.c - ray_wait over objects being created and sealed by others.
+ */
+#define _GNU_SOURCE
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <pthread.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ray.h"
+
+static int setup(void **state) {
+  (void)state;
+  ray_config cfg;
+  ray_config_init(&cfg);
+  cfg.object_store_memory = 64 << 20;
+  return ray_init(&cfg) == RAY_OK ? 0 : -1;
+}
+static int teardown(void **state) {
+  (void)state;
+  return ray_shutdown() == RAY_OK ? 0 : -1;
+}
+
+#define assert_error_contains(text) \
+  do { \
+    if (!strstr(ray_last_error(), (text))) \
+      fail_msg("ray_last_error() = \"%s\" lacks \"%s\"", ray_last_error(), (text)); \
+  } while (0)
+
+static ray_ref *created(void) {
+  void *d;
+  ray_ref *r;
+  assert_int_equal(ray_create(8, NULL, &d, &r), RAY_OK);
+  return r;
+}
+static ray_ref *sealed(void) {
+  ray_ref *r;
+  assert_int_equal(ray_put("12345678", 8, NULL, &r), RAY_OK);
+  return r;
+}
+
+static void test_wait_all_ready_returns_at_once(void **state) {
+  (void)state;
+  ray_ref *r[4] = {sealed(), sealed(), sealed(), sealed()};
+  bool ready[4] = {0};
+  assert_int_equal(ray_wait(r, 4, 4, -1, ready), RAY_OK);
+  for (int i = 0; i < 4; i++) assert_true(ready[i]);
+  for (int i = 0; i < 4; i++) ray_ref_release(r[i]);
+}
+
+static void test_wait_one_of_four(void **state) {
+  (void)state;
+  ray_ref *r[4] = {created(), created(), sealed(), created()};
+  bool ready[4];
+  assert_int_equal(ray_wait(r, 4, 1, -1, ready), RAY_OK);
+  assert_false(ready[0]);
+  assert_false(ready[1]);
+  assert_true(ready[2]);
+  assert_false(ready[3]);
+  for (int i = 0; i < 4; i++) ray_ref_release(r[i]);
+}
+
+static void test_wait_timeout_still_reports_ready_flags(void **state) {
+  (void)state;
+  ray_ref *r[3] = {sealed(), created(), created()};
+  bool ready[3] = {false, true, true};
+  assert_int_equal(ray_wait(r, 3, 2, 30, ready), RAY_ETIMEOUT);
+  assert_error_contains("1 of 3 refs ready, 2 wanted");
+  assert_true(ready[0]);
+  assert_false(ready[1]);
+  assert_false(ready[2]);
+  assert_int_equal(ray_wait(r, 3, 2, 0, ready), RAY_ETIMEOUT); /* poll */
+  assert_int_equal(ray_seal(r[2]), RAY_OK);
+  assert_int_equal(ray_wait(r, 3, 2, 0, ready), RAY_OK);
+  assert_true(ready[2]);
+  for (int i = 0; i < 3; i++) ray_ref_release(r[i]);
+}
+
+struct seal_args {
+  ray_ref *ref;
+  useconds_t delay;
+};
+static void *seal_after(void *arg) {
+  struct seal_args *a = arg;
+  usleep(a->delay);
+  if (ray_seal(a->ref) != RAY_OK) return (void *)1;
+  return NULL;
+}
+
+static void test_wait_is_woken_by_seals_from_other_threads(void **state) {
+  (void)state;
+  enum { N = 8 };
+  ray_ref *r[N];
+  pthread_t t[N];
+  struct seal_args a[N];
+  for (int i = 0; i < N; i++) {
+    r[i] = created();
+    a[i] = (struct seal_args){r[i], (useconds_t)(5000 * (i + 1))};
+  }
+  for (int i = 0; i < N; i++) pthread_create(&t[i], NULL, seal_after, &a[i]);
+  bool ready[N];
+  assert_int_equal(ray_wait(r, N, 3, -1, ready), RAY_OK);
+  int n = 0;
+  for (int i = 0; i < N; i++) n += ready[i];
+  assert_true(n >= 3);
+  assert_int_equal(ray_wait(r, N, N, -1, ready), RAY_OK);
+  for (int i = 0; i < N; i++) assert_true(ready[i]);
+  for (int i = 0; i < N; i++) {
+    pthread_join(t[i], NULL);
+    ray_ref_release(r[i]);
+  }
+}
+
+static void test_wait_one_fast_one_slow_times_out_on_both(void **state) {
+  (void)state;
+  ray_ref *r[2] = {created(), created()};
+  struct seal_args fast = {r[0], 1000};
+  pthread_t t;
+  pthread_create(&t, NULL, seal_after, &fast);
+  bool ready[2];
+  assert_int_equal(ray_wait(r, 2, 2, 200, ready), RAY_ETIMEOUT);
+  assert_true(ready[0]);
+  assert_false(ready[1]);
+  pthread_join(t, NULL);
+  ray_seal(r[1]);
+  ray_ref_release(r[0]);
+  ray_ref_release(r[1]);
+}
+
+static void test_wait_rejects_duplicates_and_bad_input(void **state) {
+  (void)state;
+  ray_ref *a = sealed(), *b = sealed();
+  ray_ref *dup[3] = {a, b, a};
+  bool ready[3] = {false, false, false};
+  assert_int_equal(ray_wait(dup, 3, 1, 0, ready), RAY_EINVAL);
+  assert_error_contains("appears more than once");
+  assert_false(ready[0]); /* untouched on failure */
+  ray_ref *two[2] = {a, b};
+  assert_int_equal(ray_wait(two, 2, 3, 0, ready), RAY_EINVAL);
+  assert_error_contains("num_ready 3 is more than the 2 refs");
+  assert_int_equal(ray_wait(NULL, 2, 1, 0, ready), RAY_EINVAL);
+  assert_int_equal(ray_wait(two, 2, 1, 0, NULL), RAY_EINVAL);
+  ray_ref *withnull[2] = {a, NULL};
+  assert_int_equal(ray_wait(withnull, 2, 1, 0, ready), RAY_EINVAL);
+  assert_error_contains("refs[1]");
+  ray_ref_release(b);
+  assert_int_equal(ray_wait(two, 2, 1, 0, ready), RAY_EINVAL);
+  assert_error_contains("released or invalid");
+  ray_ref_release(a);
+}
+
+static void test_wait_on_an_empty_list(void **state) {
+  (void)state;
+  assert_int_equal(ray_wait(NULL, 0, 0, -1, NULL), RAY_OK);
+  assert_int_equal(ray_wait(NULL, 0, 1, 0, NULL), RAY_EINVAL);
+}
+
+static void test_wait_over_a_thousand_refs(void **state) {
+  (void)state;
+  enum { N = 1000 };
+  static ray_ref *r[N];
+  static bool ready[N];
+  for (int i = 0; i < N; i++) r[i] = i % 10 ? sealed() : created();
+  assert_int_equal(ray_wait(r, N, N - N / 10, 0, ready), RAY_OK);
+  for (int i = 0; i < N; i++) assert_int_equal(ready[i], i % 10 != 0);
+  for (int i = 0; i < N; i += 10) ray_seal(r[i]);
+  assert_int_equal(ray_wait(r, N, N, -1, ready), RAY_OK);
+  for (int i = 0; i < N; i++) ray_ref_release(r[i]);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(test_wait_all_ready_returns_at_once, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_wait_one_of_four, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_wait_timeout_still_reports_ready_flags, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_wait_is_woken_by_seals_from_other_threads, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_wait_one_fast_one_slow_times_out_on_both, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_wait_rejects_duplicates_and_bad_input, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_wait_on_an_empty_list, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_wait_over_a_thousand_refs, setup, teardown),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
