@@ -1,0 +1,101 @@
+# Makefile - a thin wrapper around CMake/CTest for the usual chores.
+#
+#   make demo    build, then run examples/store_tour
+#   make test    build (-Werror), then run every test with CTest
+#   make asan    AddressSanitizer + UBSan build and tests  (build-asan/)
+#   make tsan    ThreadSanitizer build and tests            (build-tsan/)
+#   make bench   Release build of ray_bench, results in bench/results.json
+#                (make bench BENCH_ARGS=--quick passes options through)
+#   make format  clang-format -i over the C sources
+#   make lint    clang-tidy (.clang-tidy) and cppcheck over src/
+#   make deps    install what the build needs (scripts/deps.sh)
+#   make clean   remove every build directory
+#
+# The real build description is CMakeLists.txt; nothing here is needed to
+# build with plain cmake.
+
+CMAKE     ?= cmake
+CTEST     ?= ctest
+JOBS      ?= $(shell nproc 2>/dev/null || echo 2)
+CTEST_J   ?= 2
+BENCH_ARGS ?=
+# Extra -D options for every configure, e.g. CMAKE_ARGS=-DCMAKE_C_COMPILER=clang
+CMAKE_ARGS ?=
+
+BUILD       := build
+BUILD_ASAN  := build-asan
+BUILD_TSAN  := build-tsan
+BUILD_BENCH := build-bench
+
+# Sanitized builds: Debug keeps assertions on; -O1 keeps them fast enough.
+SAN_FLAGS := -DCMAKE_BUILD_TYPE=Debug "-DCMAKE_C_FLAGS_DEBUG=-g -O1" -DRAY_WERROR=ON
+
+ASAN_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+            UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+TSAN_ENV := TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
+
+FORMAT_DIRS := include src tests bench examples
+
+.PHONY: all deps configure build demo test asan tsan bench format lint clean
+
+all: build
+
+deps:
+	@scripts/deps.sh
+
+configure: deps
+	$(CMAKE) -S . -B $(BUILD) -DRAY_WERROR=ON $(CMAKE_ARGS)
+
+build: configure
+	$(CMAKE) --build $(BUILD) -j$(JOBS)
+
+demo: build
+	./$(BUILD)/examples/store_tour
+
+test: build
+	$(CTEST) --test-dir $(BUILD) --output-on-failure -j$(CTEST_J)
+
+# run_sanitized_ctest <build dir> <environment>
+# gcc 12's sanitizers can fail to start on kernels with high mmap ASLR entropy
+# ("FATAL: ThreadSanitizer: unexpected memory mapping"). cmake/sanitizer_launcher.sh
+# checks with a probe program and, if needed, prints "setarch <arch> -R", which
+# turns ASLR off for ctest and every test it starts. RAY_SETARCH=1 forces that,
+# RAY_SETARCH=0 forbids it.
+define run_sanitized_ctest
+	@launcher=$$(env $(2) cmake/sanitizer_launcher.sh $(1)/ray_sanitizer_probe) || exit 1; \
+	echo "env $(2) $$launcher $(CTEST) --test-dir $(1) --output-on-failure -j$(CTEST_J)"; \
+	env $(2) $$launcher $(CTEST) --test-dir $(1) --output-on-failure -j$(CTEST_J)
+endef
+
+asan: deps
+	$(CMAKE) -S . -B $(BUILD_ASAN) -DRAY_SANITIZE=address,undefined $(SAN_FLAGS) $(CMAKE_ARGS)
+	$(CMAKE) --build $(BUILD_ASAN) -j$(JOBS)
+	$(call run_sanitized_ctest,$(BUILD_ASAN),$(ASAN_ENV))
+
+tsan: deps
+	$(CMAKE) -S . -B $(BUILD_TSAN) -DRAY_SANITIZE=thread $(SAN_FLAGS) $(CMAKE_ARGS)
+	$(CMAKE) --build $(BUILD_TSAN) -j$(JOBS)
+	$(call run_sanitized_ctest,$(BUILD_TSAN),$(TSAN_ENV))
+
+bench: deps
+	@test -f bench/ray_bench.c || { echo "make: bench/ray_bench.c does not exist" >&2; exit 1; }
+	$(CMAKE) -S . -B $(BUILD_BENCH) -DCMAKE_BUILD_TYPE=Release -DRAY_BUILD_TESTS=OFF $(CMAKE_ARGS)
+	$(CMAKE) --build $(BUILD_BENCH) -j$(JOBS) --target ray_bench
+	./$(BUILD_BENCH)/bench/ray_bench --json bench/results.json $(BENCH_ARGS)
+
+format:
+	@command -v clang-format >/dev/null || { echo "make: no clang-format; run scripts/deps.sh --lint" >&2; exit 1; }
+	find $(FORMAT_DIRS) -name '*.[ch]' -type f -print0 2>/dev/null | xargs -0 -r clang-format -i
+
+lint: configure
+	@scripts/deps.sh --lint
+	@rc=0; \
+	echo "clang-tidy -p $(BUILD) src/**/*.c"; \
+	find src -name '*.c' -type f -print0 | xargs -0 -r clang-tidy -p $(BUILD) --quiet || rc=1; \
+	echo "cppcheck --enable=warning,performance src"; \
+	cppcheck --enable=warning,performance --error-exitcode=1 --inline-suppr --quiet \
+	  --std=c11 -I include -I src src || rc=1; \
+	exit $$rc
+
+clean:
+	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_TSAN) $(BUILD_BENCH)
