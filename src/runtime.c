@@ -21,7 +21,7 @@ static uint64_t g_epoch; /* under g_life_lock */
 rt_store *rt_store_for(const char *fn) {
   rt_runtime *rt = rt_current();
   if (RT_LIKELY(rt != NULL)) return &rt->store;
-  rt_fail(RAY_ESHUTDOWN, "%s: the runtime is not running (call ray_init first)", fn);
+  rt_set_error("%s: the runtime is not running (call ray_init first)", fn);
   return NULL;
 }
 

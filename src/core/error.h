@@ -15,8 +15,12 @@
 #define RT_PRINTF(a, b)
 #endif
 
-/* Records "fmt..." as this thread's last error and returns s. */
-ray_status rt_fail(ray_status s, const char *fmt, ...) RT_PRINTF(2, 3);
+/* Records "fmt..." as this thread's last error. */
+void rt_set_error(const char *fmt, ...) RT_PRINTF(1, 2);
+
+/* Records the message and evaluates to s: `return rt_fail(RAY_EINVAL, ...)`.
+ * A macro rather than a function so that analysers see the status flow. */
+#define rt_fail(s, ...) (rt_set_error(__VA_ARGS__), (s))
 
 /* A warning on stderr, prefixed "rayc: ". */
 void rt_warn(const char *fmt, ...) RT_PRINTF(1, 2);

@@ -41,12 +41,11 @@ static _Thread_local char t_last_error[512];
 
 const char *ray_last_error(void) { return t_last_error; }
 
-ray_status rt_fail(ray_status s, const char *fmt, ...) {
+void rt_set_error(const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(t_last_error, sizeof t_last_error, fmt, ap);
   va_end(ap);
-  return s;
 }
 
 void rt_warn(const char *fmt, ...) {
