@@ -1,0 +1,530 @@
+/*
+ * sched.c - work-stealing scheduler: workers, parking, spare threads, drain.
+ *
+ * Finding work. A worker pops its own Chase-Lev deque (newest first), then
+ * the injector, then tries to steal from every other worker starting at a
+ * random one (xorshift per worker), then spins a few rounds with pause and
+ * tries again, then parks. Every RT_SCHED_INJECTOR_EVERY-th job it looks at the
+ * injector first, so outside submitters are not starved by a job tree that
+ * keeps its own deque full (Tokio and Go use the same trick).
+ *
+ * Parking. Each worker parks on its own futex word, and parked workers sit on
+ * an idle list under park_lock; nidle mirrors the list length for a lock-free
+ * check. The sleeper (1) puts itself on the list, nidle++, (2) seq_cst fence,
+ * (3) re-checks every queue, (4) sleeps only if it found nothing and nobody
+ * took it off the list meanwhile. The submitter (a) publishes the job (deque
+ * bottom, or the injector's len), (b) seq_cst fence, (c) reads nidle and, only if it
+ * is non-zero, takes one worker off the list and wakes it. This is the
+ * store-buffering (Dekker) pattern: by the C11 rule for two seq_cst fences,
+ * whichever fence comes first in the total order S, the other side's load sees
+ * the first side's store; so either the sleeper's re-check sees the job or the
+ * submitter sees nidle > 0 and wakes someone. No lost wake-up, no timed poll,
+ * and a busy pool pays one fence and one load per submit (no syscall, no
+ * lock). Exactly one worker is taken off the list per submission. Because the
+ * waker removes the sleeper from the list itself, nidle drops at once and a
+ * burst of submissions wakes distinct workers instead of hammering one. The
+ * lock is only taken on the way to sleep and to wake, where a syscall is paid
+ * anyway.
+ *
+ * Spare threads. active counts threads that may run jobs: not blocked in
+ * block_begin/end and not parked as spares (an idle-parked worker counts; it
+ * will run the next job). block_begin decrements it and, if it fell below
+ * nworkers, wakes a parked spare or creates a thread (at most
+ * RT_SCHED_MAX_SPARES ever), which restores active to nworkers. block_end
+ * increments it; the surplus goes away either at once (block_end moves an
+ * idle-parked worker to the spare list) or when some running worker finds
+ * its own deque empty and sees active > nworkers: it claims the surplus with
+ * a CAS and parks as a spare. So at most nworkers threads run jobs except
+ * between a block_end and the surplus worker's next empty-deque check.
+ *
+ * Draining. rt_sched_destroy does not count jobs (that would be two contended
+ * atomics per job); it waits for quiescence instead: every thread settled,
+ * i.e. parked asleep after a re-check that found nothing (idle), or parked as
+ * a spare (spares never own work: a worker retires only with an empty deque).
+ * With no outside submitter left, all threads settled means no job is queued
+ * or running: a job can only be queued by a thread that later settled, and
+ * its settling re-check would have seen the job or a thread taking it, which
+ * is then not settled. A blocked worker is not settled, so the drain waits
+ * for it. The last thread to settle wakes the destroyer, which then sets stop
+ * and wakes everyone.
+ *
+ * Trade-offs: no "spinning worker" count (Go, Tokio) to skip wake-ups while a
+ * worker is already searching; a submission to a pool with sleepers always
+ * wakes one. Spares are created on demand and kept until destroy.
+ */
+#define _GNU_SOURCE
+#include "sched/sched.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/prim.h"
+#include "sched/deque.h"
+#include "sched/fence.h"
+#include "sched/injector.h"
+
+#define RT_SCHED_INJECTOR_EVERY 61 /* prime, as in Tokio/Go */
+#define RT_SCHED_SPIN_ROUNDS 10
+#define RT_SCHED_DEQUE_CAP 256
+
+enum { W_RUNNING, W_ANNOUNCED, W_SETTLED };
+
+typedef struct rt_worker {
+  rt_deque dq;  /* first, for its alignment */
+  rt_sched *s;
+  int index;
+  pthread_t thread;
+  uint64_t rng;      /* xorshift64 state, owner only */
+  uint32_t tick;     /* jobs started, owner only */
+  int block_depth;   /* block_begin nesting, owner only */
+  /* Under s->park_lock: */
+  int state;
+  struct rt_worker *prev, *next; /* idle list (doubly linked) or spare list */
+  /* Set to 1 (release) by whoever takes this worker off a list while it is
+   * W_SETTLED; the worker futex-waits until it reads 1 (acquire). */
+  _Alignas(64) _Atomic uint32_t park_word;
+} rt_worker;
+
+struct rt_sched {
+  rt_injector inj;
+  int nworkers;
+  int max_threads;
+  rt_worker **workers; /* max_threads slots; [0, nthreads) are set */
+  /* Written under park_lock after workers[i] is set; read lock-free. */
+  _Alignas(64) _Atomic int nthreads;
+  /* Threads allowed to run jobs; see "Spare threads". A counter, no data is
+   * published through it: every access is relaxed (RMWs on one atomic are
+   * totally ordered whatever the memory order). */
+  _Alignas(64) _Atomic int active;
+  /* Length of the idle list, read lock-free by submitters. */
+  _Alignas(64) _Atomic int nidle;
+  pthread_mutex_t park_lock;
+  rt_worker *idle;  /* under park_lock; head = most recently parked */
+  rt_worker *spare; /* under park_lock; singly linked via next */
+  int nsettled;     /* under park_lock */
+  bool draining;    /* under park_lock */
+  _Atomic uint32_t quiesced; /* futex word the destroyer waits on */
+  _Atomic bool stop;
+};
+
+static _Thread_local rt_worker *tls_worker;
+
+static inline bool ours(const rt_sched *s, const rt_worker *w) { return w && w->s == s; }
+
+/* ---- idle and spare lists (park_lock held) ------------------------------ */
+
+static void idle_push(rt_sched *s, rt_worker *w) {
+  w->prev = NULL;
+  w->next = s->idle;
+  if (s->idle) s->idle->prev = w;
+  s->idle = w;
+  /* relaxed RMW: the seq_cst fence the sleeper issues right after unlocking
+   * orders it before the re-check (see "Parking"). */
+  atomic_fetch_add_explicit(&s->nidle, 1, memory_order_relaxed);
+}
+
+static void idle_remove(rt_sched *s, rt_worker *w) {
+  if (w->prev) w->prev->next = w->next;
+  else s->idle = w->next;
+  if (w->next) w->next->prev = w->prev;
+  w->prev = w->next = NULL;
+  /* relaxed: a stale larger value only costs a lock round trip in notify. */
+  atomic_fetch_sub_explicit(&s->nidle, 1, memory_order_relaxed);
+}
+
+static void spare_push(rt_sched *s, rt_worker *w) {
+  w->prev = NULL;
+  w->next = s->spare;
+  s->spare = w;
+}
+
+/* Called whenever nsettled grows: wakes the destroyer at quiescence. */
+static void settle_locked(rt_sched *s) {
+  s->nsettled++;
+  /* relaxed: nthreads only changes under park_lock, which we hold. */
+  if (s->draining && s->nsettled == atomic_load_explicit(&s->nthreads, memory_order_relaxed)) {
+    /* release/acquire through the futex word is not needed for data (the
+     * destroyer re-takes park_lock); release keeps it simple to reason. */
+    atomic_store_explicit(&s->quiesced, 1, memory_order_release);
+    rt_prim_futex_wake(&s->quiesced, 1);
+  }
+}
+
+/* Wake a worker already taken off a list. Call without park_lock. */
+static void unpark(rt_worker *w) {
+  /* release: pairs with the acquire load in park_wait; the waker's writes
+   * (stop flag, list state) happen before the worker resumes. */
+  atomic_store_explicit(&w->park_word, 1, memory_order_release);
+  rt_prim_futex_wake(&w->park_word, 1);
+}
+
+static void park_wait(rt_worker *w) {
+  /* acquire: pairs with unpark's release store. */
+  while (atomic_load_explicit(&w->park_word, memory_order_acquire) == 0)
+    rt_prim_futex_wait(&w->park_word, 0, UINT64_MAX);
+  /* relaxed: only this worker resets its word, and nobody sets it again
+   * until this worker is back on a list (under park_lock, which orders it). */
+  atomic_store_explicit(&w->park_word, 0, memory_order_relaxed);
+}
+
+/* ---- finding work ------------------------------------------------------- */
+
+static inline uint64_t xorshift64(uint64_t *x) {
+  uint64_t v = *x;
+  v ^= v << 13, v ^= v >> 7, v ^= v << 17;
+  return *x = v;
+}
+
+static rt_job *steal_round(rt_sched *s, rt_worker *w) {
+  /* acquire: pairs with the release store in spawn_locked, so workers[i] and
+   * its initialised deque are visible. */
+  int n = atomic_load_explicit(&s->nthreads, memory_order_acquire);
+  if (n <= 1) return NULL;
+  int start = (int)(xorshift64(&w->rng) % (uint64_t)n);
+  for (int attempt = 0; attempt < 3; attempt++) {
+    bool contended = false;
+    for (int i = 0; i < n; i++) {
+      rt_worker *v = s->workers[(start + i) % n];
+      if (v == w) continue;
+      void *x;
+      rt_deque_steal_result r = rt_deque_steal(&v->dq, &x);
+      if (r == RT_DEQUE_STOLEN) return x;
+      if (r == RT_DEQUE_ABORT) contended = true;
+    }
+    if (!contended) break;
+  }
+  return NULL;
+}
+
+/* True if any queue may hold a job. Callers issue a seq_cst fence first. */
+static bool work_visible(rt_sched *s) {
+  if (rt_injector_maybe_nonempty(&s->inj)) return true;
+  /* acquire: as in steal_round. */
+  int n = atomic_load_explicit(&s->nthreads, memory_order_acquire);
+  for (int i = 0; i < n; i++)
+    if (rt_deque_maybe_nonempty(&s->workers[i]->dq)) return true;
+  return false;
+}
+
+static rt_job *spin_for_job(rt_sched *s, rt_worker *w) {
+  for (int round = 0; round < RT_SCHED_SPIN_ROUNDS; round++) {
+    for (int k = 0; k < (1 << (round < 5 ? round : 5)); k++) rt_prim_pause();
+    rt_job *j = rt_injector_pop(&s->inj);
+    if (!j) j = steal_round(s, w);
+    if (j) return j;
+  }
+  return NULL;
+}
+
+/* ---- waking ------------------------------------------------------------- */
+
+/* Wake one idle-parked worker, if any. The caller has just published work. */
+static void notify_one(rt_sched *s) {
+  /* The submitter half of the Dekker pattern: publish ; fence ; load nidle. */
+  rt_sched_fence_seq_cst();
+  /* relaxed: ordered by the fence; 0 means every worker that could have
+   * missed our job has not yet done its own fence + re-check. */
+  if (atomic_load_explicit(&s->nidle, memory_order_relaxed) == 0) return;
+  pthread_mutex_lock(&s->park_lock);
+  rt_worker *w = s->idle;
+  bool was_settled = false;
+  if (w) {
+    idle_remove(s, w);
+    was_settled = w->state == W_SETTLED;
+    if (was_settled) s->nsettled--;
+    w->state = W_RUNNING; /* an announced worker sees this and does not sleep */
+  }
+  pthread_mutex_unlock(&s->park_lock);
+  if (was_settled) unpark(w);
+}
+
+/*
+ * Park on the idle list. Returns true when the pool is stopping.
+ */
+static bool park_idle(rt_sched *s, rt_worker *w) {
+  pthread_mutex_lock(&s->park_lock);
+  w->state = W_ANNOUNCED;
+  idle_push(s, w);
+  pthread_mutex_unlock(&s->park_lock);
+
+  /* The sleeper half of the Dekker pattern: nidle++ ; fence ; re-check. */
+  rt_sched_fence_seq_cst();
+  bool found = work_visible(s);
+
+  pthread_mutex_lock(&s->park_lock);
+  if (w->state != W_ANNOUNCED) {
+    /* A submitter took us off the list: we are awake for its job. If we had
+     * found other work too, pass the wake-up on so no parallelism is lost. */
+    pthread_mutex_unlock(&s->park_lock);
+    if (found) notify_one(s);
+    return false;
+  }
+  if (found) {
+    idle_remove(s, w);
+    w->state = W_RUNNING;
+    pthread_mutex_unlock(&s->park_lock);
+    return false;
+  }
+  w->state = W_SETTLED;
+  settle_locked(s);
+  pthread_mutex_unlock(&s->park_lock);
+
+  park_wait(w);
+  /* relaxed: the destroyer stores stop before unpark's release store, which
+   * park_wait acquired. */
+  return atomic_load_explicit(&s->stop, memory_order_relaxed);
+}
+
+/* Claim one unit of surplus (active > nworkers), if there is one. */
+static bool claim_surplus(rt_sched *s) {
+  int a = atomic_load_explicit(&s->active, memory_order_relaxed);
+  while (a > s->nworkers)
+    if (atomic_compare_exchange_weak_explicit(&s->active, &a, a - 1, memory_order_relaxed,
+                                              memory_order_relaxed))
+      return true;
+  return false;
+}
+
+/* Park as a spare after claim_surplus. Returns true when the pool is stopping. */
+static bool park_spare(rt_sched *s, rt_worker *w) {
+  /* We may have been woken for a job that we now leave to others: the
+   * submitter took us off the idle list under park_lock after publishing it,
+   * so the job is visible to us unless someone took it already. Hand the
+   * wake-up on, and do it before settling: settling first could let the
+   * destroyer see every thread settled while that job still waits. */
+  rt_sched_fence_seq_cst();
+  if (work_visible(s)) notify_one(s);
+  pthread_mutex_lock(&s->park_lock);
+  w->state = W_SETTLED;
+  spare_push(s, w);
+  settle_locked(s);
+  pthread_mutex_unlock(&s->park_lock);
+  park_wait(w);
+  return atomic_load_explicit(&s->stop, memory_order_relaxed); /* as in park_idle */
+}
+
+/* ---- threads ------------------------------------------------------------ */
+
+static void *worker_main(void *arg) {
+  rt_worker *w = arg;
+  rt_sched *s = w->s;
+  tls_worker = w;
+  for (;;) {
+    rt_job *j = NULL;
+    if (++w->tick % RT_SCHED_INJECTOR_EVERY == 0) j = rt_injector_pop(&s->inj);
+    if (!j) j = rt_deque_pop(&w->dq);
+    if (!j) {
+      /* Own deque empty: the one point where a surplus thread may retire,
+       * since it owns no queued work. */
+      if (claim_surplus(s)) {
+        if (park_spare(s, w)) break;
+        continue;
+      }
+      j = rt_injector_pop(&s->inj);
+      if (!j) j = steal_round(s, w);
+      if (!j) j = spin_for_job(s, w);
+      if (!j) {
+        if (park_idle(s, w)) break;
+        continue;
+      }
+    }
+    j->run(j); /* may free j */
+  }
+  tls_worker = NULL;
+  return NULL;
+}
+
+/* Create worker number nthreads. park_lock held (or single-threaded create). */
+static int spawn_locked(rt_sched *s) {
+  int i = atomic_load_explicit(&s->nthreads, memory_order_relaxed); /* under lock */
+  if (i >= s->max_threads) return EAGAIN;
+  size_t size = (sizeof(rt_worker) + 63) & ~(size_t)63;
+  rt_worker *w = aligned_alloc(64, size);
+  if (!w) return ENOMEM;
+  memset(w, 0, size);
+  int rc = rt_deque_init(&w->dq, RT_SCHED_DEQUE_CAP);
+  if (rc) {
+    free(w);
+    return rc;
+  }
+  w->s = s;
+  w->index = i;
+  rt_prim_random(&w->rng, sizeof w->rng);
+  w->rng |= 1; /* xorshift state must not be 0 */
+  w->state = W_RUNNING;
+  atomic_init(&w->park_word, 0);
+  s->workers[i] = w;
+  /* The new thread may read nthreads before the store below: it then just
+   * does not steal from itself or later threads yet. It cannot take park_lock
+   * (to settle) before we release it, so nsettled never outruns nthreads. */
+  rc = pthread_create(&w->thread, NULL, worker_main, w);
+  if (rc) {
+    s->workers[i] = NULL;
+    rt_deque_destroy(&w->dq);
+    free(w);
+    return rc;
+  }
+  /* release: publishes workers[i] and its deque to lock-free readers. */
+  atomic_store_explicit(&s->nthreads, i + 1, memory_order_release);
+  return 0;
+}
+
+static void drain_and_free(rt_sched *s) {
+  pthread_mutex_lock(&s->park_lock);
+  s->draining = true;
+  bool done = s->nsettled == atomic_load_explicit(&s->nthreads, memory_order_relaxed);
+  pthread_mutex_unlock(&s->park_lock);
+  if (!done) {
+    /* acquire: pairs with settle_locked's release. */
+    while (atomic_load_explicit(&s->quiesced, memory_order_acquire) == 0)
+      rt_prim_futex_wait(&s->quiesced, 0, UINT64_MAX);
+  }
+  /* relaxed: published to each worker by unpark's release store. */
+  atomic_store_explicit(&s->stop, true, memory_order_relaxed);
+
+  pthread_mutex_lock(&s->park_lock);
+  /* Quiescent: every thread is on the idle or the spare list, settled. */
+  rt_worker *wake = NULL;
+  while (s->idle) {
+    rt_worker *w = s->idle;
+    idle_remove(s, w);
+    w->next = wake;
+    wake = w;
+  }
+  while (s->spare) {
+    rt_worker *w = s->spare;
+    s->spare = w->next;
+    w->next = wake;
+    wake = w;
+  }
+  s->nsettled = 0;
+  int n = atomic_load_explicit(&s->nthreads, memory_order_relaxed);
+  pthread_mutex_unlock(&s->park_lock);
+  for (rt_worker *w = wake, *next; w; w = next) {
+    next = w->next; /* read before unpark: w may exit at once */
+    unpark(w);
+  }
+  for (int i = 0; i < n; i++) {
+    rt_worker *w = s->workers[i];
+    pthread_join(w->thread, NULL);
+    rt_deque_destroy(&w->dq);
+    free(w);
+  }
+  pthread_mutex_destroy(&s->park_lock);
+  free(s->workers);
+  free(s);
+}
+
+/* ---- API ---------------------------------------------------------------- */
+
+int rt_sched_create(int nworkers, rt_sched **out) {
+  if (nworkers < 1 || !out) return EINVAL;
+  if (nworkers > INT32_MAX / 2 - RT_SCHED_MAX_SPARES) return EINVAL;
+  size_t size = (sizeof(rt_sched) + 63) & ~(size_t)63;
+  rt_sched *s = aligned_alloc(64, size);
+  if (!s) return ENOMEM;
+  memset(s, 0, size);
+  s->nworkers = nworkers;
+  s->max_threads = nworkers + RT_SCHED_MAX_SPARES;
+  s->workers = calloc((size_t)s->max_threads, sizeof *s->workers);
+  if (!s->workers) {
+    free(s);
+    return ENOMEM;
+  }
+  rt_injector_init(&s->inj);
+  atomic_init(&s->nthreads, 0);
+  atomic_init(&s->active, nworkers);
+  atomic_init(&s->nidle, 0);
+  atomic_init(&s->quiesced, 0);
+  atomic_init(&s->stop, false);
+  int rc = pthread_mutex_init(&s->park_lock, NULL);
+  if (rc) {
+    free(s->workers);
+    free(s);
+    return rc;
+  }
+  pthread_mutex_lock(&s->park_lock);
+  for (int i = 0; i < nworkers && rc == 0; i++) rc = spawn_locked(s);
+  pthread_mutex_unlock(&s->park_lock);
+  if (rc) {
+    drain_and_free(s); /* no job was submitted: the started threads settle */
+    return rc;
+  }
+  *out = s;
+  return 0;
+}
+
+void rt_sched_destroy(rt_sched *s) {
+  if (!s) return;
+  assert(!ours(s, tls_worker) && "rt_sched_destroy called from its own worker");
+  drain_and_free(s);
+}
+
+void rt_sched_submit(rt_sched *s, rt_job *job) {
+  rt_worker *w = tls_worker;
+  if (!ours(s, w) || rt_deque_push(&w->dq, job) != 0)
+    rt_injector_push(&s->inj, job); /* outside thread, or the deque could not grow */
+  notify_one(s);
+}
+
+void rt_sched_block_begin(rt_sched *s) {
+  rt_worker *w = tls_worker;
+  if (!ours(s, w) || w->block_depth++ > 0) return;
+  /* relaxed: see the comment on active. */
+  int a = atomic_fetch_sub_explicit(&s->active, 1, memory_order_relaxed) - 1;
+  if (a >= s->nworkers) return; /* a surplus thread is still running: no need */
+  pthread_mutex_lock(&s->park_lock);
+  rt_worker *v = s->spare;
+  if (v) {
+    s->spare = v->next;
+    v->next = NULL;
+    s->nsettled--;
+    v->state = W_RUNNING;
+    atomic_fetch_add_explicit(&s->active, 1, memory_order_relaxed);
+    pthread_mutex_unlock(&s->park_lock);
+    unpark(v);
+    return;
+  }
+  /* No spare: start one. If that fails (limit or resources) the pool runs
+   * with one thread less until block_end; a chain deeper than the limit can
+   * then deadlock, which is the documented bound. */
+  if (spawn_locked(s) == 0) atomic_fetch_add_explicit(&s->active, 1, memory_order_relaxed);
+  pthread_mutex_unlock(&s->park_lock);
+}
+
+void rt_sched_block_end(rt_sched *s) {
+  rt_worker *w = tls_worker;
+  if (!ours(s, w)) return;
+  assert(w->block_depth > 0 && "rt_sched_block_end without block_begin");
+  if (--w->block_depth > 0) return;
+  int a = atomic_fetch_add_explicit(&s->active, 1, memory_order_relaxed) + 1;
+  /* relaxed: a hint; missing an idle worker leaves the surplus to the
+   * running workers' claim_surplus. */
+  if (a <= s->nworkers || atomic_load_explicit(&s->nidle, memory_order_relaxed) == 0) return;
+  /* Retire a settled idle worker straight to the spare list: it is asleep
+   * either way, and it will not wake up to run a job as a surplus thread. */
+  pthread_mutex_lock(&s->park_lock);
+  for (rt_worker *v = s->idle; v; v = v->next) {
+    if (v->state != W_SETTLED) continue; /* announced ones may have found work */
+    if (claim_surplus(s)) {
+      idle_remove(s, v);
+      spare_push(s, v); /* stays settled and asleep */
+    }
+    break;
+  }
+  pthread_mutex_unlock(&s->park_lock);
+}
+
+int rt_sched_worker_index(const rt_sched *s) {
+  rt_worker *w = tls_worker;
+  return ours(s, w) ? w->index : -1;
+}
+
+int rt_sched_num_workers(const rt_sched *s) { return s->nworkers; }
+
+int rt_sched_max_workers(const rt_sched *s) { return s->max_threads; }
