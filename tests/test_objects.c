@@ -225,10 +225,10 @@ static void test_get_timeout_changes_nothing_and_a_later_get_works(void **state)
   assert_int_equal(ray_create(8, &ray_type_i64, &data, &ref), RAY_OK);
   ray_view v = {0};
   assert_int_equal(ray_get(ref, NULL, 30, &v), RAY_ETIMEOUT);
-  assert_error_contains("not sealed within 30 ms");
+  assert_error_contains("not ready within 30 ms");
   assert_null(v.data); /* output untouched */
   assert_int_equal(ray_get(ref, NULL, 0, &v), RAY_ETIMEOUT);
-  assert_error_contains("not sealed yet");
+  assert_error_contains("not ready yet");
   *(int64_t *)data = 42;
   assert_int_equal(ray_seal(ref), RAY_OK);
   assert_int_equal(ray_get(ref, &ray_type_i64, 0, &v), RAY_OK);

@@ -11,7 +11,10 @@
  * Life of an entry (state, low bits of `state`):
  *   FREE -> CREATING (ray_create) -> SEALED          (ray_seal)
  *   FREE -> SEALED                                    (ray_put, put_owned, put_refs)
+ *   FREE -> PENDING (a task's return) -> SEALED | FAILED  (the task ends)
  *   any live state -> FREE when `holds` reaches 0 (last ref and view gone).
+ * PENDING -> SEALED/FAILED happens under the stripe lock, so a canceller and
+ * the task that finishes can both try it and exactly one wins.
  * RT_ST_WAITERS is set (under the stripe lock) by a thread that parks on the
  * entry; the sealer sees it and wakes the stripe's waiters for this slot.
  *
@@ -31,6 +34,8 @@ enum {
   RT_ST_FREE = 0,
   RT_ST_CREATING = 1,
   RT_ST_SEALED = 2,
+  RT_ST_PENDING = 3,
+  RT_ST_FAILED = 4,
   RT_ST_MASK = 0xff,
   RT_ST_WAITERS = 0x100,
 };
@@ -42,6 +47,8 @@ enum {
   RT_EF_HEAP = 1 << 3,   /* malloc'd buffer: free(data) */
   RT_EF_REFS = 1 << 4,   /* payload is ray_ref handles, each holding a reference */
   RT_EF_SPILLABLE = 1 << 5, /* out of line and not refs: may go on the LRU list */
+  RT_EF_ERROR = 1 << 6,     /* FAILED: data is an rt_error (store.h) */
+  RT_EF_ALIAS = 1 << 7,     /* data belongs to aux.target, which this entry holds */
 };
 
 enum {
@@ -72,8 +79,10 @@ typedef struct rt_entry {
   const ray_type *type;
   void *data;
   union {
-    void (*free_fn)(void *);
-    size_t cap;
+    void (*free_fn)(void *); /* RT_EF_OWNED */
+    size_t cap;              /* RT_EF_POOL */
+    void *producer;          /* PENDING: the task record, under the stripe lock */
+    ray_ref *target;         /* RT_EF_ALIAS */
   } aux;
   unsigned char inl[64];
 } rt_entry;

@@ -57,6 +57,23 @@ static ray_status bad_handle(const char *fn, const void *h) {
 
 static inline bool type_ok(const ray_type *t) { return t->name != NULL; }
 
+/* Sealed or failed: what a get or a waiting task waits for. */
+static inline bool state_ready(uint32_t state) {
+  uint32_t s = state & RT_ST_MASK;
+  return s == RT_ST_SEALED || s == RT_ST_FAILED;
+}
+
+/* A worker thread that is about to block tells the scheduler, which keeps
+ * the pool at full strength with a spare (no-op on other threads). */
+static void block_begin(void) {
+  rt_runtime *rt = rt_current();
+  if (rt && rt->sched) rt_sched_block_begin(rt->sched);
+}
+static void block_end(void) {
+  rt_runtime *rt = rt_current();
+  if (rt && rt->sched) rt_sched_block_end(rt->sched);
+}
+
 /* ------------------------------------------------------------------------ */
 /* Memory accounting                                                        */
 /* ------------------------------------------------------------------------ */
@@ -98,6 +115,7 @@ static ray_status mem_reserve(rt_store *st, const char *fn, size_t size) {
     ts.tv_nsec = (long)(deadline % 1000000000ull);
   }
   bool ok = false;
+  block_begin();
   pthread_mutex_lock(&st->mem_lock);
   atomic_fetch_add(&st->mem_waiters, 1); /* seq_cst: see mem_try_reserve */
   for (;;) {
@@ -111,6 +129,7 @@ static ray_status mem_reserve(rt_store *st, const char *fn, size_t size) {
   }
   atomic_fetch_sub(&st->mem_waiters, 1);
   pthread_mutex_unlock(&st->mem_lock);
+  block_end();
   if (ok) return RAY_OK;
   char why[64];
   snprintf(why, sizeof why, " within %lld ms", (long long)st->put_timeout_ms);
@@ -169,8 +188,16 @@ static void hold_drop(rt_store *st, uint32_t slot, rt_entry *e, uint64_t what);
 
 static void finalize(rt_store *st, uint32_t slot, rt_entry *e) {
   size_t size = e->size;
+  /* An alias's bytes are charged to its target, an error has none. */
+  size_t charged = (e->flags & (RT_EF_ALIAS | RT_EF_ERROR)) ? 0 : size;
   if (e->pins) atomic_fetch_sub_explicit(&st->bytes_pinned, size, memory_order_relaxed);
   e->pins = 0;
+  if (e->flags & RT_EF_ERROR) free(e->data);
+  if (e->flags & RT_EF_ALIAS) {
+    uint32_t s2;
+    rt_entry *e2 = rt_handle_resolve(&st->slots, e->aux.target, &s2);
+    if (e2) hold_drop(st, s2, e2, RT_HOLD_REF);
+  }
   switch (e->flags & (RT_EF_INLINE | RT_EF_OWNED | RT_EF_POOL | RT_EF_HEAP)) {
   case RT_EF_OWNED:
     if (e->aux.free_fn) e->aux.free_fn(e->data);
@@ -195,7 +222,7 @@ static void finalize(rt_store *st, uint32_t slot, rt_entry *e) {
   e->type = NULL;
   e->size = 0;
   e->flags = 0;
-  mem_release(st, size);
+  mem_release(st, charged);
   atomic_fetch_sub_explicit(&st->objects, 1, memory_order_relaxed);
   /* The generation changes before the state reads FREE, so a stale handle
    * fails either check. Relaxed: resolving a released handle is a bug we
@@ -287,24 +314,30 @@ static void entry_abandon(rt_store *st, uint32_t slot, rt_entry *e) {
   mem_release(st, size);
 }
 
-/* Gives the entry a buffer of e->size bytes: inline, heap or pool. */
-static ray_status entry_alloc_data(rt_store *st, const char *fn, rt_entry *e) {
-  size_t size = e->size;
+/* A buffer of size bytes: inline (in `inl`), heap or pool; sets *flags and,
+ * for the pool, *cap. */
+static ray_status alloc_buffer(rt_store *st, const char *fn, size_t size, unsigned char *inl,
+                               void **data, uint16_t *flags, size_t *cap) {
   if (size <= RT_INLINE_MAX) {
-    e->data = e->inl;
-    e->flags |= RT_EF_INLINE;
+    *data = inl;
+    *flags = RT_EF_INLINE;
   } else if (size < RT_BUFPOOL_MIN) {
-    e->data = malloc(size);
-    e->flags |= RT_EF_HEAP | RT_EF_SPILLABLE;
+    *data = malloc(size);
+    *flags = RT_EF_HEAP | RT_EF_SPILLABLE;
   } else {
-    e->data = rt_bufpool_get(&st->pool, size, &e->aux.cap);
-    e->flags |= RT_EF_POOL | RT_EF_SPILLABLE;
+    *data = rt_bufpool_get(&st->pool, size, cap);
+    *flags = RT_EF_POOL | RT_EF_SPILLABLE;
   }
-  if (!e->data) {
-    e->flags = 0;
+  if (!*data) {
+    *flags = 0;
     return rt_fail(RAY_ENOMEM, "%s: cannot allocate %zu bytes", fn, size);
   }
   return RAY_OK;
+}
+
+/* Gives the entry a buffer of e->size bytes. */
+static ray_status entry_alloc_data(rt_store *st, const char *fn, rt_entry *e) {
+  return alloc_buffer(st, fn, e->size, e->inl, &e->data, &e->flags, &e->aux.cap);
 }
 
 /* Publishes a new entry in `state`; returns its handle. */
@@ -314,7 +347,7 @@ static ray_ref *entry_publish(rt_store *st, uint32_t slot, rt_entry *e, uint32_t
   atomic_store_explicit(&e->state, state, memory_order_release);
   if (state == RT_ST_SEALED && (e->flags & RT_EF_SPILLABLE)) lru_touch(st, slot, e);
   atomic_fetch_add_explicit(&st->objects, 1, memory_order_relaxed);
-  atomic_fetch_add_explicit(&st->puts, 1, memory_order_relaxed);
+  if (state != RT_ST_PENDING) atomic_fetch_add_explicit(&st->puts, 1, memory_order_relaxed);
   return rt_handle_make(&st->slots, slot, atomic_load_explicit(&e->gen, memory_order_relaxed));
 }
 
@@ -374,18 +407,34 @@ ray_status ray_create(size_t size, const ray_type *type, void **data, ray_ref **
   return RAY_OK;
 }
 
-/* Under the stripe lock: unlinks and fires every waiter for slot. */
-static void fire_waiters(rt_stripe *sp, uint32_t slot) {
-  rt_waiter **pp = &sp->waiters;
+/* Under the stripe lock: unlinks every waiter for slot and fires the thread
+ * waiters; returns the deferred ones, linked, for fire_deferred. */
+static rt_waiter *fire_waiters(rt_stripe *sp, uint32_t slot) {
+  rt_waiter *deferred = NULL, **pp = &sp->waiters;
   while (*pp) {
     rt_waiter *w = *pp;
     if (w->slot == slot) {
       *pp = w->next;
-      w->next = NULL;
-      w->fire(w);
+      if (w->deferred) {
+        w->next = deferred;
+        deferred = w;
+      } else {
+        w->next = NULL;
+        w->fire(w);
+      }
     } else {
       pp = &w->next;
     }
+  }
+  return deferred;
+}
+
+/* Outside any lock: fires task dependencies (which may free their nodes). */
+static void fire_deferred(rt_waiter *w) {
+  while (w) {
+    rt_waiter *next = w->next;
+    w->fire(w);
+    w = next;
   }
 }
 
@@ -408,10 +457,12 @@ ray_status ray_seal(ray_ref *ref) {
                                                   memory_order_acq_rel, memory_order_relaxed));
   if ((cur & RT_ST_WAITERS) || (e->flags & RT_EF_SPILLABLE)) {
     rt_stripe *sp = stripe_of(st, slot);
+    rt_waiter *deferred = NULL;
     pthread_mutex_lock(&sp->lock);
-    if (cur & RT_ST_WAITERS) fire_waiters(sp, slot);
+    if (cur & RT_ST_WAITERS) deferred = fire_waiters(sp, slot);
     lru_update(st, sp, slot, e);
     pthread_mutex_unlock(&sp->lock);
+    fire_deferred(deferred);
   }
   return RAY_OK;
 }
@@ -475,20 +526,20 @@ static void thread_waiter_fire(rt_waiter *w) {
 }
 
 /* Under the stripe lock: flags the entry as waited on. Returns true if the
- * entry is still being created (the caller should park), false if sealed. */
+ * entry is not ready yet (the caller should park), false if it is. */
 static bool flag_waiting(rt_entry *e) {
   /* acq_rel: acquire pairs with the sealer's release CAS, so if we see the
    * seal we also see the bytes; the flag itself is read by the sealer's CAS
    * and the list behind it is protected by the stripe lock. */
   uint32_t old = atomic_fetch_or_explicit(&e->state, RT_ST_WAITERS, memory_order_acq_rel);
-  return (old & RT_ST_MASK) == RT_ST_CREATING;
+  return !state_ready(old);
 }
 
 /* Parks until the entry is sealed or the deadline passes. */
 static ray_status wait_sealed(rt_store *st, uint32_t slot, rt_entry *e, uint64_t deadline,
                               int64_t timeout_ms) {
   rt_stripe *sp = stripe_of(st, slot);
-  thread_waiter w = {{NULL, slot, thread_waiter_fire}, 0};
+  thread_waiter w = {{NULL, slot, false, thread_waiter_fire}, 0};
   pthread_mutex_lock(&sp->lock);
   if (!flag_waiting(e)) {
     pthread_mutex_unlock(&sp->lock);
@@ -499,12 +550,14 @@ static ray_status wait_sealed(rt_store *st, uint32_t slot, rt_entry *e, uint64_t
   pthread_mutex_unlock(&sp->lock);
 
   bool timed_out = false;
+  block_begin();
   while (!atomic_load_explicit(&w.fired, memory_order_acquire)) {
     if (!rt_prim_futex_wait(&w.fired, 0, deadline)) {
       timed_out = true;
       break;
     }
   }
+  block_end();
   /* Take the stripe lock before the node goes out of scope: fire() runs
    * under it, so once we hold it no one touches the node any more. */
   pthread_mutex_lock(&sp->lock);
@@ -516,7 +569,7 @@ static ray_status wait_sealed(rt_store *st, uint32_t slot, rt_entry *e, uint64_t
       }
     pthread_mutex_unlock(&sp->lock);
     char id[33];
-    return rt_fail(RAY_ETIMEOUT, "ray_get: object %s not sealed within %lld ms",
+    return rt_fail(RAY_ETIMEOUT, "ray_get: object %s not ready within %lld ms",
                    ENTRY_ID(st, slot, e, id), (long long)timeout_ms);
   }
   pthread_mutex_unlock(&sp->lock);
@@ -534,13 +587,20 @@ ray_status ray_get(ray_ref *ref, const ray_type *expect, int64_t timeout_ms, ray
    * is visible before we hand out a pointer to it. */
   uint32_t state = atomic_load_explicit(&e->state, memory_order_acquire);
   if (RT_UNLIKELY((state & RT_ST_MASK) != RT_ST_SEALED)) {
-    if (timeout_ms == 0) {
-      char id[33];
-      return rt_fail(RAY_ETIMEOUT, "ray_get: object %s is not sealed yet",
-                     ENTRY_ID(st, slot, e, id));
+    if (!state_ready(state)) {
+      if (timeout_ms == 0) {
+        char id[33];
+        return rt_fail(RAY_ETIMEOUT, "ray_get: object %s is not ready yet",
+                       ENTRY_ID(st, slot, e, id));
+      }
+      ray_status s = wait_sealed(st, slot, e, rt_prim_deadline(timeout_ms), timeout_ms);
+      if (s != RAY_OK) return s;
+      state = atomic_load_explicit(&e->state, memory_order_acquire);
     }
-    ray_status s = wait_sealed(st, slot, e, rt_prim_deadline(timeout_ms), timeout_ms);
-    if (s != RAY_OK) return s;
+    if ((state & RT_ST_MASK) == RT_ST_FAILED) {
+      const rt_error *err = e->data;
+      return rt_fail(err->status, "%s", err->msg);
+    }
   }
   if (expect && !rt_type_equal(e->type, expect)) {
     char id[33], a[96], b[96];
@@ -605,7 +665,7 @@ static int cmp_ptr(const void *a, const void *b) {
 }
 
 static bool entry_ready(const rt_entry *e) {
-  return (atomic_load_explicit(&e->state, memory_order_acquire) & RT_ST_MASK) != RT_ST_CREATING;
+  return state_ready(atomic_load_explicit(&e->state, memory_order_acquire));
 }
 
 ray_status ray_wait(ray_ref *const refs[], size_t n, size_t num_ready, int64_t timeout_ms,
@@ -661,17 +721,19 @@ ray_status ray_wait(ray_ref *const refs[], size_t n, size_t num_ready, int64_t t
       rt_stripe *sp = stripe_of(st, slots[i]);
       pthread_mutex_lock(&sp->lock);
       if (flag_waiting(e)) {
-        nodes[i] = (group_waiter){{sp->waiters, slots[i], group_waiter_fire}, &g, true};
+        nodes[i] = (group_waiter){{sp->waiters, slots[i], false, group_waiter_fire}, &g, true};
         sp->waiters = &nodes[i].base;
       } else {
         already++;
       }
       pthread_mutex_unlock(&sp->lock);
     }
+    block_begin();
     for (;;) {
       uint32_t f = atomic_load_explicit(&g.fired, memory_order_acquire);
       if (already + f >= num_ready || !rt_prim_futex_wait(&g.fired, f, deadline)) break;
     }
+    block_end();
     /* Unlink what did not fire; holding each stripe lock once also waits
      * out any fire() still touching our nodes. */
     for (size_t i = 0; i < n; i++) {
@@ -776,6 +838,257 @@ void ray_ref_id(const ray_ref *ref, char hex[33]) {
 }
 
 /* ------------------------------------------------------------------------ */
+/* For the task layer: pending objects, staged payloads, dependencies       */
+/* ------------------------------------------------------------------------ */
+
+ray_status rt_store_new_pending(rt_store *st, const char *fn, void *producer, ray_ref **user) {
+  uint32_t slot;
+  rt_entry *e;
+  ray_status s = entry_new(st, fn, 0, NULL, &slot, &e);
+  if (s != RAY_OK) return s;
+  /* Two refs: the submitter's and the producer's (entry_new set one). */
+  atomic_store_explicit(&e->holds, 2 * RT_HOLD_REF, memory_order_relaxed);
+  e->aux.producer = producer;
+  *user = entry_publish(st, slot, e, RT_ST_PENDING);
+  return RAY_OK;
+}
+
+bool rt_store_add_waiter(rt_store *st, ray_ref *ref, rt_waiter *w) {
+  uint32_t slot;
+  rt_entry *e = rt_handle_resolve(&st->slots, ref, &slot);
+  if (!e) return false;
+  if (entry_ready(e)) return false; /* fast path, no lock */
+  rt_stripe *sp = stripe_of(st, slot);
+  bool registered = false;
+  pthread_mutex_lock(&sp->lock);
+  if (flag_waiting(e)) {
+    w->slot = slot;
+    w->deferred = true;
+    w->next = sp->waiters;
+    sp->waiters = w;
+    registered = true;
+  }
+  pthread_mutex_unlock(&sp->lock);
+  return registered;
+}
+
+static ray_status payload_check(const char *fn, const void *data, size_t size,
+                                const ray_type *type) {
+  if (!data) return rt_fail(RAY_EINVAL, "%s: data is NULL", fn);
+  return check_new(fn, size, type, data);
+}
+
+ray_status rt_store_payload_copy(rt_store *st, const char *fn, const void *data, size_t size,
+                                 const ray_type *type, rt_payload *p) {
+  if (!type) type = &ray_type_bytes;
+  ray_status s = payload_check(fn, data, size, type);
+  if (s != RAY_OK) return s;
+  if ((s = mem_reserve(st, fn, size)) != RAY_OK) return s;
+  size_t cap = 0;
+  if ((s = alloc_buffer(st, fn, size, p->inl, &p->data, &p->flags, &cap)) != RAY_OK) {
+    mem_release(st, size);
+    return s;
+  }
+  memcpy(p->data, data, size);
+  p->aux.cap = cap;
+  p->size = size;
+  p->type = type;
+  return RAY_OK;
+}
+
+ray_status rt_store_payload_adopt(rt_store *st, const char *fn, void *data, size_t size,
+                                  const ray_type *type, void (*free_fn)(void *), rt_payload *p) {
+  if (!type) type = &ray_type_bytes;
+  ray_status s = payload_check(fn, data, size, type);
+  if (s != RAY_OK) return s;
+  if ((s = mem_reserve(st, fn, size)) != RAY_OK) return s;
+  p->data = data;
+  p->size = size;
+  p->type = type;
+  p->flags = RT_EF_OWNED | RT_EF_SPILLABLE;
+  p->aux.free_fn = free_fn;
+  return RAY_OK;
+}
+
+ray_status rt_store_payload_alias(rt_store *st, const char *fn, ray_ref *target, rt_payload *p) {
+  uint32_t slot;
+  rt_entry *e = rt_handle_resolve(&st->slots, target, &slot);
+  if (!e) return bad_handle(fn, target);
+  if ((atomic_load_explicit(&e->state, memory_order_acquire) & RT_ST_MASK) != RT_ST_SEALED) {
+    char id[33];
+    return rt_fail(RAY_EINVAL, "%s: object %s is not sealed", fn, ENTRY_ID(st, slot, e, id));
+  }
+  /* Relaxed: the caller holds a ref on the target (see ray_ref_retain). */
+  atomic_fetch_add_explicit(&e->holds, RT_HOLD_REF, memory_order_relaxed);
+  p->data = e->data;
+  p->size = e->size;
+  p->type = e->type;
+  p->flags = RT_EF_ALIAS;
+  p->aux.target = target;
+  return RAY_OK;
+}
+
+void rt_store_payload_discard(rt_store *st, rt_payload *p) {
+  if (!p->data) return;
+  if (p->flags & RT_EF_ALIAS) {
+    ray_ref_release(p->aux.target);
+  } else {
+    if (p->flags & RT_EF_HEAP) free(p->data);
+    else if (p->flags & RT_EF_POOL) rt_bufpool_put(&st->pool, p->data, p->aux.cap);
+    else if ((p->flags & RT_EF_OWNED) && p->aux.free_fn) p->aux.free_fn(p->data);
+    mem_release(st, p->size);
+  }
+  p->data = NULL;
+}
+
+/* Under the stripe lock: ends a PENDING entry in `state`, firing waiters.
+ * Returns the deferred waiters to fire after unlocking. */
+static rt_waiter *end_pending(rt_store *st, rt_stripe *sp, uint32_t slot, rt_entry *e,
+                              uint32_t state) {
+  /* release: the payload or error written above is visible to whoever
+   * acquires the state (getters, waiters, dependent tasks). */
+  uint32_t old = atomic_exchange_explicit(&e->state, state, memory_order_acq_rel);
+  rt_waiter *deferred = (old & RT_ST_WAITERS) ? fire_waiters(sp, slot) : NULL;
+  lru_update(st, sp, slot, e);
+  return deferred;
+}
+
+bool rt_store_seal_pending(rt_store *st, ray_ref *ref, rt_payload *p) {
+  uint32_t slot;
+  rt_entry *e = rt_handle_resolve(&st->slots, ref, &slot);
+  if (!e) {
+    rt_store_payload_discard(st, p);
+    return false;
+  }
+  rt_stripe *sp = stripe_of(st, slot);
+  pthread_mutex_lock(&sp->lock);
+  if ((atomic_load_explicit(&e->state, memory_order_relaxed) & RT_ST_MASK) != RT_ST_PENDING) {
+    pthread_mutex_unlock(&sp->lock);
+    rt_store_payload_discard(st, p);
+    return false;
+  }
+  e->size = p->size;
+  e->type = p->type;
+  e->flags = p->flags;
+  if (p->flags & RT_EF_INLINE) {
+    memcpy(e->inl, p->inl, p->size);
+    e->data = e->inl;
+  } else {
+    e->data = p->data;
+  }
+  if (p->flags & RT_EF_ALIAS) e->aux.target = p->aux.target;
+  else if (p->flags & RT_EF_OWNED) e->aux.free_fn = p->aux.free_fn;
+  else e->aux.cap = p->aux.cap;
+  p->data = NULL; /* moved */
+  rt_waiter *deferred = end_pending(st, sp, slot, e, RT_ST_SEALED);
+  pthread_mutex_unlock(&sp->lock);
+  fire_deferred(deferred);
+  return true;
+}
+
+static char *pack_str(char **at, const char *s) {
+  if (!s) return NULL;
+  size_t n = strlen(s) + 1;
+  char *d = *at;
+  memcpy(d, s, n);
+  *at += n;
+  return d;
+}
+
+/* When even the message cannot be allocated, the error still gets through. */
+static const rt_error k_error_nomem = {RAY_ENOMEM, "task failed, and there was no memory left "
+                                                   "for its error message", NULL, "out of memory"};
+
+bool rt_store_fail_pending(rt_store *st, ray_ref *ref, ray_status status, const char *msg,
+                           const char *task, const char *reason) {
+  uint32_t slot;
+  rt_entry *e = rt_handle_resolve(&st->slots, ref, &slot);
+  if (!e) return false;
+  size_t n = sizeof(rt_error) + strlen(msg) + 1 + (task ? strlen(task) + 1 : 0) +
+             (reason ? strlen(reason) + 1 : 0);
+  rt_error *err = malloc(n);
+  if (err) {
+    char *at = (char *)(err + 1);
+    err->status = status;
+    err->msg = pack_str(&at, msg);
+    err->task = pack_str(&at, task);
+    err->reason = pack_str(&at, reason);
+  }
+  rt_stripe *sp = stripe_of(st, slot);
+  pthread_mutex_lock(&sp->lock);
+  if ((atomic_load_explicit(&e->state, memory_order_relaxed) & RT_ST_MASK) != RT_ST_PENDING) {
+    pthread_mutex_unlock(&sp->lock);
+    free(err);
+    return false;
+  }
+  e->size = 0;
+  e->type = NULL;
+  e->data = err ? err : (void *)&k_error_nomem;
+  e->flags = err ? RT_EF_ERROR : 0;
+  rt_waiter *deferred = end_pending(st, sp, slot, e, RT_ST_FAILED);
+  pthread_mutex_unlock(&sp->lock);
+  fire_deferred(deferred);
+  return true;
+}
+
+bool rt_store_with_producer(rt_store *st, ray_ref *ref, void (*fn)(void *producer, void *arg),
+                            void *arg) {
+  uint32_t slot;
+  rt_entry *e = rt_handle_resolve(&st->slots, ref, &slot);
+  if (!e) return false;
+  rt_stripe *sp = stripe_of(st, slot);
+  bool pending = false;
+  pthread_mutex_lock(&sp->lock);
+  if ((atomic_load_explicit(&e->state, memory_order_relaxed) & RT_ST_MASK) == RT_ST_PENDING &&
+      e->aux.producer) {
+    pending = true;
+    fn(e->aux.producer, arg);
+  }
+  pthread_mutex_unlock(&sp->lock);
+  return pending;
+}
+
+uint32_t rt_store_state(rt_store *st, ray_ref *ref) {
+  uint32_t slot;
+  rt_entry *e = rt_handle_resolve(&st->slots, ref, &slot);
+  return e ? atomic_load_explicit(&e->state, memory_order_acquire) & RT_ST_MASK : RT_ST_FREE;
+}
+
+const rt_error *rt_store_error(rt_store *st, ray_ref *ref) {
+  uint32_t slot;
+  rt_entry *e = rt_handle_resolve(&st->slots, ref, &slot);
+  if (!e || (atomic_load_explicit(&e->state, memory_order_acquire) & RT_ST_MASK) != RT_ST_FAILED)
+    return NULL;
+  return e->data;
+}
+
+ray_status rt_store_view(rt_store *st, ray_ref *ref, const ray_type *expect, const char *what,
+                         ray_view *out) {
+  uint32_t slot;
+  rt_entry *e = rt_handle_resolve(&st->slots, ref, &slot);
+  if (!e) return bad_handle(what, ref);
+  uint32_t state = atomic_load_explicit(&e->state, memory_order_acquire) & RT_ST_MASK;
+  char id[33];
+  if (state == RT_ST_FAILED) return rt_fail(((const rt_error *)e->data)->status, "%s: %s", what,
+                                            ((const rt_error *)e->data)->msg);
+  if (state != RT_ST_SEALED)
+    return rt_fail(RAY_EINVAL, "%s: object %s is not ready", what, ENTRY_ID(st, slot, e, id));
+  if (expect && !rt_type_equal(e->type, expect)) {
+    char a[96], b[96];
+    return rt_fail(RAY_ETYPE, "%s: object %s has type %s, expected %s", what,
+                   ENTRY_ID(st, slot, e, id), rt_type_describe(e->type, a, sizeof a),
+                   rt_type_describe(expect, b, sizeof b));
+  }
+  uint64_t old = atomic_fetch_add_explicit(&e->holds, RT_HOLD_VIEW, memory_order_relaxed);
+  if (RT_HOLD_VIEWS(old) == 0 && (e->flags & RT_EF_SPILLABLE)) lru_touch(st, slot, e);
+  out->data = e->data;
+  out->size = e->size;
+  out->type = e->type;
+  out->priv_ = (void *)ref;
+  return RAY_OK;
+}
+
+/* ------------------------------------------------------------------------ */
 /* Store life                                                               */
 /* ------------------------------------------------------------------------ */
 
@@ -820,6 +1133,8 @@ void rt_store_destroy(rt_store *st) {
        * entries that this same sweep frees. */
       if (e->flags & RT_EF_REFS) {
         if (!(e->flags & RT_EF_INLINE)) free(e->data);
+      } else if (e->flags & RT_EF_ERROR) {
+        free(e->data);
       } else if (e->flags & RT_EF_OWNED) {
         if (e->aux.free_fn) e->aux.free_fn(e->data);
       } else if (e->flags & RT_EF_POOL) {

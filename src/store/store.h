@@ -14,22 +14,52 @@
 #include <pthread.h>
 
 #include "core/config.h"
+#include "sched/sched.h"
 #include "store/bufpool.h"
 #include "store/lru.h"
 #include "store/slots.h"
 
 #define RT_STRIPES 64
 
-/* A parked thread (or, later, a task) waiting for one slot to be sealed. It
- * lives on its stripe's list; fire() runs under the stripe lock, after the
- * node is unlinked, so the waiter may free the node once it has taken the
- * stripe lock itself. */
+/* A parked thread or a task waiting for one slot to become ready (sealed or
+ * failed). It lives on its stripe's list. A thread waiter's fire() runs
+ * under the stripe lock, after the node is unlinked, so the thread may free
+ * the node once it has taken the stripe lock itself. A deferred waiter (a
+ * task's dependency) is fired after the lock is dropped, because firing may
+ * run arbitrary store operations (fail a task, submit it); its node belongs
+ * to the task, which stays alive until all its deferred waiters fired. */
 typedef struct rt_waiter rt_waiter;
 struct rt_waiter {
   rt_waiter *next;
   uint32_t slot;
+  bool deferred;
   void (*fire)(rt_waiter *w);
 };
+
+/* What a FAILED object holds: the status a get returns, the message it
+ * reports, and, for dependents, which task failed and why. */
+typedef struct rt_error {
+  ray_status status;
+  const char *msg;    /* "task 'parse' failed: invalid input -5" */
+  const char *task;   /* "parse", or NULL when no task is involved */
+  const char *reason; /* "invalid input -5" */
+} rt_error;
+
+/* A return value staged by a running task: bytes (inline copy, heap, pool or
+ * adopted buffer) or an alias of another sealed object, with its memory
+ * already reserved. Moved into the entry when the task ends. */
+typedef struct rt_payload {
+  void *data; /* NULL: unset */
+  size_t size;
+  const ray_type *type;
+  uint16_t flags;
+  union {
+    void (*free_fn)(void *);
+    size_t cap;
+    ray_ref *target;
+  } aux;
+  unsigned char inl[RT_INLINE_MAX];
+} rt_payload;
 
 typedef struct rt_stripe {
   pthread_mutex_t lock;
@@ -59,6 +89,49 @@ typedef struct rt_store {
 } rt_store;
 
 ray_status rt_store_init(rt_store *st, const rt_config *cfg, uint64_t epoch);
+
+/* --- for the task layer ------------------------------------------------- */
+
+/* A new PENDING object produced by `producer` (a task record). It starts
+ * with two refs: *user (for the submitter) and the producer's, which the
+ * producer drops with ray_ref_release after it sealed or failed the entry. */
+ray_status rt_store_new_pending(rt_store *st, const char *fn, void *producer, ray_ref **user);
+
+/* Registers w (deferred) to fire when the object of `ref` is ready. Returns
+ * false, registering nothing, if it is ready already. */
+bool rt_store_add_waiter(rt_store *st, ray_ref *ref, rt_waiter *w);
+
+/* Payload staging: each reserves memory (waiting as puts do) and fills *p;
+ * discard undoes it. alias requires a sealed object and takes a ref on it. */
+ray_status rt_store_payload_copy(rt_store *st, const char *fn, const void *data, size_t size,
+                                 const ray_type *type, rt_payload *p);
+ray_status rt_store_payload_adopt(rt_store *st, const char *fn, void *data, size_t size,
+                                  const ray_type *type, void (*free_fn)(void *), rt_payload *p);
+ray_status rt_store_payload_alias(rt_store *st, const char *fn, ray_ref *target, rt_payload *p);
+void rt_store_payload_discard(rt_store *st, rt_payload *p);
+
+/* Ends a PENDING object: seal with the payload, or fail with an error that
+ * copies msg/task/reason. If the entry is no longer PENDING (a canceller got
+ * there first), a payload is discarded and false is returned. */
+bool rt_store_seal_pending(rt_store *st, ray_ref *ref, rt_payload *p);
+bool rt_store_fail_pending(rt_store *st, ray_ref *ref, ray_status status, const char *msg,
+                           const char *task, const char *reason);
+
+/* Calls fn(producer, arg) under the entry's stripe lock if the object of
+ * ref is PENDING, so the producer record cannot be freed meanwhile.
+ * Returns false if the object is not pending (finished, or not a task's). */
+bool rt_store_with_producer(rt_store *st, ray_ref *ref, void (*fn)(void *producer, void *arg),
+                            void *arg);
+
+/* The state of a live object: RT_ST_*; RT_ST_FREE for a bad handle. And the
+ * error of a FAILED object (valid while the caller holds a ref). */
+uint32_t rt_store_state(rt_store *st, ray_ref *ref);
+const rt_error *rt_store_error(rt_store *st, ray_ref *ref);
+
+/* Adds/drops a view hold on a sealed object for a task argument and gives
+ * its bytes; the caller holds a ref, so the entry is alive. */
+ray_status rt_store_view(rt_store *st, ray_ref *ref, const ray_type *expect, const char *what,
+                         ray_view *out);
 /* Frees every object, live or not; warns about unreleased refs and views. */
 void rt_store_destroy(rt_store *st);
 
