@@ -273,6 +273,122 @@ RAY_API ray_status ray_unpin(ray_ref *ref);
 RAY_API void ray_ref_id(const ray_ref *ref, char hex[33]);
 
 /* ------------------------------------------------------------------------ */
+/* Tasks                                                                    */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * A task is a function run once on the worker pool, after every ref argument
+ * is ready. Its results are objects: ray_submit hands back one ref per return
+ * at once, and a get of one blocks until the task has set it. If the task
+ * fails, or an argument it depends on failed, each return fails instead and
+ * a get gives RAY_ETASK (or RAY_ECANCELLED) with a message naming the task,
+ * its reason and, for a dependency, which argument came from which task:
+ *   "task 'sum' not run: argument 0 comes from task 'parse', which failed:
+ *    invalid input -5"
+ */
+typedef struct ray_ctx ray_ctx;
+
+/* Returns RAY_OK after setting every return, or an error status (usually via
+ * ray_ctx_fail) to fail the task. Runs on a worker thread; it may call any
+ * rayc function, including blocking ray_get/ray_wait and ray_submit. */
+typedef ray_status (*ray_task_fn)(ray_ctx *ctx);
+
+/* An argument of ray_submit: build it with ray_arg_ref / ray_arg_value. */
+typedef struct ray_arg {
+  int kind_;
+  const void *p_;
+  size_t size_;
+  const ray_type *type_;
+} ray_arg;
+
+/* The object of ref, read zero-copy by the task once it is ready. The task
+ * holds its own reference from submit until it ends: the caller may release
+ * ref right after ray_submit. */
+RAY_API ray_arg ray_arg_ref(ray_ref *ref);
+/* size bytes at data, copied by ray_submit (the caller may reuse data when
+ * ray_submit returns). type NULL means ray_type_bytes. */
+RAY_API ray_arg ray_arg_value(const void *data, size_t size, const ray_type *type);
+
+typedef struct ray_task_opts {
+  const char *name; /* for messages, stats and the timeline; NULL: "unnamed"; copied */
+  int num_returns;  /* 0 .. 256 */
+  int max_retries;  /* re-runs after the function returns an error; -1: no limit */
+} ray_task_opts;
+#define RAY_TASK_OPTS_INIT {NULL, 1, 0}
+
+/*
+ * Submits fn(args). On RAY_OK returns[0 .. num_returns-1] are new refs to the
+ * task's results (release each); fn runs later on the pool. opts NULL: one
+ * return, no retries. Submitting from inside a task records the new task as
+ * a child of the running one (see ray_cancel).
+ * Errors: RAY_EINVAL (fn NULL, args NULL with nargs > 0, a bad or released
+ * ref argument, a value argument with NULL data or size 0, num_returns out of
+ * range or returns NULL, max_retries < -1; the message names the argument);
+ * RAY_ESHUTDOWN (no runtime, or ray_shutdown has begun and the caller is not
+ * a task); RAY_ENOMEM. On failure nothing is submitted and returns is
+ * untouched.
+ */
+RAY_API ray_status ray_submit(ray_task_fn fn, const ray_arg *args, size_t nargs,
+                              const ray_task_opts *opts, ray_ref **returns);
+
+/*
+ * Cancels the task whose result ref is. A task that has not started never
+ * runs: its returns, and every task depending on them, fail RAY_ECANCELLED.
+ * A running task sees ray_ctx_cancelled() return true; whatever it returns,
+ * its returns fail RAY_ECANCELLED. A finished task, or an object no task
+ * makes, is left alone (RAY_OK). recursive: also cancels, the same way, the
+ * tasks the task submitted while running.
+ * Errors: RAY_EINVAL (NULL or released ref); RAY_ESHUTDOWN.
+ */
+RAY_API ray_status ray_cancel(ray_ref *ref, bool recursive);
+
+/* --- inside a task -------------------------------------------------------
+ * ctx is valid only during the call of the task function, on its thread. */
+
+/* The number of arguments; 0 for a NULL ctx. */
+RAY_API size_t ray_ctx_nargs(const ray_ctx *ctx);
+
+/*
+ * Zero-copy view of argument i, type-checked against expect (NULL: any).
+ * The view is borrowed: it stays valid until the task function returns, and
+ * needs no ray_view_release (calling it is harmless).
+ * Errors: RAY_EINVAL (ctx/out NULL, i out of range); RAY_ETYPE (message names
+ * the task, the argument and both types).
+ */
+RAY_API ray_status ray_ctx_arg(ray_ctx *ctx, size_t i, const ray_type *expect, ray_view *out);
+
+/*
+ * Sets return i to a copy of size bytes at data (type NULL: bytes). Each
+ * return is set once. The bytes count against the memory limit from now on,
+ * and may wait for memory as ray_put does.
+ * Errors: RAY_EINVAL (ctx NULL, i out of range, already set, data NULL, size 0,
+ * size not whole elements); RAY_ESTOREFULL; RAY_ENOMEM.
+ */
+RAY_API ray_status ray_ctx_return(ray_ctx *ctx, size_t i, const void *data, size_t size,
+                                  const ray_type *type);
+/* Sets return i to the caller's buffer without a copy; the store calls
+ * free_fn(data) when the object is gone (or at once if the task then fails).
+ * On an error the caller keeps the buffer. Errors as ray_ctx_return. */
+RAY_API ray_status ray_ctx_return_owned(ray_ctx *ctx, size_t i, void *data, size_t size,
+                                        const ray_type *type, void (*free_fn)(void *));
+/* Sets return i to the object of ref, without a copy (the return shares its
+ * bytes and keeps it alive); the caller keeps its own ref. Waits for the
+ * object if it is not ready. If it failed, the return is not set and its
+ * status (e.g. RAY_ETASK) is returned with its message. */
+RAY_API ray_status ray_ctx_return_ref(ray_ctx *ctx, size_t i, ray_ref *ref);
+
+/* Records the reason the task fails, printf style, and returns RAY_ETASK:
+ * `return ray_ctx_fail(ctx, "invalid input %d", x);` */
+RAY_API ray_status ray_ctx_fail(ray_ctx *ctx, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+/* True once ray_cancel has been called on this task. */
+RAY_API bool ray_ctx_cancelled(const ray_ctx *ctx);
+
+/* ------------------------------------------------------------------------ */
 /* Observability                                                            */
 /* ------------------------------------------------------------------------ */
 
@@ -283,6 +399,9 @@ typedef struct ray_stats {
   size_t bytes_spilled;   /* payload bytes held on disk */
   uint64_t objects;       /* live objects */
   uint64_t puts, gets, spills, restores; /* successful calls/events since init */
+  /* Every submitted task ends once, as finished (returned RAY_OK), failed
+   * (returned an error after its retries, or an argument failed) or
+   * cancelled; tasks_retried counts re-runs. */
   uint64_t tasks_submitted, tasks_finished, tasks_failed, tasks_cancelled, tasks_retried;
   uint64_t actors_alive, actor_restarts, actor_calls;
 } ray_stats;

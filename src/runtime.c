@@ -4,9 +4,12 @@
  * The runtime pointer is published with a release store once everything in
  * it is built, and every public call begins with an acquire load of it, so a
  * call sees either no runtime (RAY_ESHUTDOWN) or a complete one. ray_init and
- * ray_shutdown serialise on g_life_lock; the contract forbids other calls to
- * race with ray_shutdown, which is what lets it free without a reader count.
+ * ray_shutdown serialise on g_life_lock. Shutdown first drains the tasks
+ * (refusing outside submissions), stops the pool, then unpublishes and
+ * frees; the contract forbids outside calls to race with that last step,
+ * which is what lets it free without a reader count.
  */
+#include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,9 +47,24 @@ ray_status ray_init(const ray_config *cfg) {
     rt_config_free(&rt->cfg);
     goto out;
   }
+  if (rt_tasks_init(&rt->tasks, rt->epoch) != 0) {
+    s = rt_fail(RAY_ENOMEM, "ray_init: cannot set up the task layer");
+    goto fail_store;
+  }
+  int err = rt_sched_create(rt->cfg.num_workers, &rt->sched);
+  if (err) {
+    s = rt_fail(err == ENOMEM ? RAY_ENOMEM : RAY_EIO, "ray_init: cannot start %d workers: %s",
+                rt->cfg.num_workers, strerror(err));
+    rt_tasks_destroy(&rt->tasks);
+    goto fail_store;
+  }
   /* release: publishes the fully built runtime to rt_current(). */
   atomic_store_explicit(&rt_g_runtime, rt, memory_order_release);
   rt = NULL;
+  goto out;
+fail_store:
+  rt_store_destroy(&rt->store);
+  rt_config_free(&rt->cfg);
 out:
   free(rt);
   pthread_mutex_unlock(&g_life_lock);
@@ -54,11 +72,19 @@ out:
 }
 
 ray_status ray_shutdown(void) {
+  if (rt_task_current())
+    return rt_fail(RAY_EINVAL, "ray_shutdown: called from inside a task, which would wait for "
+                               "itself");
   pthread_mutex_lock(&g_life_lock);
   rt_runtime *rt = rt_current();
   if (rt) {
+    /* Outside submissions are refused from here; submitted work, and the
+     * work it submits, runs to the end. Then the pool stops. */
+    rt_tasks_drain(&rt->tasks);
+    rt_sched_destroy(rt->sched);
     /* New calls see no runtime from here on (acquire/release as in init). */
     atomic_store_explicit(&rt_g_runtime, NULL, memory_order_release);
+    rt_tasks_destroy(&rt->tasks);
     rt_store_destroy(&rt->store);
     rt_config_free(&rt->cfg);
     free(rt);
@@ -80,5 +106,11 @@ ray_status ray_stats_get(ray_stats *out) {
   out->objects = atomic_load_explicit(&st->objects, memory_order_relaxed);
   out->puts = atomic_load_explicit(&st->puts, memory_order_relaxed);
   out->gets = atomic_load_explicit(&st->gets, memory_order_relaxed);
+  rt_tasks *ts = &rt_current()->tasks;
+  out->tasks_submitted = atomic_load_explicit(&ts->submitted, memory_order_relaxed);
+  out->tasks_finished = atomic_load_explicit(&ts->finished, memory_order_relaxed);
+  out->tasks_failed = atomic_load_explicit(&ts->failed, memory_order_relaxed);
+  out->tasks_cancelled = atomic_load_explicit(&ts->cancelled, memory_order_relaxed);
+  out->tasks_retried = atomic_load_explicit(&ts->retried, memory_order_relaxed);
   return RAY_OK;
 }

@@ -7,10 +7,13 @@
 #include "core/config.h"
 #include "core/error.h"
 #include "store/store.h"
+#include "task/task.h"
 
 typedef struct rt_runtime {
   rt_config cfg;
   rt_store store;
+  rt_sched *sched;
+  rt_tasks tasks;
   uint64_t epoch; /* 1, 2, ... per ray_init in this process */
 } rt_runtime;
 

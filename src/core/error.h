@@ -18,6 +18,9 @@
 /* Records "fmt..." as this thread's last error. */
 void rt_set_error(const char *fmt, ...) RT_PRINTF(1, 2);
 
+/* Empties this thread's last error. */
+void rt_clear_error(void);
+
 /* Records the message and evaluates to s: `return rt_fail(RAY_EINVAL, ...)`.
  * A macro rather than a function so that analysers see the status flow. */
 #define rt_fail(s, ...) (rt_set_error(__VA_ARGS__), (s))

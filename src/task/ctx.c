@@ -1,0 +1,166 @@
+/*
+ * ctx.c - the ray_ctx a task function sees: zero-copy arguments, staged
+ * returns, failure reasons, cancellation.
+ *
+ * Returns are staged, not written into the return entries, so a task that
+ * fails after setting some returns (or is retried) leaves nothing behind:
+ * the staged payloads are discarded and their memory given back.
+ */
+#define _GNU_SOURCE
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/types.h"
+#include "task/ctx.h"
+
+struct ray_ctx {
+  rt_runtime *rt;
+  rt_task *task;
+  rt_task_outcome *out;
+  char *fail_msg; /* from ray_ctx_fail */
+};
+
+void rt_ctx_run(rt_runtime *rt, rt_task *t, rt_task_outcome *out) {
+  memset(out, 0, sizeof *out);
+  out->nstaged = t->nrets;
+  out->staged = t->nrets <= RT_TASK_INLINE_RETS ? out->staged_inl
+                                                : calloc(t->nrets, sizeof *out->staged);
+  if (!out->staged) {
+    out->status = RAY_ENOMEM;
+    out->reason = strdup("no memory to stage the returns");
+    return;
+  }
+  ray_ctx ctx = {rt, t, out, NULL};
+  rt_clear_error(); /* so a failure's reason names this run's error, not an old one */
+  ray_status s = t->fn(&ctx);
+  out->status = s;
+  if (s != RAY_OK) {
+    if (ctx.fail_msg) {
+      out->reason = ctx.fail_msg;
+      ctx.fail_msg = NULL;
+    } else {
+      const char *detail = ray_last_error();
+      int r = *detail ? asprintf(&out->reason, "returned %s (%s)", ray_status_name(s), detail)
+                      : asprintf(&out->reason, "returned %s", ray_status_name(s));
+      if (r < 0) out->reason = NULL;
+    }
+  }
+  free(ctx.fail_msg);
+  for (uint32_t i = 0; i < t->nargs; i++) {
+    rt_task_arg *a = &t->args[i];
+    if (a->viewed) {
+      ray_view_release(&a->view);
+      a->viewed = false;
+    }
+  }
+}
+
+void rt_ctx_discard(rt_runtime *rt, rt_task_outcome *out) {
+  if (!out->staged) return;
+  for (uint32_t i = 0; i < out->nstaged; i++) rt_store_payload_discard(&rt->store, &out->staged[i]);
+}
+
+void rt_ctx_done(rt_task_outcome *out) {
+  if (out->staged && out->staged != out->staged_inl) free(out->staged);
+  out->staged = NULL;
+}
+
+/* ------------------------------------------------------------------------ */
+
+size_t ray_ctx_nargs(const ray_ctx *ctx) { return ctx ? ctx->task->nargs : 0; }
+
+bool ray_ctx_cancelled(const ray_ctx *ctx) {
+  /* acquire: pairs with the release store in ray_cancel. */
+  return ctx && atomic_load_explicit(&ctx->task->cancel, memory_order_acquire);
+}
+
+ray_status ray_ctx_arg(ray_ctx *ctx, size_t i, const ray_type *expect, ray_view *out) {
+  if (!ctx || !out) return rt_fail(RAY_EINVAL, "ray_ctx_arg: %s is NULL", ctx ? "out" : "ctx");
+  rt_task *t = ctx->task;
+  if (i >= t->nargs)
+    return rt_fail(RAY_EINVAL, "ray_ctx_arg: task '%s' has %u arguments, not %zu", t->name,
+                   t->nargs, i + 1);
+  rt_task_arg *a = &t->args[i];
+  char what[96], x[96], y[96];
+  snprintf(what, sizeof what, "task '%s' argument %zu", t->name, i);
+  if (a->kind == RT_ARG_VALUE) {
+    if (expect && !rt_type_equal(a->type, expect))
+      return rt_fail(RAY_ETYPE, "%s: value has type %s, expected %s", what,
+                     rt_type_describe(a->type, x, sizeof x), rt_type_describe(expect, y, sizeof y));
+    *out = (ray_view){a->data, a->size, a->type, NULL};
+    return RAY_OK;
+  }
+  if (!a->viewed) {
+    ray_status s = rt_store_view(&ctx->rt->store, a->ref, expect, what, &a->view);
+    if (s != RAY_OK) return s;
+    a->viewed = true;
+  } else if (expect && !rt_type_equal(a->view.type, expect)) {
+    return rt_fail(RAY_ETYPE, "%s: object has type %s, expected %s", what,
+                   rt_type_describe(a->view.type, x, sizeof x),
+                   rt_type_describe(expect, y, sizeof y));
+  }
+  /* Borrowed: priv_ NULL makes a user's ray_view_release a no-op. */
+  *out = (ray_view){a->view.data, a->view.size, a->view.type, NULL};
+  return RAY_OK;
+}
+
+static ray_status return_slot(ray_ctx *ctx, size_t i, const char *fn, rt_payload **p) {
+  if (!ctx) return rt_fail(RAY_EINVAL, "%s: ctx is NULL", fn);
+  rt_task *t = ctx->task;
+  if (i >= t->nrets)
+    return rt_fail(RAY_EINVAL, "%s: task '%s' has %u returns, not %zu", fn, t->name, t->nrets,
+                   i + 1);
+  if (ctx->out->staged[i].data)
+    return rt_fail(RAY_EINVAL, "%s: return %zu of task '%s' is already set", fn, i, t->name);
+  *p = &ctx->out->staged[i];
+  return RAY_OK;
+}
+
+ray_status ray_ctx_return(ray_ctx *ctx, size_t i, const void *data, size_t size,
+                          const ray_type *type) {
+  rt_payload *p;
+  ray_status s = return_slot(ctx, i, "ray_ctx_return", &p);
+  if (s != RAY_OK) return s;
+  return rt_store_payload_copy(&ctx->rt->store, "ray_ctx_return", data, size, type, p);
+}
+
+ray_status ray_ctx_return_owned(ray_ctx *ctx, size_t i, void *data, size_t size,
+                                const ray_type *type, void (*free_fn)(void *)) {
+  rt_payload *p;
+  ray_status s = return_slot(ctx, i, "ray_ctx_return_owned", &p);
+  if (s != RAY_OK) return s;
+  return rt_store_payload_adopt(&ctx->rt->store, "ray_ctx_return_owned", data, size, type,
+                                free_fn, p);
+}
+
+ray_status ray_ctx_return_ref(ray_ctx *ctx, size_t i, ray_ref *ref) {
+  rt_payload *p;
+  ray_status s = return_slot(ctx, i, "ray_ctx_return_ref", &p);
+  if (s != RAY_OK) return s;
+  rt_store *st = &ctx->rt->store;
+  uint32_t state = rt_store_state(st, ref);
+  if (state == RT_ST_FREE)
+    return rt_fail(RAY_EINVAL, "ray_ctx_return_ref: ref %p is %s", (void *)ref,
+                   ref ? "released or invalid" : "NULL");
+  if (state != RT_ST_SEALED && state != RT_ST_FAILED) {
+    bool ready;
+    if ((s = ray_wait(&ref, 1, 1, -1, &ready)) != RAY_OK) return s;
+  }
+  const rt_error *err = rt_store_error(st, ref);
+  if (err) return rt_fail(err->status, "ray_ctx_return_ref: %s", err->msg);
+  return rt_store_payload_alias(st, "ray_ctx_return_ref", ref, p);
+}
+
+ray_status ray_ctx_fail(ray_ctx *ctx, const char *fmt, ...) {
+  if (!ctx) return rt_fail(RAY_EINVAL, "ray_ctx_fail: ctx is NULL");
+  char *msg = NULL;
+  va_list ap;
+  va_start(ap, fmt);
+  if (!fmt || vasprintf(&msg, fmt, ap) < 0) msg = NULL;
+  va_end(ap);
+  free(ctx->fail_msg);
+  ctx->fail_msg = msg;
+  return rt_fail(RAY_ETASK, "task '%s' failed: %s", ctx->task->name, msg ? msg : "(no reason)");
+}

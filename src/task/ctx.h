@@ -1,0 +1,26 @@
+/*
+ * ctx.h - running a task function with its ray_ctx, and what it leaves.
+ */
+#ifndef RT_CTX_H
+#define RT_CTX_H
+
+#include "runtime.h"
+#include "task/task.h"
+
+/* What one run of a task function produced. */
+typedef struct rt_task_outcome {
+  ray_status status;
+  uint32_t nstaged;   /* the task's number of returns */
+  char *reason;       /* malloc'd reason of a failure, or NULL */
+  rt_payload *staged; /* one per return; data NULL when unset */
+  rt_payload staged_inl[RT_TASK_INLINE_RETS];
+} rt_task_outcome;
+
+/* Calls t->fn with a fresh ctx; argument views end with the call. */
+void rt_ctx_run(rt_runtime *rt, rt_task *t, rt_task_outcome *out);
+/* Gives back every staged return (memory, buffers, alias targets). */
+void rt_ctx_discard(rt_runtime *rt, rt_task_outcome *out);
+/* Frees the outcome's own storage (after its payloads were sealed or discarded). */
+void rt_ctx_done(rt_task_outcome *out);
+
+#endif
