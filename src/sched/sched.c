@@ -58,6 +58,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -69,7 +70,14 @@
 #include "sched/injector.h"
 
 #define RT_SCHED_INJECTOR_EVERY 61 /* prime, as in Tokio/Go */
-#define RT_SCHED_SPIN_ROUNDS 10
+/* An idle worker looks for work for up to RT_SCHED_SPIN_NS before it parks:
+ * a park + wake costs two syscalls and ~5-10 us of latency on this class of
+ * machine, far more than a task, so a worker that just ran out of work stays
+ * awake briefly for the next one. Every RT_SCHED_SPIN_YIELD rounds it yields,
+ * so that on a machine with fewer cores than threads a spinning worker does
+ * not starve the thread that is producing its work. */
+#define RT_SCHED_SPIN_NS 50000
+#define RT_SCHED_SPIN_YIELD 8
 #define RT_SCHED_DEQUE_CAP 256
 
 enum { W_RUNNING, W_ANNOUNCED, W_SETTLED };
@@ -103,6 +111,10 @@ struct rt_sched {
   _Alignas(64) _Atomic int active;
   /* Length of the idle list, read lock-free by submitters. */
   _Alignas(64) _Atomic int nidle;
+  /* Workers spinning for work before they park; at most max_spinning. A
+   * counter guarding a resource (CPU time), no data: relaxed RMWs. */
+  _Alignas(64) _Atomic int nspinning;
+  int max_spinning;
   pthread_mutex_t park_lock;
   rt_worker *idle;  /* under park_lock; head = most recently parked */
   rt_worker *spare; /* under park_lock; singly linked via next */
@@ -211,14 +223,43 @@ static bool work_visible(rt_sched *s) {
   return false;
 }
 
+static rt_job *spin_one(rt_sched *s, rt_worker *w);
+static void notify_one(rt_sched *s);
+static bool work_visible(rt_sched *s);
+
+/* Spinning workers compete for cores with the threads that feed them; as in
+ * Go and Tokio, at most half the workers (at least one) spin, the rest park
+ * at once. */
 static rt_job *spin_for_job(rt_sched *s, rt_worker *w) {
-  for (int round = 0; round < RT_SCHED_SPIN_ROUNDS; round++) {
+  int n = atomic_load_explicit(&s->nspinning, memory_order_relaxed);
+  do {
+    if (n >= s->max_spinning) return NULL;
+  } while (!atomic_compare_exchange_weak_explicit(&s->nspinning, &n, n + 1, memory_order_relaxed,
+                                                  memory_order_relaxed));
+  rt_job *j = spin_one(s, w);
+  atomic_fetch_sub_explicit(&s->nspinning, 1, memory_order_relaxed);
+  /* Submitters skip the wake-up while we spin, so more jobs may be queued
+   * behind the one we found, with the other workers parked: hand the
+   * spinning role on (Go's rule), or the pool would run them one by one. */
+  if (j) {
+    rt_sched_fence_seq_cst(); /* work_visible's contract */
+    if (work_visible(s)) notify_one(s);
+  }
+  return j;
+}
+
+static rt_job *spin_one(rt_sched *s, rt_worker *w) {
+  uint64_t until = rt_prim_now_ns() + RT_SCHED_SPIN_NS;
+  for (int round = 0;; round++) {
     for (int k = 0; k < (1 << (round < 5 ? round : 5)); k++) rt_prim_pause();
     rt_job *j = rt_injector_pop(&s->inj);
     if (!j) j = steal_round(s, w);
     if (j) return j;
+    if (round % RT_SCHED_SPIN_YIELD == RT_SCHED_SPIN_YIELD - 1) {
+      if (rt_prim_now_ns() >= until) return NULL;
+      sched_yield();
+    }
   }
-  return NULL;
 }
 
 /* ---- waking ------------------------------------------------------------- */
@@ -227,6 +268,12 @@ static rt_job *spin_for_job(rt_sched *s, rt_worker *w) {
 static void notify_one(rt_sched *s) {
   /* The submitter half of the Dekker pattern: publish ; fence ; load nidle. */
   rt_sched_fence_seq_cst();
+  /* A spinning worker will find the job: no wake-up (and no syscall). It
+   * cannot miss it: a spinner that gives up decrements nspinning before its
+   * own seq_cst fence and re-check of the queues, so if our load below still
+   * sees it spinning, the two fences order our job before its re-check.
+   * relaxed: ordered by the fence above. */
+  if (atomic_load_explicit(&s->nspinning, memory_order_relaxed) > 0) return;
   /* relaxed: ordered by the fence; 0 means every worker that could have
    * missed our job has not yet done its own fence + re-check. */
   if (atomic_load_explicit(&s->nidle, memory_order_relaxed) == 0) return;
@@ -430,6 +477,7 @@ int rt_sched_create(int nworkers, rt_sched **out) {
   if (!s) return ENOMEM;
   memset(s, 0, size);
   s->nworkers = nworkers;
+  s->max_spinning = nworkers / 2 > 1 ? nworkers / 2 : 1;
   s->max_threads = nworkers + RT_SCHED_MAX_SPARES;
   s->workers = calloc((size_t)s->max_threads, sizeof *s->workers);
   if (!s->workers) {
