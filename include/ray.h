@@ -407,7 +407,10 @@ typedef struct ray_stats {
 } ray_stats;
 
 /* A snapshot of the runtime's counters. Counters are exact when no call is
- * in flight. Errors: RAY_EINVAL (out NULL); RAY_ESHUTDOWN. */
+ * in flight. Task counters are updated before the task's results become
+ * visible; `objects` and the byte counts settle a moment after, because a
+ * task drops its own reference on each return just after sealing it.
+ * Errors: RAY_EINVAL (out NULL); RAY_ESHUTDOWN. */
 RAY_API ray_status ray_stats_get(ray_stats *out);
 
 #ifdef __cplusplus

@@ -33,9 +33,17 @@ rt_task *rt_task_current(void) { return t_current; }
 /* Record lifetime                                                          */
 /* ------------------------------------------------------------------------ */
 
-static void task_free(rt_runtime *rt, rt_task *t) {
+/* Drops the task's references on its ref arguments (once). */
+static void release_args(rt_task *t) {
   for (uint32_t i = 0; i < t->nargs; i++)
-    if (t->args[i].kind == RT_ARG_REF) ray_ref_release(t->args[i].ref);
+    if (t->args[i].kind == RT_ARG_REF && t->args[i].ref) {
+      ray_ref_release(t->args[i].ref);
+      t->args[i].ref = NULL;
+    }
+}
+
+static void task_free(rt_runtime *rt, rt_task *t) {
+  release_args(t);
   for (uint32_t i = 0; i < t->nrets; i++) ray_ref_release(t->rets[i]);
   free(t->children);
   free(t->heap);
@@ -334,13 +342,19 @@ static void task_run(rt_job *job) {
   t_current = outer;
 
   char msg[640];
+  /* The arguments are done with: drop them before the results become
+   * visible, so a caller that sees the result sees them gone (unless it
+   * holds them itself). A retry keeps them. */
+  bool retry = out.status != RAY_OK && !atomic_load_explicit(&t->cancel, memory_order_acquire) &&
+               (t->max_retries < 0 || t->attempts <= t->max_retries);
+  if (!retry) release_args(t);
   if (atomic_load_explicit(&t->cancel, memory_order_acquire)) {
     rt_ctx_discard(rt, &out);
     atomic_fetch_add_explicit(&rt->tasks.cancelled, 1, memory_order_relaxed);
     fail_cancelled(rt, t, " while running");
   } else if (out.status != RAY_OK) {
     rt_ctx_discard(rt, &out);
-    if (t->max_retries < 0 || t->attempts <= t->max_retries) {
+    if (retry) {
       free(out.reason);
       rt_ctx_done(&out);
       atomic_fetch_add_explicit(&rt->tasks.retried, 1, memory_order_relaxed);
