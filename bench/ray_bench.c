@@ -144,6 +144,9 @@ enum {
   SMALL_OBJECTS = 1000000,   /* objects per small_object_bytes sample */
   WAIT_REFS = 1000,          /* refs per ray_wait call */
   OMP_ASYNC_TASKS = 1000000, /* tasks per baseline_openmp_tasks_async sample */
+  TASKS_ASYNC = 1000000,     /* tasks per single_client_tasks_async sample (1/10 quick) */
+  TASK_BATCH = 1000,         /* tasks per single_client_tasks_and_get_batch batch */
+  MULTI_CLIENTS = 2,         /* client tasks in multi_client_tasks_async */
 };
 #define BIG_PUT_BYTES (256 * MIB)
 #define FILE_CHUNK (8 * MIB)
@@ -230,31 +233,122 @@ static void teardown_get_calls(void *st) {
   g_get_ref = NULL;
 }
 
-/* single_client_wait_1k_refs: ray_wait for all of 1000 ready refs.
- * (Ray measures this over task results; until tasks exist, over puts.) */
-static ray_ref *g_wait_refs[WAIT_REFS];
-static bool g_wait_ready[WAIT_REFS];
+/* ------------------------------------------------------------------------ */
+/* rayc task metrics                                                        */
+/* ------------------------------------------------------------------------ */
 
-static void *setup_wait(void) {
-  for (int i = 0; i < WAIT_REFS; i++)
-    RAY_CHECK(ray_put(&k_small_payload, sizeof k_small_payload, &ray_type_bytes, &g_wait_refs[i]));
-  return NULL;
+/* The "empty" task: returns 8 bytes, as Ray's microbenchmark's small_value. */
+static ray_status empty_task(ray_ctx *ctx) {
+  return ray_ctx_return(ctx, 0, &k_small_payload, sizeof k_small_payload, &ray_type_bytes);
 }
 
-static double rep_wait(void *st) {
+static void get_and_drop(ray_ref *r) {
+  ray_view v;
+  RAY_CHECK(ray_get(r, NULL, -1, &v));
+  if (v.size != sizeof k_small_payload) die("task returned %zu bytes, not 8", v.size);
+  ray_view_release(&v);
+  ray_ref_release(r);
+}
+
+static ray_ref **g_task_refs; /* TASKS_ASYNC slots */
+
+static void *setup_task_refs(void) {
+  g_task_refs = xmalloc(TASKS_ASYNC * sizeof *g_task_refs);
+  memset(g_task_refs, 0xff, TASKS_ASYNC * sizeof *g_task_refs); /* touched: not in the time */
+  return NULL;
+}
+static void teardown_task_refs(void *st) {
   (void)st;
-  RATE_LOOP(16, {
-    for (int i = 0; i < 16; i++)
-      RAY_CHECK(ray_wait(g_wait_refs, WAIT_REFS, WAIT_REFS, -1, g_wait_ready));
+  free(g_task_refs);
+  g_task_refs = NULL;
+}
+
+/* single_client_tasks_async: submit TASKS_ASYNC empty tasks, then get all. */
+static double rep_tasks_async(void *st) {
+  (void)st;
+  size_t n = g_opt.quick ? TASKS_ASYNC / 10 : TASKS_ASYNC;
+  uint64_t t0 = now_ns();
+  for (size_t i = 0; i < n; i++) RAY_CHECK(ray_submit(empty_task, NULL, 0, NULL, &g_task_refs[i]));
+  for (size_t i = 0; i < n; i++) get_and_drop(g_task_refs[i]);
+  return (double)n / secs(now_ns() - t0);
+}
+
+/* single_client_tasks_sync: submit one, get it, repeat: the round trip. */
+static double rep_tasks_sync(void *st) {
+  (void)st;
+  RATE_LOOP(256, {
+    for (int i = 0; i < 256; i++) {
+      ray_ref *r;
+      RAY_CHECK(ray_submit(empty_task, NULL, 0, NULL, &r));
+      get_and_drop(r);
+    }
   });
 }
 
-static void teardown_wait(void *st) {
+/* single_client_tasks_and_get_batch: 1000 tasks, then get the batch. */
+static double rep_tasks_batch(void *st) {
   (void)st;
-  /* RAY_OK promises num_ready refs are ready; all of them must be here. */
-  for (int i = 0; i < WAIT_REFS; i++)
-    if (!g_wait_ready[i]) die("single_client_wait_1k_refs: ref %d not ready after RAY_OK", i);
-  for (int i = 0; i < WAIT_REFS; i++) ray_ref_release(g_wait_refs[i]);
+  RATE_LOOP(TASK_BATCH, {
+    for (int i = 0; i < TASK_BATCH; i++)
+      RAY_CHECK(ray_submit(empty_task, NULL, 0, NULL, &g_task_refs[i]));
+    for (int i = 0; i < TASK_BATCH; i++) get_and_drop(g_task_refs[i]);
+  });
+}
+
+/* multi_client_tasks_async: the clients are tasks, one per worker; each
+ * submits its share of empty tasks and gets them all. */
+static ray_status client_task(ray_ctx *ctx) {
+  ray_view v;
+  ray_status s = ray_ctx_arg(ctx, 0, NULL, &v);
+  if (s != RAY_OK) return s;
+  size_t n = *(const size_t *)v.data;
+  ray_ref **refs = malloc(n * sizeof *refs);
+  if (!refs) return ray_ctx_fail(ctx, "no memory for %zu refs", n);
+  for (size_t i = 0; i < n && s == RAY_OK; i++) s = ray_submit(empty_task, NULL, 0, NULL, &refs[i]);
+  for (size_t i = 0; i < n && s == RAY_OK; i++) {
+    ray_view rv;
+    if ((s = ray_get(refs[i], NULL, -1, &rv)) == RAY_OK) ray_view_release(&rv);
+    ray_ref_release(refs[i]);
+  }
+  free(refs);
+  if (s != RAY_OK) return s;
+  return ray_ctx_return(ctx, 0, &n, sizeof n, NULL);
+}
+
+static double rep_multi_client(void *st) {
+  (void)st;
+  size_t per = (g_opt.quick ? TASKS_ASYNC / 10 : TASKS_ASYNC) / MULTI_CLIENTS;
+  ray_ref *clients[MULTI_CLIENTS];
+  uint64_t t0 = now_ns();
+  for (int c = 0; c < MULTI_CLIENTS; c++) {
+    ray_arg a = ray_arg_value(&per, sizeof per, NULL);
+    RAY_CHECK(ray_submit(client_task, &a, 1, NULL, &clients[c]));
+  }
+  for (int c = 0; c < MULTI_CLIENTS; c++) get_and_drop(clients[c]);
+  return (double)(per * MULTI_CLIENTS) / secs(now_ns() - t0);
+}
+
+/* single_client_wait_1k_refs, as Ray measures it: submit 1000 tasks, then
+ * ray_wait for one ready ref at a time, dropping what is ready, until none
+ * is left. Rate: such cycles per second. */
+static double rep_wait(void *st) {
+  (void)st;
+  static ray_ref *left[WAIT_REFS];
+  static bool ready[WAIT_REFS];
+  RATE_LOOP(1, {
+    size_t n = WAIT_REFS;
+    for (size_t i = 0; i < n; i++) RAY_CHECK(ray_submit(empty_task, NULL, 0, NULL, &left[i]));
+    while (n) {
+      RAY_CHECK(ray_wait(left, n, 1, -1, ready));
+      size_t k = 0;
+      for (size_t i = 0; i < n; i++) {
+        if (ready[i]) get_and_drop(left[i]);
+        else left[k++] = left[i];
+      }
+      if (k == n) die("single_client_wait_1k_refs: ray_wait returned RAY_OK with none ready");
+      n = k;
+    }
+  });
 }
 
 /* small_object_bytes: RSS growth per live 8-byte object.
@@ -605,8 +699,15 @@ static const bench_row rows[] = {
      .goal = GOAL_GE, .goal_value = 5e6},
     {.name = "single_client_get_calls", .unit = "calls/s", .rep = rep_get_calls,
      .setup = setup_get_calls, .teardown = teardown_get_calls, .goal = GOAL_GE, .goal_value = 1e7},
-    {.name = "single_client_wait_1k_refs", .unit = "calls/s", .rep = rep_wait,
-     .setup = setup_wait, .teardown = teardown_wait},
+    {.name = "single_client_tasks_async", .unit = "tasks/s", .rep = rep_tasks_async,
+     .setup = setup_task_refs, .teardown = teardown_task_refs,
+     .baseline = "baseline_openmp_tasks_async", .goal = GOAL_RATIO_GE, .goal_value = 1.0},
+    {.name = "single_client_tasks_sync", .unit = "tasks/s", .rep = rep_tasks_sync,
+     .baseline = "baseline_openmp_tasks_sync", .goal = GOAL_GE, .goal_value = 2e5},
+    {.name = "single_client_tasks_and_get_batch", .unit = "tasks/s", .rep = rep_tasks_batch,
+     .setup = setup_task_refs, .teardown = teardown_task_refs},
+    {.name = "multi_client_tasks_async", .unit = "tasks/s", .rep = rep_multi_client},
+    {.name = "single_client_wait_1k_refs", .unit = "cycles/s", .rep = rep_wait},
     {.name = "small_object_bytes", .unit = "bytes", .rep = rep_small, .setup = setup_small,
      .teardown = teardown_small},
     {.name = "small_object_overhead_bytes", .unit = "bytes", .from = "small_object_bytes",
