@@ -70,7 +70,8 @@ typedef struct rt_entry {
   /* refs (low 32 bits) and views (high 32 bits) in one word, so that exactly
    * one thread sees the pair reach zero and frees the entry. */
   _Atomic uint64_t holds;
-  uint32_t pins;         /* under the stripe lock */
+  uint16_t pins;         /* under the stripe lock */
+  uint16_t account;      /* memory-quota account charged for the payload; 0: none */
   uint16_t flags;        /* RT_EF_*: set before the entry is published, then fixed */
   uint16_t locked_flags; /* RT_LF_*: under the stripe lock */
   uint32_t lru_prev; /* slot numbers; under the stripe lock */

@@ -57,6 +57,11 @@ static ray_status bad_handle(const char *fn, const void *h) {
 
 static inline bool type_ok(const ray_type *t) { return t->name != NULL; }
 
+/* A quota account; stable once created (never moved or freed before the
+ * store). The creating thread published it under accounts_lock, and its
+ * number reached this thread through that lock or a later happens-before. */
+static rt_account *account_of(rt_store *st, uint16_t idx) { return st->accounts[idx]; }
+
 /* Sealed or failed: what a get or a waiting task waits for. */
 static inline bool state_ready(uint32_t state) {
   uint32_t s = state & RT_ST_MASK;
@@ -192,6 +197,9 @@ static void finalize(rt_store *st, uint32_t slot, rt_entry *e) {
   size_t charged = (e->flags & (RT_EF_ALIAS | RT_EF_ERROR)) ? 0 : size;
   if (e->pins) atomic_fetch_sub_explicit(&st->bytes_pinned, size, memory_order_relaxed);
   e->pins = 0;
+  if (e->account)
+    atomic_fetch_sub_explicit(&account_of(st, e->account)->used, size, memory_order_relaxed);
+  e->account = 0;
   if (e->flags & RT_EF_ERROR) free(e->data);
   if (e->flags & RT_EF_ALIAS) {
     uint32_t s2;
@@ -278,21 +286,68 @@ static ray_status check_new(const char *fn, size_t size, const ray_type *type, c
   return RAY_OK;
 }
 
+/* The account objects made by this thread are charged to (actor code). */
+static _Thread_local uint16_t t_account;
+
+uint16_t rt_store_set_account(uint16_t account) {
+  uint16_t old = t_account;
+  t_account = account;
+  return old;
+}
+
+uint16_t rt_store_account_new(rt_store *st, size_t quota, const char *label) {
+  rt_account *a = calloc(1, sizeof *a);
+  if (!a) return 0;
+  a->quota = quota;
+  snprintf(a->label, sizeof a->label, "%s", label);
+  uint16_t idx = 0;
+  pthread_mutex_lock(&st->accounts_lock);
+  if (!st->accounts) st->accounts = calloc(RT_MAX_ACCOUNTS + 1, sizeof *st->accounts);
+  if (st->accounts && st->naccounts < RT_MAX_ACCOUNTS) {
+    idx = (uint16_t)++st->naccounts;
+    st->accounts[idx] = a;
+  }
+  pthread_mutex_unlock(&st->accounts_lock);
+  if (!idx) free(a);
+  return idx;
+}
+
+
+static ray_status account_charge(rt_store *st, const char *fn, uint16_t idx, size_t size) {
+  rt_account *a = account_of(st, idx);
+  size_t cur = atomic_load_explicit(&a->used, memory_order_relaxed);
+  do {
+    if (size > a->quota || cur > a->quota - size)
+      return rt_fail(RAY_ESTOREFULL,
+                     "%s: %s is over its memory quota: asked %zu bytes, using %zu of %zu", fn,
+                     a->label, size, cur, a->quota);
+  } while (!atomic_compare_exchange_weak_explicit(&a->used, &cur, cur + size,
+                                                  memory_order_relaxed, memory_order_relaxed));
+  return RAY_OK;
+}
+
 /* Reserves memory and a slot for a new object with one ref. The entry is not
  * published: its state stays FREE until the caller stores the final state. */
 static ray_status entry_new(rt_store *st, const char *fn, size_t size, const ray_type *type,
                             uint32_t *slot_out, rt_entry **e_out) {
-  ray_status s = mem_reserve(st, fn, size);
-  if (s != RAY_OK) return s;
+  uint16_t account = size ? t_account : 0;
+  ray_status s;
+  if (account && (s = account_charge(st, fn, account, size)) != RAY_OK) return s;
+  if ((s = mem_reserve(st, fn, size)) != RAY_OK) {
+    if (account) atomic_fetch_sub_explicit(&account_of(st, account)->used, size, memory_order_relaxed);
+    return s;
+  }
   uint32_t slot = rt_slots_alloc(&st->slots);
   if (slot == RT_NO_SLOT) {
     mem_release(st, size);
+    if (account) atomic_fetch_sub_explicit(&account_of(st, account)->used, size, memory_order_relaxed);
     return rt_fail(RAY_ENOMEM, "%s: no memory for another object entry", fn);
   }
   rt_entry *e = rt_slots_entry(&st->slots, slot);
   if (!e) __builtin_unreachable(); /* an allocated slot's chunk exists */
   atomic_store_explicit(&e->holds, RT_HOLD_REF, memory_order_relaxed);
   e->pins = 0;
+  e->account = account;
   e->flags = 0;
   e->locked_flags = 0;
   e->lru_prev = e->lru_next = RT_NO_SLOT;
@@ -307,6 +362,9 @@ static ray_status entry_new(rt_store *st, const char *fn, size_t size, const ray
 /* Gives back a reserved entry that was never published. */
 static void entry_abandon(rt_store *st, uint32_t slot, rt_entry *e) {
   size_t size = e->size;
+  if (e->account)
+    atomic_fetch_sub_explicit(&account_of(st, e->account)->used, size, memory_order_relaxed);
+  e->account = 0;
   e->size = 0;
   e->type = NULL;
   atomic_store_explicit(&e->holds, 0, memory_order_relaxed);
@@ -827,11 +885,11 @@ static ray_status pin_change(ray_ref *ref, int delta, const char *fn) {
     pthread_mutex_unlock(&sp->lock);
     return rt_fail(RAY_EINVAL, "%s: object %s is not pinned", fn, ENTRY_ID(st, slot, e, id));
   }
-  if (delta > 0 && e->pins == UINT32_MAX) {
+  if (delta > 0 && e->pins == UINT16_MAX) {
     pthread_mutex_unlock(&sp->lock);
     return rt_fail(RAY_EINVAL, "%s: object %s is pinned too often", fn, ENTRY_ID(st, slot, e, id));
   }
-  e->pins += (uint32_t)delta;
+  e->pins = (uint16_t)(e->pins + delta);
   if (e->pins == (delta > 0 ? 1u : 0u)) {
     if (delta > 0) atomic_fetch_add_explicit(&st->bytes_pinned, e->size, memory_order_relaxed);
     else atomic_fetch_sub_explicit(&st->bytes_pinned, e->size, memory_order_relaxed);
@@ -1128,6 +1186,7 @@ ray_status rt_store_init(rt_store *st, const rt_config *cfg, uint64_t epoch) {
     rt_lru_init(&st->stripes[i].lru);
   }
   pthread_mutex_init(&st->mem_lock, NULL);
+  pthread_mutex_init(&st->accounts_lock, NULL);
   pthread_condattr_t ca;
   pthread_condattr_init(&ca);
   pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* deadlines are monotonic */
@@ -1171,6 +1230,9 @@ void rt_store_destroy(rt_store *st) {
   rt_bufpool_destroy(&st->pool);
   for (int i = 0; i < RT_STRIPES; i++) pthread_mutex_destroy(&st->stripes[i].lock);
   pthread_mutex_destroy(&st->mem_lock);
+  for (uint32_t i = 1; st->accounts && i <= st->naccounts; i++) free(st->accounts[i]);
+  free(st->accounts);
+  pthread_mutex_destroy(&st->accounts_lock);
   pthread_cond_destroy(&st->mem_cond);
   rt_slots_destroy(&st->slots);
 }

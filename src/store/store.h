@@ -20,6 +20,13 @@
 #include "store/slots.h"
 
 #define RT_STRIPES 64
+#define RT_MAX_ACCOUNTS 65535
+
+typedef struct rt_account {
+  _Atomic size_t used; /* relaxed: a budget counter, CAS-reserved like memory */
+  size_t quota;
+  char label[128]; /* "actor 'NAME' (ID)" for messages */
+} rt_account;
 
 /* A parked thread or a task waiting for one slot to become ready (sealed or
  * failed). It lives on its stripe's list. A thread waiter's fire() runs
@@ -82,6 +89,12 @@ typedef struct rt_store {
   _Atomic size_t bytes_pinned;
   _Atomic uint64_t objects, puts, gets;
 
+  /* Memory-quota accounts (actors with a memory_quota), by number; 0 is
+   * "none". Entries are allocated once and kept until the store goes. */
+  pthread_mutex_t accounts_lock;
+  struct rt_account **accounts; /* RT_MAX_ACCOUNTS pointers, lazily */
+  uint32_t naccounts;           /* under accounts_lock */
+
   /* Puts waiting for memory park here (slow path only). */
   pthread_mutex_t mem_lock;
   pthread_cond_t mem_cond;
@@ -127,6 +140,12 @@ bool rt_store_with_producer(rt_store *st, ray_ref *ref, void (*fn)(void *produce
  * error of a FAILED object (valid while the caller holds a ref). */
 uint32_t rt_store_state(rt_store *st, ray_ref *ref);
 const rt_error *rt_store_error(rt_store *st, ray_ref *ref);
+
+/* A new quota account of quota bytes named by label; 0 if none is left. */
+uint16_t rt_store_account_new(rt_store *st, size_t quota, const char *label);
+/* Objects created by this thread from now on are charged to account (0:
+ * none). Returns the previous account. */
+uint16_t rt_store_set_account(uint16_t account);
 
 /* Adds/drops a view hold on a sealed object for a task argument and gives
  * its bytes; the caller holds a ref, so the entry is alive. */
