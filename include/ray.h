@@ -288,6 +288,9 @@ RAY_API void ray_ref_id(const ray_ref *ref, char hex[33]);
  */
 typedef struct ray_ctx ray_ctx;
 
+/* An actor handle (see Actors below). */
+typedef struct ray_actor ray_actor;
+
 /* Returns RAY_OK after setting every return, or an error status (usually via
  * ray_ctx_fail) to fail the task. Runs on a worker thread; it may call any
  * rayc function, including blocking ray_get/ray_wait and ray_submit. */
@@ -308,6 +311,9 @@ RAY_API ray_arg ray_arg_ref(ray_ref *ref);
 /* size bytes at data, copied by ray_submit (the caller may reuse data when
  * ray_submit returns). type NULL means ray_type_bytes. */
 RAY_API ray_arg ray_arg_value(const void *data, size_t size, const ray_type *type);
+/* An actor handle, passed to the task or method, which holds its own handle
+ * until it ends: the caller may release its handle right after the call. */
+RAY_API ray_arg ray_arg_actor(ray_actor *actor);
 
 typedef struct ray_task_opts {
   const char *name; /* for messages, stats and the timeline; NULL: "unnamed"; copied */
@@ -388,6 +394,112 @@ RAY_API ray_status ray_ctx_fail(ray_ctx *ctx, const char *fmt, ...)
 /* True once ray_cancel has been called on this task. */
 RAY_API bool ray_ctx_cancelled(const ray_ctx *ctx);
 
+/* The actor handle passed as argument i (ray_arg_actor), borrowed: valid
+ * until the function returns; ray_actor_retain it to keep it longer.
+ * Errors: RAY_EINVAL (NULL, i out of range); RAY_ETYPE (not an actor). */
+RAY_API ray_status ray_ctx_arg_actor(ray_ctx *ctx, size_t i, ray_actor **out);
+
+/* Inside an actor method, on_start or on_stop: the actor's own handle,
+ * borrowed (retain it to pass it on or keep it). NULL in a task. */
+RAY_API ray_actor *ray_ctx_self(const ray_ctx *ctx);
+
+/* Inside an actor method: the actor stops after this method returns (its
+ * result is delivered), without a restart; on_stop runs; calls still queued
+ * fail RAY_EACTOR. Errors: RAY_EINVAL (NULL ctx, or not in an actor). */
+RAY_API ray_status ray_ctx_exit_actor(ray_ctx *ctx);
+
+/* ------------------------------------------------------------------------ */
+/* Actors                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * An actor is a state block plus a mailbox, run on the same worker pool as
+ * tasks (actors are not threads) and reading and writing the same store.
+ * Methods of one actor run one at a time (max_concurrency 1), and calls from
+ * one submitter (a thread outside the pool, or one task or actor method) run
+ * in the order they were made. A call whose ref arguments are not ready yet
+ * waits without holding back other submitters' calls.
+ *
+ * Lifetime: ray_actor_create returns at once; on_start runs first, on the
+ * pool, with the constructor arguments. The actor ends when its last handle
+ * is released (after the calls already made), unless detached, or by
+ * ray_ctx_exit_actor, ray_actor_kill(a, true) or ray_shutdown; on_stop then
+ * runs, once per started incarnation. A call to an ended actor fails
+ * RAY_EACTOR with "actor 'NAME' (ID) ended: REASON".
+ *
+ * Failures: a method that returns an error fails only that call (RAY_ETASK).
+ * A method that returns RAY_EACTOR kills the actor: with max_restarts left it
+ * restarts with a fresh zeroed state and on_start with the original
+ * constructor arguments (no on_stop for a crash); a call in flight is re-run
+ * after the restart while it has max_task_retries left. An on_start that
+ * fails restarts the same way; out of restarts, every call fails RAY_EACTOR.
+ */
+typedef ray_status (*ray_method_fn)(void *state, ray_ctx *ctx);
+typedef struct ray_method {
+  const char *name;
+  ray_method_fn fn;
+} ray_method;
+
+/* The class must outlive its actors (static storage). */
+typedef struct ray_actor_class {
+  const char *name;
+  size_t state_size;                                 /* zeroed block owned by the runtime */
+  ray_status (*on_start)(void *state, ray_ctx *ctx); /* ctx args = constructor args; may be NULL */
+  void (*on_stop)(void *state, ray_ctx *ctx);        /* may be NULL */
+  const ray_method *methods;
+  size_t num_methods;
+} ray_actor_class;
+
+/* Zero-initialised = defaults. */
+typedef struct ray_actor_opts {
+  const char *name;     /* unique among living actors; NULL: unnamed; copied */
+  int max_restarts;     /* restarts after a crash or ray_actor_kill(a, false); -1: no limit */
+  int max_task_retries; /* re-runs of a call in flight when the actor restarts; -1: no limit */
+  int max_concurrency;  /* methods of this actor running at once; 0 means 1 */
+  size_t memory_quota;  /* bytes of objects the actor may put; 0: no quota */
+  bool detached;        /* lives on after its last handle, until killed or shutdown */
+} ray_actor_opts;
+
+/*
+ * Creates an actor of cls; on_start(args) runs asynchronously. opts NULL:
+ * defaults. On RAY_OK *out is a handle (release it with ray_actor_release).
+ * Errors: RAY_EINVAL (cls, out or a method fn NULL, an empty name, a bad
+ * argument as in ray_submit, max_concurrency < 0, max_restarts or
+ * max_task_retries < -1); RAY_EEXIST (the name is taken by a living actor);
+ * RAY_ESHUTDOWN; RAY_ENOMEM.
+ */
+RAY_API ray_status ray_actor_create(const ray_actor_class *cls, const ray_arg *args, size_t nargs,
+                                    const ray_actor_opts *opts, ray_actor **out);
+
+/*
+ * Calls method (an index into cls->methods) with args. On RAY_OK *ret is a
+ * new ref to the method's return 0 (release it).
+ * Errors: RAY_EINVAL (bad handle, method out of range, bad argument, ret
+ * NULL); RAY_EACTOR (the actor has ended: the message gives the reason);
+ * RAY_ESHUTDOWN; RAY_ENOMEM.
+ */
+RAY_API ray_status ray_actor_call(ray_actor *a, size_t method, const ray_arg *args, size_t nargs,
+                                  ray_ref **ret);
+/* As ray_actor_call without a result. If the method then fails, nothing is
+ * lost silently: the failure is written to stderr and counted in
+ * ray_stats.actor_sends_failed. Errors as ray_actor_call. */
+RAY_API ray_status ray_actor_send(ray_actor *a, size_t method, const ray_arg *args, size_t nargs);
+
+/* A new handle on the living actor named name. Errors: RAY_EINVAL (NULL or
+ * empty name, out NULL); RAY_ENOTFOUND; RAY_ESHUTDOWN. */
+RAY_API ray_status ray_actor_lookup(const char *name, ray_actor **out);
+
+/* no_restart false: restarts the actor as after a crash (on_stop runs
+ * first), or ends it when no restart is left. true: ends it; queued calls
+ * fail RAY_EACTOR. Takes effect after the method running now, if any.
+ * Errors: RAY_EINVAL (bad handle); RAY_ESHUTDOWN. */
+RAY_API ray_status ray_actor_kill(ray_actor *a, bool no_restart);
+
+/* Another handle on a (the same value); NULL for a NULL or released handle. */
+RAY_API ray_actor *ray_actor_retain(ray_actor *a);
+/* Drops one handle; NULL is ignored, a released handle is reported on stderr. */
+RAY_API void ray_actor_release(ray_actor *a);
+
 /* ------------------------------------------------------------------------ */
 /* Observability                                                            */
 /* ------------------------------------------------------------------------ */
@@ -404,6 +516,7 @@ typedef struct ray_stats {
    * cancelled; tasks_retried counts re-runs. */
   uint64_t tasks_submitted, tasks_finished, tasks_failed, tasks_cancelled, tasks_retried;
   uint64_t actors_alive, actor_restarts, actor_calls;
+  uint64_t actor_sends_failed; /* ray_actor_send calls whose method failed */
 } ray_stats;
 
 /* A snapshot of the runtime's counters. Counters are exact when no call is

@@ -12,8 +12,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "actor/actor.h"
 #include "core/types.h"
 #include "task/ctx.h"
+
+static _Thread_local rt_task *t_current;
+
+rt_task *rt_task_current(void) { return t_current; }
 
 struct ray_ctx {
   rt_runtime *rt;
@@ -34,7 +39,26 @@ void rt_ctx_run(rt_runtime *rt, rt_task *t, rt_task_outcome *out) {
   }
   ray_ctx ctx = {rt, t, out, NULL};
   rt_clear_error(); /* so a failure's reason names this run's error, not an old one */
-  ray_status s = t->fn(&ctx);
+  rt_task *outer = t_current;
+  t_current = t;
+  /* Objects put by actor code are charged to the actor's quota. */
+  uint16_t outer_account = rt_store_set_account(t->actor ? rt_actor_account(t->actor) : 0);
+  ray_status s = RAY_OK;
+  switch (t->run_kind) {
+  case RT_RUN_TASK: s = t->fn(&ctx); break;
+  case RT_RUN_METHOD: s = rt_actor_method(t->actor, t->method)(rt_actor_state(t->actor), &ctx); break;
+  case RT_RUN_START: s = rt_actor_class(t->actor)->on_start
+                             ? rt_actor_class(t->actor)->on_start(rt_actor_state(t->actor), &ctx)
+                             : RAY_OK;
+    break;
+  case RT_RUN_STOP:
+    if (rt_actor_class(t->actor)->on_stop)
+      rt_actor_class(t->actor)->on_stop(rt_actor_state(t->actor), &ctx);
+    break;
+  default: break;
+  }
+  rt_store_set_account(outer_account);
+  t_current = outer;
   out->status = s;
   if (s != RAY_OK) {
     if (ctx.fail_msg) {
@@ -151,6 +175,32 @@ ray_status ray_ctx_return_ref(ray_ctx *ctx, size_t i, ray_ref *ref) {
   const rt_error *err = rt_store_error(st, ref);
   if (err) return rt_fail(err->status, "ray_ctx_return_ref: %s", err->msg);
   return rt_store_payload_alias(st, "ray_ctx_return_ref", ref, p);
+}
+
+ray_status ray_ctx_arg_actor(ray_ctx *ctx, size_t i, ray_actor **out) {
+  if (!ctx || !out) return rt_fail(RAY_EINVAL, "ray_ctx_arg_actor: %s is NULL", ctx ? "out" : "ctx");
+  rt_task *t = ctx->task;
+  if (i >= t->nargs)
+    return rt_fail(RAY_EINVAL, "ray_ctx_arg_actor: task '%s' has %u arguments, not %zu", t->name,
+                   t->nargs, i + 1);
+  if (t->args[i].kind != RT_ARG_ACTOR)
+    return rt_fail(RAY_ETYPE, "ray_ctx_arg_actor: task '%s' argument %zu is %s, not an actor",
+                   t->name, i, t->args[i].kind == RT_ARG_REF ? "an object ref" : "a value");
+  *out = t->args[i].actor;
+  return RAY_OK;
+}
+
+ray_actor *ray_ctx_self(const ray_ctx *ctx) {
+  return ctx && ctx->task->actor ? rt_actor_handle(ctx->task->actor) : NULL;
+}
+
+ray_status ray_ctx_exit_actor(ray_ctx *ctx) {
+  if (!ctx) return rt_fail(RAY_EINVAL, "ray_ctx_exit_actor: ctx is NULL");
+  if (!ctx->task->actor || ctx->task->run_kind != RT_RUN_METHOD)
+    return rt_fail(RAY_EINVAL, "ray_ctx_exit_actor: task '%s' is not an actor method",
+                   ctx->task->name);
+  ctx->out->exit_actor = true;
+  return RAY_OK;
 }
 
 ray_status ray_ctx_fail(ray_ctx *ctx, const char *fmt, ...) {

@@ -10,6 +10,7 @@
 /* What one run of a task function produced. */
 typedef struct rt_task_outcome {
   ray_status status;
+  bool exit_actor;    /* the method called ray_ctx_exit_actor */
   uint32_t nstaged;   /* the task's number of returns */
   char *reason;       /* malloc'd reason of a failure, or NULL */
   rt_payload *staged; /* one per return; data NULL when unset */

@@ -20,14 +20,28 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "actor/actor.h"
 #include "core/prim.h"
 #include "runtime.h"
 #include "task/ctx.h"
 #include "task/task.h"
 
-static _Thread_local rt_task *t_current;
+/* Unique ids for records and submitting threads (relaxed: only uniqueness
+ * matters). A thread's id is drawn once, on its first call. */
+static _Atomic uint64_t g_ids = 1;
+static _Thread_local uint64_t t_thread_id;
 
-rt_task *rt_task_current(void) { return t_current; }
+uint64_t rt_submitter_id(void) {
+  rt_task *cur = rt_task_current();
+  if (cur) return cur->id;
+  if (!t_thread_id) t_thread_id = atomic_fetch_add_explicit(&g_ids, 1, memory_order_relaxed);
+  return t_thread_id;
+}
+
+/* Task counters count plain tasks; actor calls have their own. */
+static void count(rt_task *t, _Atomic uint64_t *counter) {
+  if (!t->actor) atomic_fetch_add_explicit(counter, 1, memory_order_relaxed);
+}
 
 /* ------------------------------------------------------------------------ */
 /* Record lifetime                                                          */
@@ -44,15 +58,21 @@ static void release_args(rt_task *t) {
 
 static void task_free(rt_runtime *rt, rt_task *t) {
   release_args(t);
+  for (uint32_t i = 0; i < t->nargs; i++)
+    if (t->args[i].kind == RT_ARG_ACTOR) ray_actor_release(t->args[i].actor);
+  rt_actor *actor = t->actor;
+  bool counted = !t->uncounted;
   for (uint32_t i = 0; i < t->nrets; i++) ray_ref_release(t->rets[i]);
   free(t->children);
   free(t->heap);
   if (t->name != t->name_inl) free((void *)t->name);
   t->children = NULL;
   t->heap = NULL;
+  t->actor = NULL;
   rt_taskpool_put(&rt->tasks, t);
+  if (actor) rt_actor_unref(rt, actor);
   /* release: the record's last uses happen before a drain that sees 0. */
-  if (atomic_fetch_sub_explicit(&rt->tasks.live, 1, memory_order_acq_rel) == 1 &&
+  if (counted && atomic_fetch_sub_explicit(&rt->tasks.live, 1, memory_order_acq_rel) == 1 &&
       atomic_load_explicit(&rt->tasks.closing, memory_order_acquire))
     rt_prim_futex_wake(&rt->tasks.live, INT32_MAX);
 }
@@ -62,11 +82,23 @@ static void task_release(rt_runtime *rt, rt_task *t) {
   if (atomic_fetch_sub_explicit(&t->rc, 1, memory_order_acq_rel) == 1) task_free(rt, t);
 }
 
-/* Fails every return still pending, with one message for all. */
+void rt_task_release(rt_runtime *rt, rt_task *t) { task_release(rt, t); }
+
+/* Fails every return still pending, with one message for all. A send has
+ * no return to carry the failure: it is written to stderr and counted. */
 static void fail_returns(rt_runtime *rt, rt_task *t, ray_status status, const char *msg,
                          const char *reason) {
   for (uint32_t i = 0; i < t->nrets; i++)
     rt_store_fail_pending(&rt->store, t->rets[i], status, msg, t->name, reason);
+  if (t->send) {
+    atomic_fetch_add_explicit(&rt->tasks.sends_failed, 1, memory_order_relaxed);
+    rt_warn("ray_actor_send: %s", msg);
+  }
+}
+
+void rt_task_fail_returns(rt_runtime *rt, rt_task *t, ray_status status, const char *msg,
+                          const char *reason) {
+  fail_returns(rt, t, status, msg, reason);
 }
 
 static void fail_cancelled(rt_runtime *rt, rt_task *t, const char *how) {
@@ -82,16 +114,25 @@ static void fail_cancelled(rt_runtime *rt, rt_task *t, const char *how) {
 static void task_run(rt_job *job);
 
 static void deps_ready(rt_runtime *rt, rt_task *t) {
+  /* A call is in its actor's queue already, and once QUEUED the actor may
+   * run it at any moment: the READY message we push must keep the record
+   * alive until the actor pops it (an intrusive node must not be reused
+   * while it is still in a mailbox). It owns one reference; taken now, as
+   * this path owns one itself (relaxed suffices). */
+  bool call = t->actor != NULL;
+  if (call) atomic_fetch_add_explicit(&t->rc, 1, memory_order_relaxed);
   uint32_t expect = RT_T_WAITING;
   /* acq_rel: a worker that later claims the task (QUEUED -> RUNNING) sees
    * the record as submit and the dependency waiters left it. */
   if (atomic_compare_exchange_strong_explicit(&t->state, &expect, RT_T_QUEUED,
                                               memory_order_acq_rel, memory_order_acquire)) {
-    rt_sched_submit(rt->sched, &t->job);
+    if (call) rt_actor_call_ready(rt, t);
+    else rt_sched_submit(rt->sched, &t->job);
   } else {
     /* Cancelled while waiting: the canceller failed the returns; the last
-     * dependency waiter has fired, so nothing points at the record now. */
+     * dependency waiter has fired, so the dependency path is done with it. */
     task_release(rt, t);
+    if (call) task_release(rt, t); /* no READY message after all */
   }
 }
 
@@ -113,29 +154,38 @@ ray_arg ray_arg_value(const void *data, size_t size, const ray_type *type) {
   return (ray_arg){RT_ARG_VALUE, data, size, type ? type : &ray_type_bytes};
 }
 
-static ray_status check_args(rt_store *st, const ray_arg *args, size_t nargs, size_t *bytes) {
+ray_arg ray_arg_actor(ray_actor *actor) { return (ray_arg){RT_ARG_ACTOR, actor, 0, NULL}; }
+
+static ray_status check_args(rt_runtime *rt, const char *fn, const ray_arg *args, size_t nargs,
+                             size_t *bytes) {
+  rt_store *st = &rt->store;
   *bytes = 0;
   for (size_t i = 0; i < nargs; i++) {
     const ray_arg *a = &args[i];
     if (a->kind_ == RT_ARG_REF) {
       if (rt_store_state(st, (ray_ref *)a->p_) == RT_ST_FREE)
-        return rt_fail(RAY_EINVAL, "ray_submit: argument %zu: ref %p is %s", i, a->p_,
+        return rt_fail(RAY_EINVAL, "%s: argument %zu: ref %p is %s", fn, i, a->p_,
+                       a->p_ ? "released or invalid" : "NULL");
+    } else if (a->kind_ == RT_ARG_ACTOR) {
+      if (!rt_actor_resolve(rt, (ray_actor *)a->p_))
+        return rt_fail(RAY_EINVAL, "%s: argument %zu: actor handle %p is %s", fn, i, a->p_,
                        a->p_ ? "released or invalid" : "NULL");
     } else if (a->kind_ == RT_ARG_VALUE) {
       if (!a->p_ || a->size_ == 0)
-        return rt_fail(RAY_EINVAL, "ray_submit: argument %zu: value with %s", i,
+        return rt_fail(RAY_EINVAL, "%s: argument %zu: value with %s", fn, i,
                        a->p_ ? "size 0" : "NULL data");
       if (!a->type_ || !a->type_->name)
-        return rt_fail(RAY_EINVAL, "ray_submit: argument %zu: type has a NULL name", i);
+        return rt_fail(RAY_EINVAL, "%s: argument %zu: type has a NULL name", fn, i);
       if (a->type_->elem_size && a->size_ % a->type_->elem_size)
         return rt_fail(RAY_EINVAL,
-                       "ray_submit: argument %zu: %zu bytes is not a whole number of '%s' "
+                       "%s: argument %zu: %zu bytes is not a whole number of '%s' "
                        "elements of %zu bytes",
-                       i, a->size_, a->type_->name, a->type_->elem_size);
+                       fn, i, a->size_, a->type_->name, a->type_->elem_size);
       *bytes += (a->size_ + 15) & ~(size_t)15;
     } else {
       return rt_fail(RAY_EINVAL,
-                     "ray_submit: argument %zu is not from ray_arg_ref or ray_arg_value", i);
+                     "%s: argument %zu is not from ray_arg_ref, ray_arg_value or ray_arg_actor",
+                     fn, i);
     }
   }
   return RAY_OK;
@@ -186,38 +236,22 @@ static void add_child(rt_task *parent, ray_ref *first_ret) {
   atomic_flag_clear_explicit(&parent->child_lock, memory_order_release);
 }
 
-ray_status ray_submit(ray_task_fn fn, const ray_arg *args, size_t nargs,
-                      const ray_task_opts *opts, ray_ref **returns) {
-  rt_runtime *rt = rt_current();
-  if (!rt) return rt_fail(RAY_ESHUTDOWN, "ray_submit: the runtime is not running (call ray_init first)");
-  rt_task *parent = t_current;
-  if (!parent && atomic_load_explicit(&rt->tasks.closing, memory_order_acquire))
-    return rt_fail(RAY_ESHUTDOWN, "ray_submit: ray_shutdown has begun; only tasks may submit");
-  static const ray_task_opts defaults = RAY_TASK_OPTS_INIT;
-  if (!opts) opts = &defaults;
-  if (!fn) return rt_fail(RAY_EINVAL, "ray_submit: fn is NULL");
-  if (nargs && !args) return rt_fail(RAY_EINVAL, "ray_submit: args is NULL with nargs = %zu", nargs);
-  if (nargs > UINT32_MAX) return rt_fail(RAY_EINVAL, "ray_submit: nargs = %zu is too many", nargs);
-  if (opts->num_returns < 0 || opts->num_returns > RT_TASK_MAX_RETURNS)
-    return rt_fail(RAY_EINVAL, "ray_submit: num_returns %d is not in 0..%d", opts->num_returns,
-                   RT_TASK_MAX_RETURNS);
-  if (opts->num_returns && !returns)
-    return rt_fail(RAY_EINVAL, "ray_submit: returns is NULL with num_returns = %d",
-                   opts->num_returns);
-  if (opts->max_retries < -1)
-    return rt_fail(RAY_EINVAL, "ray_submit: max_retries %d is below -1", opts->max_retries);
+ray_status rt_task_build(rt_runtime *rt, const char *fn_name, ray_task_fn fn,
+                         const ray_arg *args, size_t nargs, const char *name, int num_returns,
+                         int max_retries, rt_task **out, ray_ref **returns) {
+  if (nargs && !args) return rt_fail(RAY_EINVAL, "%s: args is NULL with nargs = %zu", fn_name, nargs);
+  if (nargs > UINT32_MAX) return rt_fail(RAY_EINVAL, "%s: nargs = %zu is too many", fn_name, nargs);
   size_t bytes;
-  ray_status s = check_args(&rt->store, args, nargs, &bytes);
+  ray_status s = check_args(rt, fn_name, args, nargs, &bytes);
   if (s != RAY_OK) return s;
 
   rt_task *t = rt_taskpool_get(&rt->tasks);
-  if (!t) return rt_fail(RAY_ENOMEM, "ray_submit: out of memory for a task record");
-  size_t nrets = (size_t)opts->num_returns;
+  if (!t) return rt_fail(RAY_ENOMEM, "%s: out of memory for a task record", fn_name);
+  size_t nrets = (size_t)num_returns;
   if (!task_layout(t, nargs, nrets, bytes)) {
     rt_taskpool_put(&rt->tasks, t);
-    return rt_fail(RAY_ENOMEM, "ray_submit: out of memory for %zu arguments", nargs);
+    return rt_fail(RAY_ENOMEM, "%s: out of memory for %zu arguments", fn_name, nargs);
   }
-  const char *name = opts->name ? opts->name : "unnamed";
   size_t nlen = strlen(name);
   if (nlen < RT_TASK_NAME_INLINE) {
     memcpy(t->name_inl, name, nlen + 1);
@@ -225,13 +259,21 @@ ray_status ray_submit(ray_task_fn fn, const ray_arg *args, size_t nargs,
   } else if (!(t->name = strdup(name))) {
     free(t->heap);
     rt_taskpool_put(&rt->tasks, t);
-    return rt_fail(RAY_ENOMEM, "ray_submit: out of memory for the task name");
+    return rt_fail(RAY_ENOMEM, "%s: out of memory for the task name", fn_name);
   }
   t->job.run = task_run;
   t->fn = fn;
+  t->actor = NULL;
+  t->run_kind = RT_RUN_TASK;
+  t->method = 0;
+  t->send = false;
+  t->uncounted = false;
+  t->q_next = NULL;
+  t->submitter = 0;
+  t->id = atomic_fetch_add_explicit(&g_ids, 1, memory_order_relaxed);
   t->nargs = (uint32_t)nargs;
   t->nrets = 0;
-  t->max_retries = opts->max_retries;
+  t->max_retries = max_retries;
   t->attempts = 0;
   t->children = NULL;
   t->nchildren = t->children_cap = 0;
@@ -250,6 +292,8 @@ ray_status ray_submit(ray_task_fn fn, const ray_arg *args, size_t nargs,
     if (a->kind == RT_ARG_REF) {
       a->ref = ray_ref_retain((ray_ref *)args[i].p_); /* checked above */
       a->dep.fire = dep_fire;
+    } else if (a->kind == RT_ARG_ACTOR) {
+      a->actor = ray_actor_retain((ray_actor *)args[i].p_); /* checked above */
     } else {
       memcpy(at, args[i].p_, args[i].size_);
       a->data = at;
@@ -258,27 +302,32 @@ ray_status ray_submit(ray_task_fn fn, const ray_arg *args, size_t nargs,
       at += (args[i].size_ + 15) & ~(size_t)15;
     }
   }
+  atomic_fetch_add_explicit(&rt->tasks.live, 1, memory_order_relaxed);
   ray_ref *user[RT_TASK_MAX_RETURNS];
   for (size_t i = 0; i < nrets; i++) {
-    if ((s = rt_store_new_pending(&rt->store, "ray_submit", t, &user[i])) != RAY_OK) {
+    if ((s = rt_store_new_pending(&rt->store, fn_name, t, &user[i])) != RAY_OK) {
       for (size_t j = 0; j < i; j++) ray_ref_release(user[j]); /* the task's ref goes in free */
       t->nrets = (uint32_t)i;
-      atomic_fetch_add_explicit(&rt->tasks.live, 1, memory_order_relaxed);
       task_free(rt, t);
       return s;
     }
     t->rets[i] = user[i]; /* same handle value, the entry counts two refs */
     t->nrets++;
   }
-  atomic_fetch_add_explicit(&rt->tasks.live, 1, memory_order_relaxed);
-  atomic_fetch_add_explicit(&rt->tasks.submitted, 1, memory_order_relaxed);
-  if (parent && nrets) add_child(parent, user[0]);
   for (size_t i = 0; i < nrets; i++) returns[i] = user[i];
+  *out = t;
+  return RAY_OK;
+}
 
+void rt_task_start(rt_runtime *rt, rt_task *t, int extra_rc) {
+  if (extra_rc) atomic_fetch_add_explicit(&t->rc, (uint32_t)extra_rc, memory_order_relaxed);
+  count(t, &rt->tasks.submitted);
+  rt_task *parent = rt_task_current();
+  if (parent && t->nrets) add_child(parent, t->rets[0]);
   /* Register dependencies last: from the first registration on, another
    * thread may fire it, and the guard count keeps the task from starting
    * before every argument has been looked at. */
-  for (size_t i = 0; i < nargs; i++) {
+  for (uint32_t i = 0; i < t->nargs; i++) {
     rt_task_arg *a = &t->args[i];
     if (a->kind != RT_ARG_REF) continue;
     atomic_fetch_add_explicit(&t->deps, 1, memory_order_relaxed);
@@ -286,6 +335,31 @@ ray_status ray_submit(ray_task_fn fn, const ray_arg *args, size_t nargs,
       atomic_fetch_sub_explicit(&t->deps, 1, memory_order_relaxed);
   }
   if (atomic_fetch_sub_explicit(&t->deps, 1, memory_order_acq_rel) == 1) deps_ready(rt, t);
+}
+
+ray_status ray_submit(ray_task_fn fn, const ray_arg *args, size_t nargs,
+                      const ray_task_opts *opts, ray_ref **returns) {
+  rt_runtime *rt = rt_current();
+  if (!rt) return rt_fail(RAY_ESHUTDOWN, "ray_submit: the runtime is not running (call ray_init first)");
+  if (!rt_task_current() && atomic_load_explicit(&rt->tasks.closing, memory_order_acquire))
+    return rt_fail(RAY_ESHUTDOWN, "ray_submit: ray_shutdown has begun; only tasks may submit");
+  static const ray_task_opts defaults = RAY_TASK_OPTS_INIT;
+  if (!opts) opts = &defaults;
+  if (!fn) return rt_fail(RAY_EINVAL, "ray_submit: fn is NULL");
+  if (opts->num_returns < 0 || opts->num_returns > RT_TASK_MAX_RETURNS)
+    return rt_fail(RAY_EINVAL, "ray_submit: num_returns %d is not in 0..%d", opts->num_returns,
+                   RT_TASK_MAX_RETURNS);
+  if (opts->num_returns && !returns)
+    return rt_fail(RAY_EINVAL, "ray_submit: returns is NULL with num_returns = %d",
+                   opts->num_returns);
+  if (opts->max_retries < -1)
+    return rt_fail(RAY_EINVAL, "ray_submit: max_retries %d is below -1", opts->max_retries);
+  rt_task *t;
+  ray_status s = rt_task_build(rt, "ray_submit", fn, args, nargs,
+                               opts->name ? opts->name : "unnamed", opts->num_returns,
+                               opts->max_retries, &t, returns);
+  if (s != RAY_OK) return s;
+  rt_task_start(rt, t, 0);
   return RAY_OK;
 }
 
@@ -312,55 +386,51 @@ static bool upstream_failed(rt_runtime *rt, rt_task *t) {
     snprintf(msg, sizeof msg, "task '%s' %s", t->name, reason);
     /* Counted before the returns fail: whoever sees the result sees the
      * stats include it (the same order everywhere below). */
-    atomic_fetch_add_explicit(status == RAY_ECANCELLED ? &rt->tasks.cancelled : &rt->tasks.failed,
-                              1, memory_order_relaxed);
+    count(t, status == RAY_ECANCELLED ? &rt->tasks.cancelled : &rt->tasks.failed);
     fail_returns(rt, t, status, msg, reason);
     return true;
   }
   return false;
 }
 
-static void task_run(rt_job *job) {
-  rt_task *t = (rt_task *)job;
-  rt_runtime *rt = rt_current();
-  uint32_t expect = RT_T_QUEUED;
-  if (!atomic_compare_exchange_strong_explicit(&t->state, &expect, RT_T_RUNNING,
-                                               memory_order_acq_rel, memory_order_acquire)) {
-    task_release(rt, t); /* cancelled while queued: the canceller failed the returns */
-    return;
-  }
+int rt_task_execute(rt_runtime *rt, rt_task *t, bool *exit_actor, char **crash_reason) {
+  if (exit_actor) *exit_actor = false;
   if (upstream_failed(rt, t)) {
+    release_args(t);
     atomic_store_explicit(&t->state, RT_T_DONE, memory_order_release);
-    task_release(rt, t);
-    return;
+    return RT_EXEC_DONE;
   }
   t->attempts++;
   rt_task_outcome out;
-  rt_task *outer = t_current;
-  t_current = t;
   rt_ctx_run(rt, t, &out);
-  t_current = outer;
+  if (exit_actor) *exit_actor = out.exit_actor;
 
   char msg[640];
+  bool cancelled = atomic_load_explicit(&t->cancel, memory_order_acquire);
+  bool crashed = !cancelled && t->actor && out.status == RAY_EACTOR;
+  if (crashed) { /* the actor layer retries the call or fails it */
+    rt_ctx_discard(rt, &out);
+    rt_ctx_done(&out);
+    *crash_reason = out.reason;
+    return RT_EXEC_CRASH;
+  }
+  bool retry = out.status != RAY_OK && !cancelled &&
+               (t->max_retries < 0 || t->attempts <= t->max_retries);
   /* The arguments are done with: drop them before the results become
    * visible, so a caller that sees the result sees them gone (unless it
    * holds them itself). A retry keeps them. */
-  bool retry = out.status != RAY_OK && !atomic_load_explicit(&t->cancel, memory_order_acquire) &&
-               (t->max_retries < 0 || t->attempts <= t->max_retries);
   if (!retry) release_args(t);
-  if (atomic_load_explicit(&t->cancel, memory_order_acquire)) {
+  if (cancelled) {
     rt_ctx_discard(rt, &out);
-    atomic_fetch_add_explicit(&rt->tasks.cancelled, 1, memory_order_relaxed);
+    count(t, &rt->tasks.cancelled);
     fail_cancelled(rt, t, " while running");
   } else if (out.status != RAY_OK) {
     rt_ctx_discard(rt, &out);
     if (retry) {
       free(out.reason);
       rt_ctx_done(&out);
-      atomic_fetch_add_explicit(&rt->tasks.retried, 1, memory_order_relaxed);
-      atomic_store_explicit(&t->state, RT_T_QUEUED, memory_order_release);
-      rt_sched_submit(rt->sched, &t->job);
-      return;
+      count(t, &rt->tasks.retried);
+      return RT_EXEC_RETRY;
     }
     const char *reason = out.reason ? out.reason : "failed";
     if (t->max_retries != 0)
@@ -368,14 +438,13 @@ static void task_run(rt_job *job) {
                t->attempts == 1 ? "" : "s", reason);
     else
       snprintf(msg, sizeof msg, "task '%s' failed: %s", t->name, reason);
-    atomic_fetch_add_explicit(&rt->tasks.failed, 1, memory_order_relaxed);
+    count(t, &rt->tasks.failed);
     fail_returns(rt, t, RAY_ETASK, msg, reason);
     free(out.reason);
   } else {
     bool all_set = true;
     for (uint32_t i = 0; i < t->nrets; i++) all_set &= out.staged[i].data != NULL;
-    atomic_fetch_add_explicit(all_set ? &rt->tasks.finished : &rt->tasks.failed, 1,
-                              memory_order_relaxed);
+    count(t, all_set ? &rt->tasks.finished : &rt->tasks.failed);
     for (uint32_t i = 0; i < t->nrets; i++) {
       if (out.staged[i].data) {
         rt_store_seal_pending(&rt->store, t->rets[i], &out.staged[i]);
@@ -390,12 +459,41 @@ static void task_run(rt_job *job) {
   }
   rt_ctx_done(&out);
   atomic_store_explicit(&t->state, RT_T_DONE, memory_order_release);
+  return RT_EXEC_DONE;
+}
+
+static void task_run(rt_job *job) {
+  rt_task *t = (rt_task *)job;
+  rt_runtime *rt = rt_current();
+  uint32_t expect = RT_T_QUEUED;
+  if (!atomic_compare_exchange_strong_explicit(&t->state, &expect, RT_T_RUNNING,
+                                               memory_order_acq_rel, memory_order_acquire)) {
+    task_release(rt, t); /* cancelled while queued: the canceller failed the returns */
+    return;
+  }
+  if (rt_task_execute(rt, t, NULL, NULL) == RT_EXEC_RETRY) {
+    atomic_store_explicit(&t->state, RT_T_QUEUED, memory_order_release);
+    rt_sched_submit(rt->sched, &t->job);
+    return;
+  }
   task_release(rt, t);
 }
 
 /* ------------------------------------------------------------------------ */
 /* Cancel                                                                   */
 /* ------------------------------------------------------------------------ */
+
+bool rt_task_claim_end(rt_task *t) {
+  /* acq_rel: the winner of the CAS owns ending the task; it sees the record
+   * as the other paths left it. */
+  uint32_t expect = RT_T_WAITING;
+  if (atomic_compare_exchange_strong_explicit(&t->state, &expect, RT_T_CANCELLED_W,
+                                              memory_order_acq_rel, memory_order_acquire))
+    return true;
+  expect = RT_T_QUEUED;
+  return atomic_compare_exchange_strong_explicit(&t->state, &expect, RT_T_CANCELLED_Q,
+                                                 memory_order_acq_rel, memory_order_acquire);
+}
 
 /* Under the stripe lock of one of the task's returns, which keeps the
  * record alive: mark it, and hold it for the canceller. */
@@ -410,14 +508,9 @@ static void cancel_locked(void *producer, void *arg) {
 static void cancel_task(rt_runtime *rt, ray_ref *ref, bool recursive) {
   rt_task *t = NULL;
   if (!rt_store_with_producer(&rt->store, ref, cancel_locked, &t)) return;
-  for (uint32_t from = RT_T_WAITING; from <= RT_T_QUEUED; from++) {
-    uint32_t expect = from;
-    if (atomic_compare_exchange_strong_explicit(&t->state, &expect, RT_T_CANCELLED,
-                                                memory_order_acq_rel, memory_order_acquire)) {
-      atomic_fetch_add_explicit(&rt->tasks.cancelled, 1, memory_order_relaxed);
-      fail_cancelled(rt, t, "");
-      break;
-    }
+  if (rt_task_claim_end(t)) {
+    count(t, &rt->tasks.cancelled);
+    fail_cancelled(rt, t, "");
   }
   if (recursive) {
     while (atomic_flag_test_and_set_explicit(&t->child_lock, memory_order_acquire))

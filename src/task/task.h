@@ -14,11 +14,32 @@
 
 #include <stdatomic.h>
 
+#include "actor/mailbox.h"
 #include "sched/sched.h"
 #include "store/store.h"
 
-enum { RT_T_WAITING, RT_T_QUEUED, RT_T_RUNNING, RT_T_CANCELLED, RT_T_DONE };
-enum { RT_ARG_REF = 1, RT_ARG_VALUE = 2 };
+typedef struct rt_runtime rt_runtime;
+
+/* CANCELLED_W: cancelled while WAITING (the dependency path still owns its
+ * reference); CANCELLED_Q: cancelled while QUEUED (the queue owns it). */
+enum { RT_T_WAITING, RT_T_QUEUED, RT_T_RUNNING, RT_T_CANCELLED_W, RT_T_CANCELLED_Q, RT_T_DONE };
+enum { RT_ARG_REF = 1, RT_ARG_VALUE = 2, RT_ARG_ACTOR = 3 };
+
+typedef struct rt_actor rt_actor;
+typedef struct rt_task rt_task;
+
+/* What a record runs: a task function, an actor method, or an actor's
+ * on_start / on_stop (the constructor record). */
+enum { RT_RUN_TASK, RT_RUN_METHOD, RT_RUN_START, RT_RUN_STOP };
+
+/* Kinds of actor mailbox messages a record carries. */
+enum { RT_AMSG_ENQUEUE, RT_AMSG_READY, RT_AMSG_DONE, RT_AMSG_CONTROL };
+
+typedef struct rt_actor_msg {
+  rt_msg m;
+  int kind;
+  rt_task *call; /* NULL for RT_AMSG_CONTROL */
+} rt_actor_msg;
 
 #define RT_TASK_INLINE_ARGS 4
 #define RT_TASK_INLINE_RETS 2
@@ -26,7 +47,6 @@ enum { RT_ARG_REF = 1, RT_ARG_VALUE = 2 };
 #define RT_TASK_NAME_INLINE 32
 #define RT_TASK_MAX_RETURNS 256
 
-typedef struct rt_task rt_task;
 
 typedef struct rt_task_arg {
   int kind;
@@ -38,6 +58,7 @@ typedef struct rt_task_arg {
   rt_task *task;
   ray_view view;        /* taken by the first ray_ctx_arg, released at the end */
   bool viewed;
+  ray_actor *actor;     /* RT_ARG_ACTOR: the task's own handle */
 } rt_task_arg;
 
 struct rt_task {
@@ -48,6 +69,17 @@ struct rt_task {
   _Atomic uint32_t rc;
   _Atomic uint32_t cancel; /* ray_cancel was called */
   ray_task_fn fn;
+  /* Actor calls (actor != NULL): the target, the method, who submitted it
+   * (for per-submitter order), and the mailbox messages it travels as. */
+  rt_actor *actor;
+  int run_kind;
+  uint32_t method;
+  bool send;          /* ray_actor_send: no one will read the result */
+  bool uncounted;     /* not in tasks.live (an actor's constructor record) */
+  uint64_t submitter;
+  uint64_t id;        /* unique per submit: the submitter id of calls it makes */
+  rt_task *q_next;    /* the actor's per-submitter queue */
+  rt_actor_msg enq_msg, ready_msg;
   const char *name;
   uint32_t nargs, nrets;
   int max_retries, attempts;
@@ -69,7 +101,7 @@ struct rt_task {
 typedef struct rt_tasks {
   _Atomic uint32_t live;    /* records not yet freed; ray_shutdown waits for 0 */
   _Atomic uint32_t closing; /* ray_shutdown has begun */
-  _Atomic uint64_t submitted, finished, failed, cancelled, retried;
+  _Atomic uint64_t submitted, finished, failed, cancelled, retried, sends_failed;
   /* record pool */
   pthread_mutex_t pool_lock;
   rt_task *pool_free;  /* under pool_lock */
@@ -87,7 +119,36 @@ void rt_tasks_destroy(rt_tasks *ts);
 rt_task *rt_taskpool_get(rt_tasks *ts);
 void rt_taskpool_put(rt_tasks *ts, rt_task *t);
 
-/* The task running on this thread, or NULL. */
+/* The task, method or actor hook running on this thread, or NULL. */
 rt_task *rt_task_current(void);
+
+/* For the actor layer (task.c). */
+typedef struct ray_task_opts ray_task_opts;
+/* Builds a record like ray_submit; with actor set, the record is a call of
+ * method (or the constructor when run_kind is RT_RUN_START) and its
+ * readiness goes to rt_actor_call_ready instead of the scheduler. The
+ * caller must not touch the record after rt_task_start. */
+ray_status rt_task_build(rt_runtime *rt, const char *fn_name, ray_task_fn fn,
+                         const ray_arg *args, size_t nargs, const char *name, int nrets,
+                         int max_retries, rt_task **out, ray_ref **returns);
+void rt_task_start(rt_runtime *rt, rt_task *t, int extra_rc);
+void rt_task_release(rt_runtime *rt, rt_task *t);
+/* Runs a claimed (RUNNING) record and ends it: seals or fails its returns.
+ * RT_EXEC_RETRY: the function failed with retries left (nothing ended);
+ * RT_EXEC_CRASH: an actor method returned RAY_EACTOR (returns left pending
+ * for the actor layer to retry or fail). *exit_actor: the method called
+ * ray_ctx_exit_actor. */
+enum { RT_EXEC_DONE, RT_EXEC_RETRY, RT_EXEC_CRASH };
+int rt_task_execute(rt_runtime *rt, rt_task *t, bool *exit_actor, char **crash_reason);
+/* Claims the end of a task not yet running (WAITING -> CANCELLED_W or
+ * QUEUED -> CANCELLED_Q); false if another path owns it. The caller then
+ * fails its returns. */
+bool rt_task_claim_end(rt_task *t);
+/* Fails every pending return of t with status and message. */
+void rt_task_fail_returns(rt_runtime *rt, rt_task *t, ray_status status, const char *msg,
+                          const char *reason);
+/* The id of the current submitter: the running record's id, or this
+ * thread's. */
+uint64_t rt_submitter_id(void);
 
 #endif
