@@ -51,8 +51,14 @@ ray_status ray_init(const ray_config *cfg) {
     s = rt_fail(RAY_ENOMEM, "ray_init: cannot set up the task layer");
     goto fail_store;
   }
+  if (rt_actors_init(rt) != 0) {
+    rt_tasks_destroy(&rt->tasks);
+    s = rt_fail(RAY_ENOMEM, "ray_init: cannot set up the actor layer");
+    goto fail_store;
+  }
   int err = rt_sched_create(rt->cfg.num_workers, &rt->sched);
   if (err) {
+    rt_actors_destroy(rt);
     s = rt_fail(err == ENOMEM ? RAY_ENOMEM : RAY_EIO, "ray_init: cannot start %d workers: %s",
                 rt->cfg.num_workers, strerror(err));
     rt_tasks_destroy(&rt->tasks);
@@ -81,9 +87,12 @@ ray_status ray_shutdown(void) {
     /* Outside submissions are refused from here; submitted work, and the
      * work it submits, runs to the end. Then the pool stops. */
     rt_tasks_drain(&rt->tasks);
+    rt_actors_end_all(rt); /* queued calls ran above; now on_stop, once each */
+    rt_tasks_drain(&rt->tasks); /* what on_stop submitted */
     rt_sched_destroy(rt->sched);
     /* New calls see no runtime from here on (acquire/release as in init). */
     atomic_store_explicit(&rt_g_runtime, NULL, memory_order_release);
+    rt_actors_destroy(rt);
     rt_tasks_destroy(&rt->tasks);
     rt_store_destroy(&rt->store);
     rt_config_free(&rt->cfg);
@@ -112,5 +121,6 @@ ray_status ray_stats_get(ray_stats *out) {
   out->tasks_failed = atomic_load_explicit(&ts->failed, memory_order_relaxed);
   out->tasks_cancelled = atomic_load_explicit(&ts->cancelled, memory_order_relaxed);
   out->tasks_retried = atomic_load_explicit(&ts->retried, memory_order_relaxed);
+  rt_actors_stats(rt_current(), out);
   return RAY_OK;
 }

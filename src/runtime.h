@@ -7,6 +7,7 @@
 #include "core/config.h"
 #include "core/error.h"
 #include "store/store.h"
+#include "actor/actor.h"
 #include "task/task.h"
 
 typedef struct rt_runtime {
@@ -14,6 +15,7 @@ typedef struct rt_runtime {
   rt_store store;
   rt_sched *sched;
   rt_tasks tasks;
+  rt_actors actors;
   uint64_t epoch; /* 1, 2, ... per ray_init in this process */
 } rt_runtime;
 

@@ -1,0 +1,803 @@
+/*
+ * actor.c - actors on the shared worker pool (Pony / CAF style: actors are
+ * not threads).
+ *
+ * An actor is a record with a state block, an MPSC mailbox (mailbox.c) and a
+ * scheduler job, its "turn". Everything that wants the actor's attention
+ * pushes a message; the push that finds the mailbox idle schedules the turn,
+ * so exactly one turn runs at a time and the turn owns every field marked
+ * "turn only" below without locks.
+ *
+ * Calls are task records (task.c) with `actor` set: arguments, dependencies,
+ * pending returns, staging, cancellation and error chains are the tasks'.
+ * A call is pushed to the mailbox when it is made, which keeps each
+ * submitter's calls in order (the mailbox is FIFO per producer); the turn
+ * files it in its submitter's queue. When its dependencies are ready a second
+ * message wakes the turn. The turn runs, in each submitter queue, the head
+ * once it is ready: a call waiting on an unresolved argument holds back only
+ * its own submitter. With max_concurrency > 1 ready heads are dispatched as
+ * separate jobs, up to that many at once, without ordering.
+ *
+ * The turn runs a bounded batch (RT_ACTOR_BATCH) and then yields its worker
+ * by resubmitting itself, as Pony's scheduler does.
+ *
+ * Record lifetime: `rc` counts user handles, calls and the constructor
+ * record (each holds one), plus one while the turn is scheduled. The
+ * constructor record lives until the actor has ended, so a detached actor
+ * with no handle stays alive. The record is freed at rc 0.
+ */
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/prim.h"
+#include "runtime.h"
+#include "task/ctx.h"
+
+#define RT_ACTOR_BATCH 64
+
+enum { PH_STARTING, PH_ALIVE, PH_DEAD };
+enum { CTL_RELEASED = 1, CTL_KILL_END = 2, CTL_KILL_RESTART = 4, CTL_SHUTDOWN = 8, CTL_CRASH = 16 };
+
+/* Calls of one submitter, in the order they were made (turn only). */
+typedef struct rt_subq {
+  uint64_t submitter;
+  rt_task *head, *tail;
+  struct rt_subq *next;
+} rt_subq;
+
+struct rt_actor {
+  uint32_t slot;
+  uint32_t gen;
+  _Atomic uint32_t handles; /* user handles (and task-argument handles) */
+  _Atomic uint32_t rc;      /* see the top of the file */
+  const ray_actor_class *cls;
+  char *name;         /* registered name, or NULL */
+  char label[64];     /* the name, or the class name, for messages */
+  char id[33];
+  int max_restarts, max_task_retries, max_concurrency;
+  bool detached;
+  uint16_t account;
+  void *state;
+  rt_mailbox mbox;
+  rt_job job;
+  rt_task *ctor;      /* constructor record: its args, for every (re)start */
+  rt_actor_msg ctl_msg;
+  _Atomic uint32_t ctl;   /* CTL_* requests not yet seen by the turn */
+  _Atomic uint32_t ended; /* 1 once the actor has ended; end_msg is set */
+  char end_msg[320];      /* "actor 'NAME' (ID) ended: REASON" */
+  _Atomic int inflight;   /* dispatched calls (max_concurrency > 1) */
+  rt_actor *all_next, *all_prev; /* rt_actors.all, under its lock */
+  /* turn only */
+  int phase;
+  int restarts_left;
+  bool started; /* on_start succeeded for this incarnation */
+  bool released, kill_end, kill_restart, shutdown_req;
+  bool crashed; /* a dispatched call crashed the actor (max_concurrency > 1) */
+  rt_subq *queues;
+};
+
+static void actor_turn(rt_job *job);
+
+/* ------------------------------------------------------------------------ */
+/* Handle table                                                             */
+/* ------------------------------------------------------------------------ */
+
+static rt_actor_slot *slot_at(rt_actors *as, uint32_t slot) {
+  /* acquire: pairs with the release that published the chunk. */
+  rt_actor_slot *c = atomic_load_explicit(&as->chunks[slot / RT_ACTOR_CHUNK], memory_order_acquire);
+  return c ? &c[slot % RT_ACTOR_CHUNK] : NULL;
+}
+
+rt_actor *rt_actor_resolve(rt_runtime *rt, ray_actor *h) {
+  uint64_t v = (uint64_t)(uintptr_t)h;
+  uint32_t lo = (uint32_t)v;
+  if (!rt || lo == 0 || (lo - 1) / RT_ACTOR_CHUNK >= RT_ACTOR_CHUNKS) return NULL;
+  rt_actor_slot *s = slot_at(&rt->actors, lo - 1);
+  /* Relaxed: a caller holding a valid handle got it through a
+   * happens-before chain from the create that filled the slot; a released
+   * handle is reported on a best-effort basis. */
+  if (!s || atomic_load_explicit(&s->gen, memory_order_relaxed) !=
+                ((uint32_t)(v >> 32) ^ rt->actors.salt))
+    return NULL;
+  rt_actor *a = atomic_load_explicit(&s->actor, memory_order_acquire);
+  /* A caller with a valid handle keeps the count above zero; at zero every
+   * handle has been released (the record may live on for its calls). */
+  if (a && atomic_load_explicit(&a->handles, memory_order_relaxed) == 0) return NULL;
+  return a;
+}
+
+ray_actor *rt_actor_handle(rt_actor *a) {
+  rt_runtime *rt = rt_current();
+  /* a->gen changes only under the table lock while no handle exists; a
+   * caller holding one reads a stable value. */
+  return (ray_actor *)(uintptr_t)(((uint64_t)(a->gen ^ rt->actors.salt) << 32) | (a->slot + 1));
+}
+
+/* Under as->lock: a free slot, or UINT32_MAX. */
+static uint32_t slot_alloc(rt_actors *as) {
+  if (as->nfree == 0) {
+    if (as->nchunks == RT_ACTOR_CHUNKS) return UINT32_MAX;
+    size_t need = as->nfree + RT_ACTOR_CHUNK;
+    if (need > as->free_cap) {
+      uint32_t *f = realloc(as->free_slots, need * sizeof *f);
+      if (!f) return UINT32_MAX;
+      as->free_slots = f;
+      as->free_cap = need;
+    }
+    rt_actor_slot *c = calloc(RT_ACTOR_CHUNK, sizeof *c);
+    if (!c) return UINT32_MAX;
+    uint32_t base = as->nchunks * RT_ACTOR_CHUNK;
+    for (uint32_t i = RT_ACTOR_CHUNK; i-- > 0;) as->free_slots[as->nfree++] = base + i;
+    atomic_store_explicit(&as->chunks[as->nchunks++], c, memory_order_release);
+  }
+  return as->free_slots[--as->nfree];
+}
+
+void *rt_actor_state(rt_actor *a) { return a->state; }
+const ray_actor_class *rt_actor_class(rt_actor *a) { return a->cls; }
+ray_method_fn rt_actor_method(rt_actor *a, uint32_t method) { return a->cls->methods[method].fn; }
+uint16_t rt_actor_account(rt_actor *a) { return a->account; }
+
+/* ------------------------------------------------------------------------ */
+/* Record lifetime                                                          */
+/* ------------------------------------------------------------------------ */
+
+static void actor_free(rt_runtime *rt, rt_actor *a) {
+  rt_actors *as = &rt->actors;
+  pthread_mutex_lock(&as->lock);
+  rt_actor_slot *s = slot_at(as, a->slot);
+  atomic_store_explicit(&s->actor, NULL, memory_order_relaxed);
+  /* The generation moves on, so the handle no longer resolves. */
+  atomic_store_explicit(&s->gen, a->gen + 1, memory_order_relaxed);
+  if (as->nfree < as->free_cap) as->free_slots[as->nfree++] = a->slot;
+  if (a->all_prev) a->all_prev->all_next = a->all_next;
+  else as->all = a->all_next;
+  if (a->all_next) a->all_next->all_prev = a->all_prev;
+  pthread_mutex_unlock(&as->lock);
+  rt_mailbox_destroy(&a->mbox);
+  free(a->name);
+  free(a->state);
+  free(a);
+}
+
+void rt_actor_unref(rt_runtime *rt, rt_actor *a) {
+  /* acq_rel: every holder's use of the record happens before the free. */
+  if (atomic_fetch_sub_explicit(&a->rc, 1, memory_order_acq_rel) == 1) actor_free(rt, a);
+}
+
+/* Schedules the turn; the turn holds a record reference while scheduled.
+ * Relaxed increment: the caller holds a reference itself. */
+static void schedule(rt_runtime *rt, rt_actor *a) {
+  atomic_fetch_add_explicit(&a->rc, 1, memory_order_relaxed);
+  rt_sched_submit(rt->sched, &a->job);
+}
+
+static void push(rt_runtime *rt, rt_actor *a, rt_actor_msg *m) {
+  if (rt_mailbox_push(&a->mbox, &m->m)) schedule(rt, a);
+}
+
+/* Asks the turn to act on a control request (any thread holding a ref). */
+static void control(rt_runtime *rt, rt_actor *a, uint32_t bit) {
+  /* acq_rel: the turn's exchange (acquire) sees what we did before. Only
+   * the request that finds no other pending pushes the message, which the
+   * turn has popped before it took the previous requests. */
+  if (atomic_fetch_or_explicit(&a->ctl, bit, memory_order_acq_rel) == 0) push(rt, a, &a->ctl_msg);
+}
+
+void rt_actor_call_ready(rt_runtime *rt, rt_task *call) {
+  push(rt, call->actor, &call->ready_msg);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Ending and restarting (turn only)                                        */
+/* ------------------------------------------------------------------------ */
+
+static void run_hook(rt_runtime *rt, rt_actor *a, int kind, rt_task_outcome *out) {
+  a->ctor->run_kind = kind;
+  rt_ctx_run(rt, a->ctor, out);
+}
+
+static void run_on_stop(rt_runtime *rt, rt_actor *a) {
+  if (!a->started) return;
+  a->started = false;
+  if (!a->cls->on_stop) return;
+  rt_task_outcome out;
+  run_hook(rt, a, RT_RUN_STOP, &out);
+  free(out.reason);
+  rt_ctx_done(&out);
+}
+
+static void actor_die(rt_runtime *rt, rt_actor *a, const char *reason) {
+  snprintf(a->end_msg, sizeof a->end_msg, "actor '%s' (%s) ended: %s", a->label, a->id, reason);
+  a->phase = PH_DEAD;
+  /* release: submitters that see ended (acquire) also see end_msg. */
+  atomic_store_explicit(&a->ended, 1, memory_order_release);
+  if (a->name) { /* the name is free again */
+    pthread_mutex_lock(&rt->actors.lock);
+    free(a->name);
+    a->name = NULL;
+    pthread_mutex_unlock(&rt->actors.lock);
+  }
+  rt_task *ctor = a->ctor;
+  a->ctor = NULL;
+  /* seq_cst: pairs with the shutdown's load of alive before it sleeps. */
+  if (atomic_fetch_sub(&rt->actors.alive, 1) == 1) rt_prim_futex_wake(&rt->actors.alive, INT32_MAX);
+  rt_task_release(rt, ctor); /* drops the constructor's record reference */
+}
+
+/* An orderly end: on_stop, then dead. */
+static void actor_end(rt_runtime *rt, rt_actor *a, const char *reason) {
+  run_on_stop(rt, a);
+  actor_die(rt, a, reason);
+}
+
+/* After a crash (no on_stop) or a kill with restart (on_stop first). */
+static void restart_or_die(rt_runtime *rt, rt_actor *a, const char *reason, bool orderly) {
+  if (orderly) run_on_stop(rt, a);
+  a->started = false;
+  if (a->restarts_left == 0) {
+    actor_die(rt, a, reason);
+    return;
+  }
+  if (a->restarts_left > 0) a->restarts_left--;
+  atomic_fetch_add_explicit(&rt->actors.restarts, 1, memory_order_relaxed);
+  if (a->state) memset(a->state, 0, a->cls->state_size); /* fresh zeroed state */
+  a->phase = PH_STARTING;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The turn                                                                 */
+/* ------------------------------------------------------------------------ */
+
+static void enqueue(rt_actor *a, rt_task *call) {
+  rt_subq *q = a->queues;
+  while (q && q->submitter != call->submitter) q = q->next;
+  if (!q) {
+    q = calloc(1, sizeof *q);
+    if (!q) { /* cannot file it: fail the call rather than lose it */
+      rt_runtime *rt = rt_current();
+      if (rt_task_claim_end(call))
+        rt_task_fail_returns(rt, call, RAY_ENOMEM, "actor call dropped: out of memory",
+                             "out of memory");
+      rt_task_release(rt, call);
+      return;
+    }
+    q->submitter = call->submitter;
+    q->next = a->queues;
+    a->queues = q;
+  }
+  call->q_next = NULL;
+  if (q->tail) q->tail->q_next = call;
+  else q->head = call;
+  q->tail = call;
+}
+
+static void dequeue_head(rt_actor *a, rt_subq *q) {
+  q->head = q->head->q_next;
+  if (!q->head) q->tail = NULL;
+  (void)a;
+}
+
+/* Drops empty submitter queues. */
+static void prune_queues(rt_actor *a) {
+  for (rt_subq **pp = &a->queues; *pp;) {
+    if (!(*pp)->head) {
+      rt_subq *dead = *pp;
+      *pp = dead->next;
+      free(dead);
+    } else {
+      pp = &(*pp)->next;
+    }
+  }
+}
+
+/* A call the actor will not run: the references of the paths that still
+ * hold it. QUEUED or CANCELLED_Q: the queue and the dependency path (which
+ * handed its reference to the queue); CANCELLED_W: the queue only. */
+static void drop_call(rt_runtime *rt, rt_task *call) {
+  uint32_t st = atomic_load_explicit(&call->state, memory_order_acquire);
+  if (st != RT_T_CANCELLED_W) rt_task_release(rt, call);
+  rt_task_release(rt, call);
+}
+
+static void handle_done(rt_runtime *rt, rt_actor *a, rt_task *call);
+
+static void drain_mailbox(rt_runtime *rt, rt_actor *a) {
+  rt_msg *m;
+  while ((m = rt_mailbox_pop(&a->mbox)) != NULL) {
+    rt_actor_msg *am = (rt_actor_msg *)m;
+    switch (am->kind) {
+    case RT_AMSG_ENQUEUE: enqueue(a, am->call); break;
+    case RT_AMSG_DONE: handle_done(rt, a, am->call); break;
+    case RT_AMSG_CONTROL: {
+      /* acq_rel: see control(). */
+      uint32_t bits = atomic_exchange_explicit(&a->ctl, 0, memory_order_acq_rel);
+      a->released |= (bits & CTL_RELEASED) != 0;
+      a->kill_end |= (bits & CTL_KILL_END) != 0;
+      a->kill_restart |= (bits & CTL_KILL_RESTART) != 0;
+      a->shutdown_req |= (bits & CTL_SHUTDOWN) != 0;
+      a->crashed |= (bits & CTL_CRASH) != 0;
+      break;
+    }
+    case RT_AMSG_READY: /* a wake-up; the message held the record until now */
+      rt_task_release(rt, am->call);
+      break;
+    default: break;
+    }
+  }
+}
+
+/* The method crashed the actor in `call`. */
+static void on_crash(rt_runtime *rt, rt_actor *a, rt_task *call, char *why, rt_subq *q) {
+  char reason[256];
+  snprintf(reason, sizeof reason, "method '%s' returned RAY_EACTOR: %s",
+           a->cls->methods[call->method].name ? a->cls->methods[call->method].name : "?",
+           why ? why : "(no reason)");
+  free(why);
+  bool retry = a->restarts_left != 0 &&
+               (a->max_task_retries < 0 || call->attempts <= a->max_task_retries);
+  if (retry && q) { /* runs again, first of its queue, after the restart */
+    atomic_store_explicit(&call->state, RT_T_QUEUED, memory_order_release);
+  } else {
+    char msg[400];
+    snprintf(msg, sizeof msg, "actor '%s' (%s) died in this call: %s", a->label, a->id, reason);
+    atomic_store_explicit(&call->state, RT_T_DONE, memory_order_release);
+    rt_task_fail_returns(rt, call, RAY_EACTOR, msg, reason);
+    if (q) dequeue_head(a, q);
+    drop_call(rt, call);
+  }
+  restart_or_die(rt, a, reason, false);
+}
+
+static void handle_done(rt_runtime *rt, rt_actor *a, rt_task *call) {
+  atomic_fetch_sub_explicit(&a->inflight, 1, memory_order_relaxed);
+  atomic_store_explicit(&call->state, RT_T_DONE, memory_order_release);
+  drop_call(rt, call);
+}
+
+/* A dispatched call (max_concurrency > 1), on any worker. */
+static void call_job(rt_job *job) {
+  rt_task *call = (rt_task *)job;
+  rt_runtime *rt = rt_current();
+  rt_actor *a = call->actor;
+  bool exit_actor;
+  char *why = NULL;
+  if (rt_task_execute(rt, call, &exit_actor, &why) == RT_EXEC_CRASH) {
+    /* Concurrent calls are not retried: this one fails, and the turn
+     * restarts the actor once the others have returned. */
+    char msg[400];
+    snprintf(msg, sizeof msg, "actor '%s' (%s) died in this call: method '%s' returned "
+             "RAY_EACTOR: %s", a->label, a->id,
+             a->cls->methods[call->method].name ? a->cls->methods[call->method].name : "?",
+             why ? why : "(no reason)");
+    rt_task_fail_returns(rt, call, RAY_EACTOR, msg, why);
+    free(why);
+    control(rt, a, CTL_CRASH);
+  } else if (exit_actor) {
+    control(rt, a, CTL_KILL_END);
+  }
+  call->enq_msg.kind = RT_AMSG_DONE;
+  push(rt, a, &call->enq_msg);
+}
+
+/* Fails every queued call (the actor has ended). */
+static bool fail_queued(rt_runtime *rt, rt_actor *a) {
+  bool any = false;
+  for (rt_subq *q = a->queues; q; q = q->next) {
+    while (q->head) {
+      rt_task *call = q->head;
+      dequeue_head(a, q);
+      if (rt_task_claim_end(call)) rt_task_fail_returns(rt, call, RAY_EACTOR, a->end_msg, a->end_msg);
+      drop_call(rt, call);
+      any = true;
+    }
+  }
+  prune_queues(a);
+  return any;
+}
+
+/* One step of work; false when there is nothing to do right now. */
+static bool step(rt_runtime *rt, rt_actor *a) {
+  if (a->phase == PH_DEAD) return fail_queued(rt, a);
+  int inflight = atomic_load_explicit(&a->inflight, memory_order_relaxed);
+  if (a->kill_end || a->shutdown_req) {
+    if (inflight) return false; /* wait for dispatched calls */
+    actor_end(rt, a, a->kill_end ? "killed" : "the runtime shut down");
+    return true;
+  }
+  if (a->crashed) {
+    if (inflight) return false;
+    a->crashed = false;
+    restart_or_die(rt, a, "a method returned RAY_EACTOR", false);
+    return true;
+  }
+  if (a->kill_restart) {
+    if (inflight) return false;
+    a->kill_restart = false;
+    restart_or_die(rt, a, "killed", true);
+    return true;
+  }
+  if (a->phase == PH_STARTING) {
+    rt_task *ctor = a->ctor;
+    uint32_t st = atomic_load_explicit(&ctor->state, memory_order_acquire);
+    if (st != RT_T_QUEUED) return false; /* constructor arguments not ready */
+    rt_task_outcome out;
+    run_hook(rt, a, RT_RUN_START, &out);
+    if (out.status == RAY_OK) {
+      a->phase = PH_ALIVE;
+      a->started = true;
+    } else {
+      char reason[256];
+      snprintf(reason, sizeof reason, "on_start failed: %s", out.reason ? out.reason : "error");
+      restart_or_die(rt, a, reason, false);
+    }
+    free(out.reason);
+    rt_ctx_done(&out);
+    return true;
+  }
+  /* ALIVE: the first ready head, in any submitter queue. */
+  bool progress = false;
+  for (rt_subq *q = a->queues; q; q = q->next) {
+    while (q->head) {
+      rt_task *call = q->head;
+      uint32_t st = atomic_load_explicit(&call->state, memory_order_acquire);
+      if (st == RT_T_CANCELLED_W || st == RT_T_CANCELLED_Q) {
+        dequeue_head(a, q);
+        drop_call(rt, call);
+        progress = true;
+        continue;
+      }
+      if (st != RT_T_QUEUED) break; /* waiting on an argument: only this queue waits */
+      if (a->max_concurrency > 1 && (inflight >= a->max_concurrency || a->crashed))
+        return progress;
+      uint32_t expect = RT_T_QUEUED;
+      /* acq_rel: against a canceller's CAS; see rt_task_claim_end. */
+      if (!atomic_compare_exchange_strong_explicit(&call->state, &expect, RT_T_RUNNING,
+                                                   memory_order_acq_rel, memory_order_acquire))
+        continue; /* cancelled meanwhile: dropped on the next pass */
+      if (a->max_concurrency > 1) {
+        dequeue_head(a, q);
+        atomic_fetch_add_explicit(&a->inflight, 1, memory_order_relaxed);
+        call->job.run = call_job;
+        rt_sched_submit(rt->sched, &call->job);
+        return true;
+      }
+      bool exit_actor;
+      char *why = NULL;
+      if (rt_task_execute(rt, call, &exit_actor, &why) == RT_EXEC_CRASH) {
+        on_crash(rt, a, call, why, q);
+        prune_queues(a);
+        return true;
+      }
+      dequeue_head(a, q);
+      drop_call(rt, call);
+      if (exit_actor) {
+        char reason[160];
+        snprintf(reason, sizeof reason, "exited in method '%s'",
+                 a->cls->methods[call->method].name ? a->cls->methods[call->method].name : "?");
+        actor_end(rt, a, reason);
+      }
+      prune_queues(a);
+      return true;
+    }
+  }
+  prune_queues(a);
+  if (progress) return true;
+  if (a->released && !a->detached && !a->queues && inflight == 0) {
+    actor_end(rt, a, "its last handle was released");
+    return true;
+  }
+  return false;
+}
+
+static void actor_turn(rt_job *job) {
+  rt_actor *a = (rt_actor *)((char *)job - offsetof(rt_actor, job));
+  rt_runtime *rt = rt_current();
+  for (int budget = RT_ACTOR_BATCH;;) {
+    drain_mailbox(rt, a);
+    if (step(rt, a)) {
+      if (--budget > 0) continue;
+      /* Yield the worker: the turn goes to the back of the line, keeping
+       * its scheduled reference (the mailbox stays non-idle). */
+      rt_sched_submit(rt->sched, &a->job);
+      return;
+    }
+    if (rt_mailbox_try_idle(&a->mbox)) {
+      rt_actor_unref(rt, a); /* the scheduled reference; last touch of a */
+      return;
+    }
+  }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Public API                                                               */
+/* ------------------------------------------------------------------------ */
+
+static ray_status check_class(const ray_actor_class *cls) {
+  if (!cls) return rt_fail(RAY_EINVAL, "ray_actor_create: cls is NULL");
+  if (cls->num_methods && !cls->methods)
+    return rt_fail(RAY_EINVAL, "ray_actor_create: class '%s' has %zu methods but methods is NULL",
+                   cls->name ? cls->name : "?", cls->num_methods);
+  for (size_t i = 0; i < cls->num_methods; i++)
+    if (!cls->methods[i].fn)
+      return rt_fail(RAY_EINVAL, "ray_actor_create: method %zu of class '%s' has a NULL fn", i,
+                     cls->name ? cls->name : "?");
+  return RAY_OK;
+}
+
+ray_status ray_actor_create(const ray_actor_class *cls, const ray_arg *args, size_t nargs,
+                            const ray_actor_opts *opts, ray_actor **out) {
+  rt_runtime *rt = rt_current();
+  if (!rt) return rt_fail(RAY_ESHUTDOWN, "ray_actor_create: the runtime is not running (call ray_init first)");
+  if (!rt_task_current() && atomic_load_explicit(&rt->tasks.closing, memory_order_acquire))
+    return rt_fail(RAY_ESHUTDOWN, "ray_actor_create: ray_shutdown has begun");
+  ray_status s = check_class(cls);
+  if (s != RAY_OK) return s;
+  static const ray_actor_opts defaults;
+  if (!opts) opts = &defaults;
+  if (!out) return rt_fail(RAY_EINVAL, "ray_actor_create: out is NULL");
+  if (opts->name && !opts->name[0]) return rt_fail(RAY_EINVAL, "ray_actor_create: the name is empty");
+  if (opts->max_concurrency < 0 || opts->max_restarts < -1 || opts->max_task_retries < -1)
+    return rt_fail(RAY_EINVAL,
+                   "ray_actor_create: max_concurrency %d, max_restarts %d or max_task_retries %d "
+                   "is out of range",
+                   opts->max_concurrency, opts->max_restarts, opts->max_task_retries);
+
+  rt_actor *a = calloc(1, sizeof *a);
+  if (!a) return rt_fail(RAY_ENOMEM, "ray_actor_create: out of memory");
+  if (cls->state_size && !(a->state = calloc(1, cls->state_size))) {
+    free(a);
+    return rt_fail(RAY_ENOMEM, "ray_actor_create: no memory for %zu bytes of state", cls->state_size);
+  }
+  a->cls = cls;
+  snprintf(a->label, sizeof a->label, "%s", opts->name ? opts->name : cls->name ? cls->name : "actor");
+  uint64_t seq = atomic_fetch_add_explicit(&rt->actors.seq, 1, memory_order_relaxed) + 1;
+  snprintf(a->id, sizeof a->id, "%016llx%016llx", (unsigned long long)rt->store.owner,
+           (unsigned long long)(seq | (1ull << 63))); /* high bit: an actor, not an object */
+  a->max_restarts = opts->max_restarts;
+  a->restarts_left = opts->max_restarts;
+  a->max_task_retries = opts->max_task_retries;
+  a->max_concurrency = opts->max_concurrency ? opts->max_concurrency : 1;
+  a->detached = opts->detached;
+  a->phase = PH_STARTING;
+  a->job.run = actor_turn;
+  a->ctl_msg.kind = RT_AMSG_CONTROL;
+  rt_mailbox_init(&a->mbox);
+  if (opts->memory_quota) {
+    char label[128];
+    snprintf(label, sizeof label, "actor '%s' (%s)", a->label, a->id);
+    if (!(a->account = rt_store_account_new(&rt->store, opts->memory_quota, label))) {
+      free(a->state);
+      free(a);
+      return rt_fail(RAY_ENOMEM, "ray_actor_create: no memory-quota account left");
+    }
+  }
+  /* The constructor record carries the arguments for every (re)start. */
+  if ((s = rt_task_build(rt, "ray_actor_create", NULL, args, nargs, a->label, 0, 0, &a->ctor,
+                         NULL)) != RAY_OK) {
+    free(a->state);
+    free(a);
+    return s;
+  }
+  a->ctor->uncounted = true; /* lives as long as the actor, not a task to drain */
+  atomic_fetch_sub_explicit(&rt->tasks.live, 1, memory_order_relaxed);
+  a->ctor->actor = a;
+  a->ctor->run_kind = RT_RUN_START;
+  a->ctor->ready_msg = (rt_actor_msg){{NULL}, RT_AMSG_READY, a->ctor};
+  atomic_store_explicit(&a->handles, 1, memory_order_relaxed);
+  atomic_store_explicit(&a->rc, 2, memory_order_relaxed); /* the handle and the constructor */
+
+  rt_actors *as = &rt->actors;
+  pthread_mutex_lock(&as->lock);
+  if (opts->name) {
+    for (rt_actor *o = as->all; o; o = o->all_next)
+      if (o->name && strcmp(o->name, opts->name) == 0) {
+        pthread_mutex_unlock(&as->lock);
+        a->ctor->actor = NULL;
+        rt_task_release(rt, a->ctor);
+        free(a->state);
+        free(a);
+        return rt_fail(RAY_EEXIST, "ray_actor_create: an actor named '%s' is alive", opts->name);
+      }
+  }
+  uint32_t slot = slot_alloc(as);
+  if (slot == UINT32_MAX || (opts->name && !(a->name = strdup(opts->name)))) {
+    if (slot != UINT32_MAX) as->free_slots[as->nfree++] = slot;
+    pthread_mutex_unlock(&as->lock);
+    a->ctor->actor = NULL;
+    rt_task_release(rt, a->ctor);
+    free(a->state);
+    free(a);
+    return rt_fail(RAY_ENOMEM, "ray_actor_create: no room for another actor");
+  }
+  a->slot = slot;
+  rt_actor_slot *sl = slot_at(as, slot);
+  a->gen = atomic_load_explicit(&sl->gen, memory_order_relaxed);
+  /* release: a thread that resolves the handle (acquire) sees the record. */
+  atomic_store_explicit(&sl->actor, a, memory_order_release);
+  a->all_next = as->all;
+  if (as->all) as->all->all_prev = a;
+  as->all = a;
+  pthread_mutex_unlock(&as->lock);
+  atomic_fetch_add_explicit(&as->alive, 1, memory_order_relaxed);
+
+  *out = rt_actor_handle(a);
+  rt_task_start(rt, a->ctor, 0); /* ready arguments wake the first turn */
+  return RAY_OK;
+}
+
+static ray_status make_call(rt_actor **ap, ray_actor *h, size_t method, const ray_arg *args,
+                            size_t nargs, ray_ref **ret, bool send, const char *fn) {
+  rt_runtime *rt = rt_current();
+  if (!rt) return rt_fail(RAY_ESHUTDOWN, "%s: the runtime is not running (call ray_init first)", fn);
+  if (!rt_task_current() && atomic_load_explicit(&rt->tasks.closing, memory_order_acquire))
+    return rt_fail(RAY_ESHUTDOWN, "%s: ray_shutdown has begun; only tasks may call", fn);
+  rt_actor *a = rt_actor_resolve(rt, h);
+  if (!a) return rt_fail(RAY_EINVAL, "%s: actor handle %p is %s", fn, (void *)h, h ? "released or invalid" : "NULL");
+  if (method >= a->cls->num_methods)
+    return rt_fail(RAY_EINVAL, "%s: actor '%s' has %zu methods, not index %zu", fn, a->label,
+                   a->cls->num_methods, method);
+  if (!send && !ret) return rt_fail(RAY_EINVAL, "%s: ret is NULL", fn);
+  /* acquire: pairs with actor_die's release, so end_msg is complete. */
+  if (atomic_load_explicit(&a->ended, memory_order_acquire))
+    return rt_fail(RAY_EACTOR, "%s: %s", fn, a->end_msg);
+  char name[128];
+  snprintf(name, sizeof name, "%s.%s", a->label,
+           a->cls->methods[method].name ? a->cls->methods[method].name : "?");
+  rt_task *t;
+  ray_ref *dropped; /* a send's result: the method sets it as for a call */
+  ray_status s = rt_task_build(rt, fn, NULL, args, nargs, name, 1, 0, &t, send ? &dropped : ret);
+  if (s != RAY_OK) return s;
+  t->actor = a;
+  atomic_fetch_add_explicit(&a->rc, 1, memory_order_relaxed); /* the call holds the record */
+  t->run_kind = RT_RUN_METHOD;
+  t->method = (uint32_t)method;
+  t->send = send;
+  t->submitter = rt_submitter_id();
+  t->enq_msg = (rt_actor_msg){{NULL}, RT_AMSG_ENQUEUE, t};
+  t->ready_msg = (rt_actor_msg){{NULL}, RT_AMSG_READY, t};
+  atomic_fetch_add_explicit(&rt->actors.calls, 1, memory_order_relaxed);
+  /* Into the mailbox now, in this submitter's order; the queue holds one
+   * record reference, the dependency path the other. */
+  push(rt, a, &t->enq_msg);
+  rt_task_start(rt, t, 1);
+  if (send) ray_ref_release(dropped); /* nobody reads it; failures are logged */
+  *ap = a;
+  return RAY_OK;
+}
+
+ray_status ray_actor_call(ray_actor *h, size_t method, const ray_arg *args, size_t nargs,
+                          ray_ref **ret) {
+  rt_actor *a;
+  return make_call(&a, h, method, args, nargs, ret, false, "ray_actor_call");
+}
+
+ray_status ray_actor_send(ray_actor *h, size_t method, const ray_arg *args, size_t nargs) {
+  rt_actor *a;
+  ray_status s = make_call(&a, h, method, args, nargs, NULL, true, "ray_actor_send");
+  if (s != RAY_OK && rt_current()) {
+    atomic_fetch_add_explicit(&rt_current()->tasks.sends_failed, 1, memory_order_relaxed);
+    rt_warn("%s", ray_last_error());
+  }
+  return s;
+}
+
+ray_status ray_actor_lookup(const char *name, ray_actor **out) {
+  rt_runtime *rt = rt_current();
+  if (!rt) return rt_fail(RAY_ESHUTDOWN, "ray_actor_lookup: the runtime is not running (call ray_init first)");
+  if (!name || !name[0] || !out)
+    return rt_fail(RAY_EINVAL, "ray_actor_lookup: %s", !out ? "out is NULL" : "the name is NULL or empty");
+  rt_actors *as = &rt->actors;
+  pthread_mutex_lock(&as->lock);
+  for (rt_actor *a = as->all; a; a = a->all_next) {
+    if (!a->name || strcmp(a->name, name) != 0) continue;
+    /* A handle only while one exists, or the actor is detached: an actor
+     * whose last handle went is ending and is not found. */
+    uint32_t h = atomic_load_explicit(&a->handles, memory_order_relaxed);
+    if (h == 0 && !a->detached) break;
+    atomic_fetch_add_explicit(&a->handles, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&a->rc, 1, memory_order_relaxed);
+    *out = rt_actor_handle(a);
+    pthread_mutex_unlock(&as->lock);
+    return RAY_OK;
+  }
+  pthread_mutex_unlock(&as->lock);
+  return rt_fail(RAY_ENOTFOUND, "ray_actor_lookup: no living actor is named '%s'", name);
+}
+
+ray_status ray_actor_kill(ray_actor *h, bool no_restart) {
+  rt_runtime *rt = rt_current();
+  if (!rt) return rt_fail(RAY_ESHUTDOWN, "ray_actor_kill: the runtime is not running (call ray_init first)");
+  rt_actor *a = rt_actor_resolve(rt, h);
+  if (!a) return rt_fail(RAY_EINVAL, "ray_actor_kill: actor handle %p is %s", (void *)h, h ? "released or invalid" : "NULL");
+  control(rt, a, no_restart ? CTL_KILL_END : CTL_KILL_RESTART);
+  return RAY_OK;
+}
+
+ray_actor *ray_actor_retain(ray_actor *h) {
+  rt_runtime *rt = rt_current();
+  rt_actor *a = rt_actor_resolve(rt, h);
+  if (!a) return NULL;
+  /* Relaxed: the caller holds a handle, so both counts are above zero. */
+  atomic_fetch_add_explicit(&a->handles, 1, memory_order_relaxed);
+  atomic_fetch_add_explicit(&a->rc, 1, memory_order_relaxed);
+  return h;
+}
+
+void ray_actor_release(ray_actor *h) {
+  if (!h) return;
+  rt_runtime *rt = rt_current();
+  if (!rt) return; /* the runtime and its actors are gone */
+  rt_actor *a = rt_actor_resolve(rt, h);
+  if (!a || atomic_load_explicit(&a->handles, memory_order_relaxed) == 0) {
+    rt_warn("ray_actor_release: actor handle %p was already released or is invalid", (void *)h);
+    return;
+  }
+  /* acq_rel: the last handle's release orders the caller's calls before the
+   * turn sees CTL_RELEASED. */
+  if (atomic_fetch_sub_explicit(&a->handles, 1, memory_order_acq_rel) == 1) {
+    /* Every handle is gone: move the slot's generation on now, so a use of
+     * a released handle fails its check without touching the record, which
+     * may be freed any moment. (A lookup of a detached actor issues a new
+     * handle with the new generation.) */
+    pthread_mutex_lock(&rt->actors.lock);
+    a->gen++;
+    atomic_store_explicit(&slot_at(&rt->actors, a->slot)->gen, a->gen, memory_order_relaxed);
+    pthread_mutex_unlock(&rt->actors.lock);
+    control(rt, a, CTL_RELEASED);
+  }
+  rt_actor_unref(rt, a);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Runtime hooks                                                            */
+/* ------------------------------------------------------------------------ */
+
+int rt_actors_init(rt_runtime *rt) {
+  rt_actors *as = &rt->actors;
+  memset(as, 0, sizeof *as);
+  rt_prim_random(&as->salt, sizeof as->salt);
+  return pthread_mutex_init(&as->lock, NULL);
+}
+
+void rt_actors_end_all(rt_runtime *rt) {
+  rt_actors *as = &rt->actors;
+  pthread_mutex_lock(&as->lock);
+  /* Under the lock no record is freed; a request schedules the turn, which
+   * then holds the record itself. */
+  for (rt_actor *a = as->all; a; a = a->all_next)
+    if (!atomic_load_explicit(&a->ended, memory_order_acquire)) control(rt, a, CTL_SHUTDOWN);
+  pthread_mutex_unlock(&as->lock);
+  uint32_t n;
+  while ((n = atomic_load(&as->alive)) != 0) rt_prim_futex_wait(&as->alive, n, UINT64_MAX);
+}
+
+void rt_actors_destroy(rt_runtime *rt) {
+  rt_actors *as = &rt->actors;
+  uint64_t leaked = 0, handles = 0;
+  while (as->all) {
+    rt_actor *a = as->all;
+    handles += atomic_load_explicit(&a->handles, memory_order_relaxed);
+    leaked++;
+    as->all = a->all_next;
+      free(a->name);
+    free(a->state);
+    free(a);
+  }
+  if (leaked)
+    rt_warn("ray_shutdown: %llu actor handles were never released; freed now",
+            (unsigned long long)handles);
+  for (uint32_t i = 0; i < as->nchunks; i++)
+    free(atomic_load_explicit(&as->chunks[i], memory_order_relaxed));
+  free(as->free_slots);
+  pthread_mutex_destroy(&as->lock);
+}
+
+void rt_actors_stats(rt_runtime *rt, ray_stats *out) {
+  out->actors_alive = atomic_load_explicit(&rt->actors.alive, memory_order_relaxed);
+  out->actor_restarts = atomic_load_explicit(&rt->actors.restarts, memory_order_relaxed);
+  out->actor_calls = atomic_load_explicit(&rt->actors.calls, memory_order_relaxed);
+  out->actor_sends_failed = atomic_load_explicit(&rt->tasks.sends_failed, memory_order_relaxed);
+}
