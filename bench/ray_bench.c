@@ -147,6 +147,8 @@ enum {
   TASKS_ASYNC = 1000000,     /* tasks per single_client_tasks_async sample (1/10 quick) */
   TASK_BATCH = 1000,         /* tasks per single_client_tasks_and_get_batch batch */
   MULTI_CLIENTS = 2,         /* client tasks in multi_client_tasks_async */
+  ACTORS_N = 2,              /* actors (and client tasks) in the 1_n / n_n rows: the cores */
+  ACTOR_CALLS = 1000000,     /* calls per async actor sample (1/10 quick) */
 };
 #define BIG_PUT_BYTES (256 * MIB)
 #define FILE_CHUNK (8 * MIB)
@@ -326,6 +328,144 @@ static double rep_multi_client(void *st) {
   }
   for (int c = 0; c < MULTI_CLIENTS; c++) get_and_drop(clients[c]);
   return (double)(per * MULTI_CLIENTS) / secs(now_ns() - t0);
+}
+
+/* ------------------------------------------------------------------------ */
+/* rayc actor metrics                                                       */
+/* ------------------------------------------------------------------------ */
+
+/* The bench actor: a method that returns 8 bytes, like Ray's small_value,
+ * and one that also reads its argument. */
+static ray_status actor_small(void *state, ray_ctx *ctx) {
+  (void)state;
+  return ray_ctx_return(ctx, 0, &k_small_payload, sizeof k_small_payload, &ray_type_bytes);
+}
+static ray_status actor_with_arg(void *state, ray_ctx *ctx) {
+  (void)state;
+  ray_view v;
+  ray_status s = ray_ctx_arg(ctx, 0, NULL, &v);
+  if (s != RAY_OK) return s;
+  return ray_ctx_return(ctx, 0, v.data, v.size, &ray_type_bytes);
+}
+static const ray_method k_bench_methods[] = {{"small", actor_small}, {"with_arg", actor_with_arg}};
+static const ray_actor_class k_bench_actor = {"Bench", 0, NULL, NULL, k_bench_methods, 2};
+
+static ray_actor *g_actors[ACTORS_N];
+
+static void *setup_actors(void) {
+  for (int i = 0; i < ACTORS_N; i++)
+    RAY_CHECK(ray_actor_create(&k_bench_actor, NULL, 0, NULL, &g_actors[i]));
+  return NULL;
+}
+static void teardown_actors(void *st) {
+  (void)st;
+  for (int i = 0; i < ACTORS_N; i++) ray_actor_release(g_actors[i]);
+}
+
+static size_t actor_calls(void) { return g_opt.quick ? ACTOR_CALLS / 10 : ACTOR_CALLS; }
+
+/* 1_1_actor_calls_sync: call, get, repeat. */
+static double rep_actor_sync(void *st) {
+  (void)st;
+  RATE_LOOP(256, {
+    for (int i = 0; i < 256; i++) {
+      ray_ref *r;
+      RAY_CHECK(ray_actor_call(g_actors[0], 0, NULL, 0, &r));
+      get_and_drop(r);
+    }
+  });
+}
+
+/* Calls `n` times spread over `nactors` actors from this thread, then gets
+ * every result; with `arg`, each call reads that object. */
+static void calls_async(size_t n, int nactors, ray_ref *arg, ray_ref **refs) {
+  ray_arg a = ray_arg_ref(arg);
+  for (size_t i = 0; i < n; i++)
+    RAY_CHECK(ray_actor_call(g_actors[i % (size_t)nactors], arg ? 1 : 0, arg ? &a : NULL,
+                             arg ? 1 : 0, &refs[i]));
+  for (size_t i = 0; i < n; i++) get_and_drop(refs[i]);
+}
+
+/* 1_1_actor_calls_async: one driver, one actor, all calls then all gets. */
+static double rep_actor_1_1_async(void *st) {
+  (void)st;
+  size_t n = actor_calls();
+  uint64_t t0 = now_ns();
+  calls_async(n, 1, NULL, g_task_refs);
+  return (double)n / secs(now_ns() - t0);
+}
+
+/* 1_n_actor_calls_async: one driver, ACTORS_N actors. */
+static double rep_actor_1_n_async(void *st) {
+  (void)st;
+  size_t n = actor_calls();
+  uint64_t t0 = now_ns();
+  calls_async(n, ACTORS_N, NULL, g_task_refs);
+  return (double)n / secs(now_ns() - t0);
+}
+
+/* n_n_actor_calls_async(_with_arg): ACTORS_N client tasks, each calling all
+ * ACTORS_N actors; the arg variant passes a small object by ref. */
+static ray_ref *g_nn_arg;
+
+static ray_status nn_client(ray_ctx *ctx) {
+  ray_view v;
+  ray_status s = ray_ctx_arg(ctx, 0, NULL, &v);
+  if (s != RAY_OK) return s;
+  size_t n = *(const size_t *)v.data;
+  ray_ref **refs = malloc(n * sizeof *refs);
+  if (!refs) return ray_ctx_fail(ctx, "no memory for %zu refs", n);
+  ray_arg a = ray_arg_ref(g_nn_arg);
+  for (size_t i = 0; i < n && s == RAY_OK; i++)
+    if ((s = ray_actor_call(g_actors[i % ACTORS_N], g_nn_arg ? 1 : 0, g_nn_arg ? &a : NULL,
+                            g_nn_arg ? 1 : 0, &refs[i])) != RAY_OK)
+      n = i;
+  for (size_t i = 0; i < n; i++) {
+    ray_view rv;
+    ray_status g = ray_get(refs[i], NULL, -1, &rv);
+    if (g == RAY_OK) ray_view_release(&rv);
+    else s = g;
+    ray_ref_release(refs[i]);
+  }
+  free(refs);
+  if (s != RAY_OK) return s;
+  return ray_ctx_return(ctx, 0, &n, sizeof n, NULL);
+}
+
+static double nn_run(void) {
+  size_t per = actor_calls() / ACTORS_N;
+  ray_ref *clients[ACTORS_N];
+  uint64_t t0 = now_ns();
+  for (int c = 0; c < ACTORS_N; c++) {
+    ray_arg a = ray_arg_value(&per, sizeof per, NULL);
+    RAY_CHECK(ray_submit(nn_client, &a, 1, NULL, &clients[c]));
+  }
+  for (int c = 0; c < ACTORS_N; c++) get_and_drop(clients[c]);
+  return (double)(per * ACTORS_N) / secs(now_ns() - t0);
+}
+
+static double rep_actor_n_n_async(void *st) {
+  (void)st;
+  g_nn_arg = NULL;
+  return nn_run();
+}
+
+static double rep_actor_n_n_arg_async(void *st) {
+  (void)st;
+  RAY_CHECK(ray_put(&k_small_payload, sizeof k_small_payload, &ray_type_bytes, &g_nn_arg));
+  double r = nn_run();
+  ray_ref_release(g_nn_arg);
+  g_nn_arg = NULL;
+  return r;
+}
+
+static void *setup_actors_and_refs(void) {
+  setup_task_refs();
+  return setup_actors();
+}
+static void teardown_actors_and_refs(void *st) {
+  teardown_actors(st);
+  teardown_task_refs(st);
 }
 
 /* single_client_wait_1k_refs, as Ray measures it: submit 1000 tasks, then
@@ -708,6 +848,17 @@ static const bench_row rows[] = {
      .setup = setup_task_refs, .teardown = teardown_task_refs},
     {.name = "multi_client_tasks_async", .unit = "tasks/s", .rep = rep_multi_client},
     {.name = "single_client_wait_1k_refs", .unit = "cycles/s", .rep = rep_wait},
+    {.name = "1_1_actor_calls_sync", .unit = "calls/s", .rep = rep_actor_sync,
+     .setup = setup_actors, .teardown = teardown_actors, .goal = GOAL_GE, .goal_value = 1e5},
+    {.name = "1_1_actor_calls_async", .unit = "calls/s", .rep = rep_actor_1_1_async,
+     .setup = setup_actors_and_refs, .teardown = teardown_actors_and_refs, .goal = GOAL_GE,
+     .goal_value = 3e6},
+    {.name = "1_n_actor_calls_async", .unit = "calls/s", .rep = rep_actor_1_n_async,
+     .setup = setup_actors_and_refs, .teardown = teardown_actors_and_refs},
+    {.name = "n_n_actor_calls_async", .unit = "calls/s", .rep = rep_actor_n_n_async,
+     .setup = setup_actors, .teardown = teardown_actors},
+    {.name = "n_n_actor_calls_with_arg_async", .unit = "calls/s", .rep = rep_actor_n_n_arg_async,
+     .setup = setup_actors, .teardown = teardown_actors},
     {.name = "small_object_bytes", .unit = "bytes", .rep = rep_small, .setup = setup_small,
      .teardown = teardown_small},
     {.name = "small_object_overhead_bytes", .unit = "bytes", .from = "small_object_bytes",
