@@ -555,6 +555,40 @@ static void test_nested_chain_of_depth_200_with_one_worker(void **state) {
   assert_int_equal(stats().tasks_finished, 201);
 }
 
+static ray_status fib(ray_ctx *ctx) {
+  ray_view v;
+  ray_status s = ray_ctx_arg(ctx, 0, &ray_type_i64, &v);
+  if (s != RAY_OK) return s;
+  int64_t n = *(const int64_t *)v.data;
+  if (n < 2) return ray_ctx_return(ctx, 0, &n, sizeof n, &ray_type_i64);
+  int64_t m[2] = {n - 1, n - 2};
+  ray_ref *c[2];
+  for (int i = 0; i < 2; i++) {
+    ray_arg a = ray_arg_value(&m[i], sizeof m[i], &ray_type_i64);
+    if ((s = ray_submit(fib, &a, 1, NULL, &c[i])) != RAY_OK) return s;
+  }
+  int64_t sum = 0;
+  for (int i = 0; i < 2; i++) { /* both blocking gets, inside a task */
+    ray_view cv;
+    if (s == RAY_OK && (s = ray_get(c[i], &ray_type_i64, -1, &cv)) == RAY_OK) {
+      sum += *(const int64_t *)cv.data;
+      ray_view_release(&cv);
+    }
+    ray_ref_release(c[i]);
+  }
+  return s == RAY_OK ? ray_ctx_return(ctx, 0, &sum, sizeof sum, &ray_type_i64) : s;
+}
+
+static void test_a_tree_of_blocking_gets_of_any_width_with_one_worker(void **state) {
+  (void)state; /* fib(20): 21891 tasks, thousands blocked in ray_get at once */
+  int64_t n = 20;
+  ray_arg a = val_i64(&n);
+  ray_ref *r = submit1(fib, &a, 1, "fib");
+  assert_int_equal(get_i64(r), 6765);
+  ray_ref_release(r);
+  assert_int_equal(stats().tasks_finished, 21891);
+}
+
 static ray_status forward(ray_ctx *ctx) {
   ray_view v;
   ray_status s = ray_ctx_arg(ctx, 0, NULL, &v); /* a refs object of one */
@@ -797,6 +831,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_a_running_task_sees_its_cancel, setup, teardown),
       cmocka_unit_test_setup_teardown(test_recursive_cancel_reaches_the_children, setup, teardown),
       cmocka_unit_test_setup_teardown(test_nested_chain_of_depth_200_with_one_worker,
+                                      setup_one_worker, teardown),
+      cmocka_unit_test_setup_teardown(test_a_tree_of_blocking_gets_of_any_width_with_one_worker,
                                       setup_one_worker, teardown),
       cmocka_unit_test_setup_teardown(test_return_ref_forwards_without_a_copy, setup, teardown),
       cmocka_unit_test_setup_teardown(test_a_million_tasks_submitted_then_all_fetched, setup,

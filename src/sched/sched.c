@@ -568,6 +568,15 @@ void rt_sched_block_end(rt_sched *s) {
   pthread_mutex_unlock(&s->park_lock);
 }
 
+bool rt_sched_help(rt_sched *s) {
+  rt_worker *w = tls_worker;
+  if (!ours(s, w)) return false;
+  rt_job *j = rt_deque_pop(&w->dq);
+  if (!j) return false;
+  j->run(j); /* may free j */
+  return true;
+}
+
 int rt_sched_worker_index(const rt_sched *s) {
   rt_worker *w = tls_worker;
   return ours(s, w) ? w->index : -1;

@@ -23,6 +23,8 @@
 #ifndef RT_SCHED_H
 #define RT_SCHED_H
 
+#include <stdbool.h>
+
 typedef struct rt_job rt_job;
 
 /*
@@ -75,6 +77,18 @@ void rt_sched_submit(rt_sched *s, rt_job *job);
  */
 void rt_sched_block_begin(rt_sched *s);
 void rt_sched_block_end(rt_sched *s);
+
+/*
+ * From a worker of s that is about to block: runs one job from the caller's
+ * own deque and returns true, or returns false when there is none (or the
+ * caller is not a worker of s). The newest jobs of a worker's deque are
+ * almost always the children its running job is about to wait for, so a
+ * waiter that helps first resolves nested waits of any depth on its own
+ * stack, with no extra thread (Cilk and TBB wait the same way); spare
+ * threads (block_begin) remain the fallback for waits that helping cannot
+ * resolve.
+ */
+bool rt_sched_help(rt_sched *s);
 
 /*
  * Index of the calling worker thread in s, in 0 .. rt_sched_max_workers(s)-1

@@ -79,6 +79,18 @@ static void block_end(void) {
   if (rt && rt->sched) rt_sched_block_end(rt->sched);
 }
 
+/* On a worker: runs jobs from its own deque until the entry is ready or
+ * there is none left (see rt_sched_help). Returns true if it is ready. */
+static bool help_until_ready(rt_entry *e) {
+  rt_runtime *rt = rt_current();
+  if (!rt || !rt->sched) return false;
+  for (;;) {
+    /* acquire: as in ray_get, the payload is visible once ready is. */
+    if (state_ready(atomic_load_explicit(&e->state, memory_order_acquire))) return true;
+    if (!rt_sched_help(rt->sched)) return false;
+  }
+}
+
 /* ------------------------------------------------------------------------ */
 /* Memory accounting                                                        */
 /* ------------------------------------------------------------------------ */
@@ -615,7 +627,7 @@ static bool spin_until_ready(rt_entry *e, uint64_t deadline) {
 /* Parks until the entry is sealed or the deadline passes. */
 static ray_status wait_sealed(rt_store *st, uint32_t slot, rt_entry *e, uint64_t deadline,
                               int64_t timeout_ms) {
-  if (spin_until_ready(e, deadline)) return RAY_OK;
+  if (help_until_ready(e) || spin_until_ready(e, deadline)) return RAY_OK;
   rt_stripe *sp = stripe_of(st, slot);
   thread_waiter w = {{NULL, slot, false, thread_waiter_fire}, 0};
   pthread_mutex_lock(&sp->lock);
@@ -781,6 +793,13 @@ ray_status ray_wait(ray_ref *const refs[], size_t n, size_t num_ready, int64_t t
 
   size_t nready = 0;
   for (size_t i = 0; i < n; i++) nready += entry_ready(rt_slots_entry(&st->slots, slots[i]));
+  /* On a worker, run our own queued jobs first: they are usually what we
+   * are waiting for (see help_until_ready). */
+  rt_runtime *rt = rt_current();
+  while (nready < num_ready && timeout_ms != 0 && rt->sched && rt_sched_help(rt->sched)) {
+    nready = 0;
+    for (size_t i = 0; i < n; i++) nready += entry_ready(rt_slots_entry(&st->slots, slots[i]));
+  }
   if (nready < num_ready && timeout_ms != 0) {
     nodes = calloc(n, sizeof *nodes);
     if (!nodes) {
