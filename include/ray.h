@@ -115,10 +115,16 @@ RAY_API void ray_config_init(ray_config *cfg);
 RAY_API ray_status ray_init(const ray_config *cfg);
 
 /*
- * Stops the runtime: frees every object and all memory. Handles still held
- * become invalid; a warning on stderr counts the refs and views the program
- * never released. Idempotent: RAY_OK when not running. ray_init may follow.
- * Must not run concurrently with other rayc calls of the program's threads.
+ * Stops the runtime. Outside submissions are refused (RAY_ESHUTDOWN) from
+ * the start; submitted tasks and calls, and the work they submit, run to the
+ * end; then every actor ends (on_stop once each), the timeline is written,
+ * and every object and all memory are freed. Handles still held become
+ * invalid; a warning on stderr counts the refs, views and actor handles the
+ * program never released. Idempotent: RAY_OK when not running. ray_init may
+ * follow. Must not run concurrently with other rayc calls of the program's
+ * threads outside the pool.
+ * Errors: RAY_EINVAL (called from inside a task or actor); RAY_EIO (the
+ * timeline file could not be written; the runtime is shut down all the same).
  */
 RAY_API ray_status ray_shutdown(void);
 
@@ -252,15 +258,15 @@ RAY_API ray_status ray_wait(ray_ref *const refs[], size_t n, size_t num_ready, i
  * NULL or a released ref gives NULL. */
 RAY_API ray_ref *ray_ref_retain(ray_ref *ref);
 
-/* Drops one handle. The object is freed when no ref, view or pin... holds it:
- * pins belong to refs, so an object is freed at its last ref and view even if
- * pinned. NULL is ignored; a detectably released handle is reported on stderr
- * and otherwise ignored. */
+/* Drops one handle. The object is freed when its last ref and view are
+ * gone, pinned or not (a pin keeps an object in memory, not alive). NULL is
+ * ignored; a detectably released handle is reported on stderr and otherwise
+ * ignored. */
 RAY_API void ray_ref_release(ray_ref *ref);
 
 /*
- * Pins an object in memory: it is never spilled while pinned. Pins nest; each
- * ray_pin needs one ray_unpin. Pinned bytes are reported in ray_stats and in
+ * Pins an object in memory: it is never spilled while pinned. Pins nest (up
+ * to 65535); each ray_pin needs one ray_unpin. Pinned bytes are reported in ray_stats and in
  * RAY_ESTOREFULL messages. Errors: RAY_EINVAL (NULL, released, ray_unpin of
  * an unpinned object, the object is not sealed); RAY_ESHUTDOWN.
  */

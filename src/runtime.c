@@ -47,6 +47,7 @@ ray_status ray_init(const ray_config *cfg) {
     rt_config_free(&rt->cfg);
     goto out;
   }
+  rt_timeline_init(&rt->timeline, rt->cfg.timeline_path != NULL, rt->epoch);
   if (rt_tasks_init(&rt->tasks, rt->epoch) != 0) {
     s = rt_fail(RAY_ENOMEM, "ray_init: cannot set up the task layer");
     goto fail_store;
@@ -83,6 +84,7 @@ ray_status ray_shutdown(void) {
                                "itself");
   pthread_mutex_lock(&g_life_lock);
   rt_runtime *rt = rt_current();
+  ray_status ts = RAY_OK;
   if (rt) {
     /* Outside submissions are refused from here; submitted work, and the
      * work it submits, runs to the end. Then the pool stops. */
@@ -90,6 +92,8 @@ ray_status ray_shutdown(void) {
     rt_actors_end_all(rt); /* queued calls ran above; now on_stop, once each */
     rt_tasks_drain(&rt->tasks); /* what on_stop submitted */
     rt_sched_destroy(rt->sched);
+    /* Every worker has stopped: the timeline's buffers are complete. */
+    ts = rt_timeline_finish(&rt->timeline, rt->cfg.timeline_path);
     /* New calls see no runtime from here on (acquire/release as in init). */
     atomic_store_explicit(&rt_g_runtime, NULL, memory_order_release);
     rt_actors_destroy(rt);
@@ -99,7 +103,7 @@ ray_status ray_shutdown(void) {
     free(rt);
   }
   pthread_mutex_unlock(&g_life_lock);
-  return RAY_OK;
+  return ts;
 }
 
 bool ray_is_initialized(void) { return rt_current() != NULL; }

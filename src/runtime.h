@@ -9,6 +9,7 @@
 #include "store/store.h"
 #include "actor/actor.h"
 #include "task/task.h"
+#include "trace/timeline.h"
 
 typedef struct rt_runtime {
   rt_config cfg;
@@ -16,6 +17,7 @@ typedef struct rt_runtime {
   rt_sched *sched;
   rt_tasks tasks;
   rt_actors actors;
+  rt_timeline timeline;
   uint64_t epoch; /* 1, 2, ... per ray_init in this process */
 } rt_runtime;
 

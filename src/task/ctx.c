@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "actor/actor.h"
+#include "core/prim.h"
 #include "core/types.h"
 #include "task/ctx.h"
 
@@ -44,6 +45,7 @@ void rt_ctx_run(rt_runtime *rt, rt_task *t, rt_task_outcome *out) {
   /* Objects put by actor code are charged to the actor's quota. */
   uint16_t outer_account = rt_store_set_account(t->actor ? rt_actor_account(t->actor) : 0);
   ray_status s = RAY_OK;
+  uint64_t t0 = rt->timeline.on ? rt_prim_now_ns() : 0;
   switch (t->run_kind) {
   case RT_RUN_TASK: s = t->fn(&ctx); break;
   case RT_RUN_METHOD: s = rt_actor_method(t->actor, t->method)(rt_actor_state(t->actor), &ctx); break;
@@ -56,6 +58,11 @@ void rt_ctx_run(rt_runtime *rt, rt_task *t, rt_task_outcome *out) {
       rt_actor_class(t->actor)->on_stop(rt_actor_state(t->actor), &ctx);
     break;
   default: break;
+  }
+  if (rt->timeline.on) {
+    static const char *const kinds[] = {"task", "actor.method", "actor.on_start", "actor.on_stop"};
+    rt_timeline_record(&rt->timeline, kinds[t->run_kind], t->name, t->id, t->attempts, s,
+                       rt_sched_worker_index(rt->sched), t0, rt_prim_now_ns());
   }
   rt_store_set_account(outer_account);
   t_current = outer;
