@@ -55,6 +55,7 @@ struct rt_actor {
   const ray_actor_class *cls;
   char *name;         /* registered name, or NULL */
   char label[64];     /* the name, or the class name, for messages */
+  char **call_names;  /* "label.method" per method, made once (calls copy it) */
   char id[33];
   int max_restarts, max_task_retries, max_concurrency;
   bool detached;
@@ -144,6 +145,24 @@ uint16_t rt_actor_account(rt_actor *a) { return a->account; }
 /* Record lifetime                                                          */
 /* ------------------------------------------------------------------------ */
 
+static void free_call_names(rt_actor *a) {
+  for (size_t i = 0; a->call_names && i < a->cls->num_methods; i++) free(a->call_names[i]);
+  free(a->call_names);
+}
+
+static bool make_call_names(rt_actor *a) {
+  if (!a->cls->num_methods) return true;
+  if (!(a->call_names = calloc(a->cls->num_methods, sizeof *a->call_names))) return false;
+  for (size_t i = 0; i < a->cls->num_methods; i++) {
+    const char *m = a->cls->methods[i].name ? a->cls->methods[i].name : "?";
+    if (asprintf(&a->call_names[i], "%s.%s", a->label, m) < 0) {
+      a->call_names[i] = NULL;
+      return false;
+    }
+  }
+  return true;
+}
+
 static void actor_free(rt_runtime *rt, rt_actor *a) {
   rt_actors *as = &rt->actors;
   pthread_mutex_lock(&as->lock);
@@ -157,6 +176,7 @@ static void actor_free(rt_runtime *rt, rt_actor *a) {
   if (a->all_next) a->all_next->all_prev = a->all_prev;
   pthread_mutex_unlock(&as->lock);
   rt_mailbox_destroy(&a->mbox);
+  free_call_names(a);
   free(a->name);
   free(a->state);
   free(a);
@@ -553,6 +573,12 @@ ray_status ray_actor_create(const ray_actor_class *cls, const ray_arg *args, siz
   }
   a->cls = cls;
   snprintf(a->label, sizeof a->label, "%s", opts->name ? opts->name : cls->name ? cls->name : "actor");
+  if (!make_call_names(a)) {
+    free_call_names(a);
+    free(a->state);
+    free(a);
+    return rt_fail(RAY_ENOMEM, "ray_actor_create: out of memory");
+  }
   uint64_t seq = atomic_fetch_add_explicit(&rt->actors.seq, 1, memory_order_relaxed) + 1;
   snprintf(a->id, sizeof a->id, "%016llx%016llx", (unsigned long long)rt->store.owner,
            (unsigned long long)(seq | (1ull << 63))); /* high bit: an actor, not an object */
@@ -569,6 +595,7 @@ ray_status ray_actor_create(const ray_actor_class *cls, const ray_arg *args, siz
     char label[128];
     snprintf(label, sizeof label, "actor '%s' (%s)", a->label, a->id);
     if (!(a->account = rt_store_account_new(&rt->store, opts->memory_quota, label))) {
+      free_call_names(a);
       free(a->state);
       free(a);
       return rt_fail(RAY_ENOMEM, "ray_actor_create: no memory-quota account left");
@@ -577,6 +604,7 @@ ray_status ray_actor_create(const ray_actor_class *cls, const ray_arg *args, siz
   /* The constructor record carries the arguments for every (re)start. */
   if ((s = rt_task_build(rt, "ray_actor_create", NULL, args, nargs, a->label, 0, 0, &a->ctor,
                          NULL)) != RAY_OK) {
+    free_call_names(a);
     free(a->state);
     free(a);
     return s;
@@ -597,6 +625,7 @@ ray_status ray_actor_create(const ray_actor_class *cls, const ray_arg *args, siz
         pthread_mutex_unlock(&as->lock);
         a->ctor->actor = NULL;
         rt_task_release(rt, a->ctor);
+        free_call_names(a);
         free(a->state);
         free(a);
         return rt_fail(RAY_EEXIST, "ray_actor_create: an actor named '%s' is alive", opts->name);
@@ -608,6 +637,7 @@ ray_status ray_actor_create(const ray_actor_class *cls, const ray_arg *args, siz
     pthread_mutex_unlock(&as->lock);
     a->ctor->actor = NULL;
     rt_task_release(rt, a->ctor);
+    free_call_names(a);
     free(a->state);
     free(a);
     return rt_fail(RAY_ENOMEM, "ray_actor_create: no room for another actor");
@@ -643,9 +673,7 @@ static ray_status make_call(rt_actor **ap, ray_actor *h, size_t method, const ra
   /* acquire: pairs with actor_die's release, so end_msg is complete. */
   if (atomic_load_explicit(&a->ended, memory_order_acquire))
     return rt_fail(RAY_EACTOR, "%s: %s", fn, a->end_msg);
-  char name[128];
-  snprintf(name, sizeof name, "%s.%s", a->label,
-           a->cls->methods[method].name ? a->cls->methods[method].name : "?");
+  const char *name = a->call_names[method];
   rt_task *t;
   ray_ref *dropped; /* a send's result: the method sets it as for a call */
   ray_status s = rt_task_build(rt, fn, NULL, args, nargs, name, 1, 0, &t, send ? &dropped : ret);
@@ -661,8 +689,21 @@ static ray_status make_call(rt_actor **ap, ray_actor *h, size_t method, const ra
   atomic_fetch_add_explicit(&rt->actors.calls, 1, memory_order_relaxed);
   /* Into the mailbox now, in this submitter's order; the queue holds one
    * record reference, the dependency path the other. */
-  push(rt, a, &t->enq_msg);
-  rt_task_start(rt, t, 1);
+  bool has_deps = false;
+  for (size_t i = 0; i < nargs; i++) has_deps |= args[i].kind_ == RT_ARG_REF;
+  if (!has_deps) {
+    /* Nothing to wait for: queued before the one message that carries it,
+     * so no READY message is needed. Relaxed: the push publishes it. */
+    atomic_store_explicit(&t->state, RT_T_QUEUED, memory_order_relaxed);
+    atomic_store_explicit(&t->deps, 0, memory_order_relaxed);
+    atomic_fetch_add_explicit(&t->rc, 1, memory_order_relaxed);
+    rt_task *parent = rt_task_current();
+    if (parent) rt_task_note_child(parent, t->rets[0]);
+    push(rt, a, &t->enq_msg);
+  } else {
+    push(rt, a, &t->enq_msg);
+    rt_task_start(rt, t, 1);
+  }
   if (send) ray_ref_release(dropped); /* nobody reads it; failures are logged */
   *ap = a;
   return RAY_OK;
@@ -782,7 +823,8 @@ void rt_actors_destroy(rt_runtime *rt) {
     handles += atomic_load_explicit(&a->handles, memory_order_relaxed);
     leaked++;
     as->all = a->all_next;
-      free(a->name);
+    free_call_names(a);
+    free(a->name);
     free(a->state);
     free(a);
   }

@@ -219,7 +219,7 @@ static bool task_layout(rt_task *t, size_t nargs, size_t nrets, size_t bytes) {
   return true;
 }
 
-static void add_child(rt_task *parent, ray_ref *first_ret) {
+void rt_task_note_child(rt_task *parent, ray_ref *first_ret) {
   while (atomic_flag_test_and_set_explicit(&parent->child_lock, memory_order_acquire))
     rt_prim_pause();
   if (parent->nchildren == parent->children_cap) {
@@ -323,7 +323,7 @@ void rt_task_start(rt_runtime *rt, rt_task *t, int extra_rc) {
   if (extra_rc) atomic_fetch_add_explicit(&t->rc, (uint32_t)extra_rc, memory_order_relaxed);
   count(t, &rt->tasks.submitted);
   rt_task *parent = rt_task_current();
-  if (parent && t->nrets) add_child(parent, t->rets[0]);
+  if (parent && t->nrets) rt_task_note_child(parent, t->rets[0]);
   /* Register dependencies last: from the first registration on, another
    * thread may fire it, and the guard count keeps the task from starting
    * before every argument has been looked at. */

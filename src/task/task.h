@@ -140,6 +140,9 @@ void rt_task_release(rt_runtime *rt, rt_task *t);
  * ray_ctx_exit_actor. */
 enum { RT_EXEC_DONE, RT_EXEC_RETRY, RT_EXEC_CRASH };
 int rt_task_execute(rt_runtime *rt, rt_task *t, bool *exit_actor, char **crash_reason);
+/* Records that parent submitted the task whose first return is first_ret
+ * (for recursive cancel). */
+void rt_task_note_child(rt_task *parent, ray_ref *first_ret);
 /* Claims the end of a task not yet running (WAITING -> CANCELLED_W or
  * QUEUED -> CANCELLED_Q); false if another path owns it. The caller then
  * fails its returns. */
