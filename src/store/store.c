@@ -1120,8 +1120,13 @@ bool rt_store_fail_pending(rt_store *st, ray_ref *ref, ray_status status, const 
   }
   e->size = 0;
   e->type = NULL;
-  e->data = err ? err : (void *)&k_error_nomem;
-  e->flags = err ? RT_EF_ERROR : 0;
+  if (err) { /* the entry owns it now; finalize frees it */
+    e->data = err;
+    e->flags = RT_EF_ERROR;
+  } else {
+    e->data = (void *)&k_error_nomem;
+    e->flags = 0;
+  }
   rt_waiter *deferred = end_pending(st, sp, slot, e, RT_ST_FAILED);
   pthread_mutex_unlock(&sp->lock);
   fire_deferred(deferred);
@@ -1229,16 +1234,14 @@ void rt_store_destroy(rt_store *st) {
       views += RT_HOLD_VIEWS(h);
       /* Release the payload only: contained refs of a refs object belong to
        * entries that this same sweep frees. */
-      if (e->flags & RT_EF_REFS) {
-        if (!(e->flags & RT_EF_INLINE)) free(e->data);
-      } else if (e->flags & RT_EF_ERROR) {
+      bool own_heap = (e->flags & (RT_EF_ERROR | RT_EF_HEAP)) ||
+                      (e->flags & (RT_EF_REFS | RT_EF_INLINE)) == RT_EF_REFS;
+      if (own_heap) {
         free(e->data);
       } else if (e->flags & RT_EF_OWNED) {
         if (e->aux.free_fn) e->aux.free_fn(e->data);
       } else if (e->flags & RT_EF_POOL) {
         rt_prim_unmap(e->data, e->aux.cap);
-      } else if (e->flags & RT_EF_HEAP) {
-        free(e->data);
       }
     }
   }

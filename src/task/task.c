@@ -411,7 +411,8 @@ int rt_task_execute(rt_runtime *rt, rt_task *t, bool *exit_actor, char **crash_r
   if (crashed) { /* the actor layer retries the call or fails it */
     rt_ctx_discard(rt, &out);
     rt_ctx_done(&out);
-    *crash_reason = out.reason;
+    if (crash_reason) *crash_reason = out.reason;
+    else free(out.reason);
     return RT_EXEC_CRASH;
   }
   bool retry = out.status != RAY_OK && !cancelled &&
