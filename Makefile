@@ -1,6 +1,7 @@
 # Makefile - a thin wrapper around CMake/CTest for the usual chores.
 #
-#   make demo    build, then run examples/store_tour
+#   make demo    build, then a tour: examples/shared_dataset, then pipeline,
+#                param_server and checkpoint in short
 #   make test    build (-Werror), then run every test with CTest
 #   make asan    AddressSanitizer + UBSan build and tests  (build-asan/)
 #   make tsan    ThreadSanitizer build and tests            (build-tsan/)
@@ -49,8 +50,15 @@ configure: deps
 build: configure
 	$(CMAKE) --build $(BUILD) -j$(JOBS)
 
+# The tour: shared_dataset in full, then the last lines of each other example
+# (its whole output if it fails, and then make fails).
 demo: build
-	./$(BUILD)/examples/store_tour
+	./$(BUILD)/examples/shared_dataset
+	@for e in pipeline param_server checkpoint; do \
+	  echo; echo "./$(BUILD)/examples/$$e | tail -n 3"; \
+	  out=$$(./$(BUILD)/examples/$$e 2>&1) || { echo "$$out"; echo "make demo: $$e failed" >&2; exit 1; }; \
+	  echo "$$out" | tail -n 3; \
+	done
 
 test: build
 	$(CTEST) --test-dir $(BUILD) --output-on-failure -j$(CTEST_J)
@@ -58,7 +66,7 @@ test: build
 # run_sanitized_ctest <build dir> <environment>
 # gcc 12's sanitizers can fail to start on kernels with high mmap ASLR entropy
 # ("FATAL: ThreadSanitizer: unexpected memory mapping"). cmake/sanitizer_launcher.sh
-# checks with a probe program and, if needed, prints "setarch <arch> -R", which
+# checks with a probe program and prints "setarch <arch> -R" whenever that works, which
 # turns ASLR off for ctest and every test it starts. RAY_SETARCH=1 forces that,
 # RAY_SETARCH=0 forbids it.
 define run_sanitized_ctest
