@@ -32,8 +32,7 @@ void rt_prim_futex_wake(_Atomic uint32_t *word, int count); /* count INT32_MAX: 
 int rt_prim_cpu_count(void);
 uint64_t rt_prim_ram_bytes(void);
 
-/* Anonymous read-write pages, or NULL. Used for large object buffers. */
-void *rt_prim_map(size_t size);
+/* Unmaps pages from rt_prim_map_large. */
 void rt_prim_unmap(void *p, size_t size);
 size_t rt_prim_page_size(void);
 /* Pages for a large buffer, 2 MiB aligned, advised for transparent huge pages

@@ -55,11 +55,6 @@ uint64_t rt_prim_ram_bytes(void) {
   return (uint64_t)pages * (uint64_t)psz;
 }
 
-void *rt_prim_map(size_t size) {
-  void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  return p == MAP_FAILED ? NULL : p;
-}
-
 void rt_prim_unmap(void *p, size_t size) {
   if (p) munmap(p, size);
 }

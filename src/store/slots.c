@@ -59,8 +59,9 @@ static bool free_reserve(rt_slots *s, size_t more) {
 /* Under s->lock: add a chunk and put its slots on the free list. */
 static bool grow(rt_slots *s) {
   if (s->nchunks == RT_MAX_CHUNKS || !free_reserve(s, RT_CHUNK_SLOTS)) return false;
-  /* mmap'd pages are zeroed: every entry starts FREE with generation 0. */
-  rt_entry *c = rt_prim_map(CHUNK_BYTES);
+  /* mmap'd pages are zeroed: every entry starts FREE with generation 0.
+   * Pre-faulted: a burst of puts would otherwise fault page by page. */
+  rt_entry *c = rt_prim_map_large(CHUNK_BYTES, CHUNK_BYTES);
   if (!c) return false;
   uint32_t base = s->nchunks << RT_CHUNK_SHIFT;
   /* Pushed in reverse so that low slots come out first (denser pages). */

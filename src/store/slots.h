@@ -49,6 +49,13 @@ static inline rt_entry *rt_slots_entry(const rt_slots *s, uint32_t slot) {
   return c ? &c[slot & (RT_CHUNK_SLOTS - 1)] : NULL;
 }
 
+/* The entry of a slot known to be allocated (its chunk exists). */
+static inline rt_entry *rt_slots_entry_live(const rt_slots *s, uint32_t slot) {
+  rt_entry *e = rt_slots_entry(s, slot);
+  if (!e) __builtin_unreachable();
+  return e;
+}
+
 static inline ray_ref *rt_handle_make(const rt_slots *s, uint32_t slot, uint32_t gen) {
   return (ray_ref *)(uintptr_t)(((uint64_t)(gen ^ s->salt) << 32) | ((uint64_t)slot + 1));
 }

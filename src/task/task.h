@@ -41,9 +41,9 @@ typedef struct rt_actor_msg {
   rt_task *call; /* NULL for RT_AMSG_CONTROL */
 } rt_actor_msg;
 
-#define RT_TASK_INLINE_ARGS 4
+#define RT_TASK_INLINE_ARGS 2
 #define RT_TASK_INLINE_RETS 2
-#define RT_TASK_INLINE_BYTES 96
+#define RT_TASK_INLINE_BYTES 64
 #define RT_TASK_NAME_INLINE 32
 #define RT_TASK_MAX_RETURNS 256
 
