@@ -21,6 +21,7 @@
  */
 #define _GNU_SOURCE
 #include <assert.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -608,19 +609,26 @@ static bool flag_waiting(rt_entry *e) {
 /* How long a blocking get spins before it parks. A task result usually
  * arrives within microseconds; parking costs a futex wait plus a wake-up
  * syscall in the sealer (~5-10 us together here), which would double a
- * submit+get round trip. 20 us of spinning bounds the waste. */
+ * submit+get round trip. 20 us of spinning bounds the waste; yielding
+ * between rounds keeps the spin from starving the producer. */
 #define RT_GET_SPIN_NS 20000
+#define RT_GET_SPIN_ROUNDS 16 /* ~64 pauses each: a few microseconds */
 
 static bool spin_until_ready(rt_entry *e, uint64_t deadline) {
   uint64_t until = rt_prim_now_ns() + RT_GET_SPIN_NS;
   if (until > deadline) until = deadline;
-  do {
+  for (int round = 0;; round++) {
     for (int k = 0; k < 64; k++) {
       /* acquire: as in ray_get, the payload is visible once ready is. */
       if (state_ready(atomic_load_explicit(&e->state, memory_order_acquire))) return true;
       rt_prim_pause();
     }
-  } while (rt_prim_now_ns() < until);
+    if (rt_prim_now_ns() >= until) break;
+    /* After a short pure spin (a quick round trip never pays a syscall),
+     * let the thread that makes the object run should it share our core:
+     * more threads than cores is common (a driver plus a worker per core). */
+    if (round >= RT_GET_SPIN_ROUNDS) sched_yield();
+  }
   return false;
 }
 
@@ -792,13 +800,13 @@ ray_status ray_wait(ray_ref *const refs[], size_t n, size_t num_ready, int64_t t
     }
 
   size_t nready = 0;
-  for (size_t i = 0; i < n; i++) nready += entry_ready(rt_slots_entry(&st->slots, slots[i]));
+  for (size_t i = 0; i < n; i++) nready += entry_ready(rt_slots_entry_live(&st->slots, slots[i]));
   /* On a worker, run our own queued jobs first: they are usually what we
    * are waiting for (see help_until_ready). */
   rt_runtime *rt = rt_current();
   while (nready < num_ready && timeout_ms != 0 && rt->sched && rt_sched_help(rt->sched)) {
     nready = 0;
-    for (size_t i = 0; i < n; i++) nready += entry_ready(rt_slots_entry(&st->slots, slots[i]));
+    for (size_t i = 0; i < n; i++) nready += entry_ready(rt_slots_entry_live(&st->slots, slots[i]));
   }
   if (nready < num_ready && timeout_ms != 0) {
     nodes = calloc(n, sizeof *nodes);
@@ -810,7 +818,7 @@ ray_status ray_wait(ray_ref *const refs[], size_t n, size_t num_ready, int64_t t
     uint64_t deadline = rt_prim_deadline(timeout_ms);
     size_t already = 0; /* sealed before we could register */
     for (size_t i = 0; i < n; i++) {
-      rt_entry *e = rt_slots_entry(&st->slots, slots[i]);
+      rt_entry *e = rt_slots_entry_live(&st->slots, slots[i]);
       if (entry_ready(e)) {
         already++;
         continue;
@@ -847,7 +855,7 @@ ray_status ray_wait(ray_ref *const refs[], size_t n, size_t num_ready, int64_t t
   }
   nready = 0;
   for (size_t i = 0; i < n; i++) {
-    ready[i] = entry_ready(rt_slots_entry(&st->slots, slots[i]));
+    ready[i] = entry_ready(rt_slots_entry_live(&st->slots, slots[i]));
     nready += ready[i];
   }
   if (nready < num_ready)
