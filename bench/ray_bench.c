@@ -148,7 +148,8 @@ enum {
   TASK_BATCH = 1000,         /* tasks per single_client_tasks_and_get_batch batch */
   MULTI_CLIENTS = 2,         /* client tasks in multi_client_tasks_async */
   ACTORS_N = 2,              /* actors (and client tasks) in the 1_n / n_n rows: the cores */
-  ACTOR_CALLS = 1000000,     /* calls per async actor sample (1/10 quick) */
+  ACTOR_CALLS = 1000000,     /* calls per n_n actor sample (1/10 quick) */
+  ACTOR_BATCH = 1000,        /* calls per batch in the async actor rows, as Ray's */
 };
 #define BIG_PUT_BYTES (256 * MIB)
 #define FILE_CHUNK (8 * MIB)
@@ -386,22 +387,17 @@ static void calls_async(size_t n, int nactors, ray_ref *arg, ray_ref **refs) {
   for (size_t i = 0; i < n; i++) get_and_drop(refs[i]);
 }
 
-/* 1_1_actor_calls_async: one driver, one actor, all calls then all gets. */
+/* 1_1_actor_calls_async, as Ray measures it (ray_perf.py): batches of
+ * ACTOR_BATCH calls to one actor, then get the batch. */
 static double rep_actor_1_1_async(void *st) {
   (void)st;
-  size_t n = actor_calls();
-  uint64_t t0 = now_ns();
-  calls_async(n, 1, NULL, g_task_refs);
-  return (double)n / secs(now_ns() - t0);
+  RATE_LOOP(ACTOR_BATCH, calls_async(ACTOR_BATCH, 1, NULL, g_task_refs));
 }
 
-/* 1_n_actor_calls_async: one driver, ACTORS_N actors. */
+/* 1_n_actor_calls_async: the same batches spread over ACTORS_N actors. */
 static double rep_actor_1_n_async(void *st) {
   (void)st;
-  size_t n = actor_calls();
-  uint64_t t0 = now_ns();
-  calls_async(n, ACTORS_N, NULL, g_task_refs);
-  return (double)n / secs(now_ns() - t0);
+  RATE_LOOP(ACTOR_BATCH, calls_async(ACTOR_BATCH, ACTORS_N, NULL, g_task_refs));
 }
 
 /* n_n_actor_calls_async(_with_arg): ACTORS_N client tasks, each calling all
@@ -413,21 +409,22 @@ static ray_status nn_client(ray_ctx *ctx) {
   ray_status s = ray_ctx_arg(ctx, 0, NULL, &v);
   if (s != RAY_OK) return s;
   size_t n = *(const size_t *)v.data;
-  ray_ref **refs = malloc(n * sizeof *refs);
-  if (!refs) return ray_ctx_fail(ctx, "no memory for %zu refs", n);
+  ray_ref *refs[ACTOR_BATCH];
   ray_arg a = ray_arg_ref(g_nn_arg);
-  for (size_t i = 0; i < n && s == RAY_OK; i++)
-    if ((s = ray_actor_call(g_actors[i % ACTORS_N], g_nn_arg ? 1 : 0, g_nn_arg ? &a : NULL,
-                            g_nn_arg ? 1 : 0, &refs[i])) != RAY_OK)
-      n = i;
-  for (size_t i = 0; i < n; i++) {
-    ray_view rv;
-    ray_status g = ray_get(refs[i], NULL, -1, &rv);
-    if (g == RAY_OK) ray_view_release(&rv);
-    else s = g;
-    ray_ref_release(refs[i]);
+  for (size_t done = 0; done < n && s == RAY_OK; done += ACTOR_BATCH) { /* batches, as Ray */
+    size_t k = n - done < ACTOR_BATCH ? n - done : ACTOR_BATCH;
+    for (size_t i = 0; i < k && s == RAY_OK; i++)
+      if ((s = ray_actor_call(g_actors[i % ACTORS_N], g_nn_arg ? 1 : 0, g_nn_arg ? &a : NULL,
+                              g_nn_arg ? 1 : 0, &refs[i])) != RAY_OK)
+        k = i;
+    for (size_t i = 0; i < k; i++) {
+      ray_view rv;
+      ray_status g = ray_get(refs[i], NULL, -1, &rv);
+      if (g == RAY_OK) ray_view_release(&rv);
+      else s = g;
+      ray_ref_release(refs[i]);
+    }
   }
-  free(refs);
   if (s != RAY_OK) return s;
   return ray_ctx_return(ctx, 0, &n, sizeof n, NULL);
 }
