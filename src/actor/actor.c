@@ -38,7 +38,14 @@
 #define RT_ACTOR_BATCH 64
 
 enum { PH_STARTING, PH_ALIVE, PH_DEAD };
-enum { CTL_RELEASED = 1, CTL_KILL_END = 2, CTL_KILL_RESTART = 4, CTL_SHUTDOWN = 8, CTL_CRASH = 16 };
+enum {
+  CTL_RELEASED = 1,
+  CTL_KILL_END = 2,
+  CTL_KILL_RESTART = 4,
+  CTL_SHUTDOWN = 8,
+  CTL_CRASH = 16,
+  CTL_EXIT = 32 /* a dispatched method called ray_ctx_exit_actor */
+};
 
 /* Calls of one submitter, in the order they were made (turn only). */
 typedef struct rt_subq {
@@ -74,7 +81,7 @@ struct rt_actor {
   int phase;
   int restarts_left;
   bool started; /* on_start succeeded for this incarnation */
-  bool released, kill_end, kill_restart, shutdown_req;
+  bool released, kill_end, kill_restart, shutdown_req, exit_req;
   bool crashed; /* a dispatched call crashed the actor (max_concurrency > 1) */
   rt_subq *queues;
 };
@@ -339,6 +346,7 @@ static void drain_mailbox(rt_runtime *rt, rt_actor *a) {
       a->kill_restart |= (bits & CTL_KILL_RESTART) != 0;
       a->shutdown_req |= (bits & CTL_SHUTDOWN) != 0;
       a->crashed |= (bits & CTL_CRASH) != 0;
+      a->exit_req |= (bits & CTL_EXIT) != 0;
       break;
     }
     case RT_AMSG_READY: /* a wake-up; the message held the record until now */
@@ -396,7 +404,7 @@ static void call_job(rt_job *job) {
     free(why);
     control(rt, a, CTL_CRASH);
   } else if (exit_actor) {
-    control(rt, a, CTL_KILL_END);
+    control(rt, a, CTL_EXIT);
   }
   call->enq_msg.kind = RT_AMSG_DONE;
   push(rt, a, &call->enq_msg);
@@ -422,9 +430,11 @@ static bool fail_queued(rt_runtime *rt, rt_actor *a) {
 static bool step(rt_runtime *rt, rt_actor *a) {
   if (a->phase == PH_DEAD) return fail_queued(rt, a);
   int inflight = atomic_load_explicit(&a->inflight, memory_order_relaxed);
-  if (a->kill_end || a->shutdown_req) {
+  if (a->kill_end || a->shutdown_req || a->exit_req) {
     if (inflight) return false; /* wait for dispatched calls */
-    actor_end(rt, a, a->kill_end ? "killed" : "the runtime shut down");
+    actor_end(rt, a, a->kill_end       ? "killed"
+                     : a->shutdown_req ? "the runtime shut down"
+                                       : "exited in a method");
     return true;
   }
   if (a->crashed) {
