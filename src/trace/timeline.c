@@ -104,6 +104,7 @@ ray_status rt_timeline_finish(rt_timeline *tl, const char *path) {
     } else {
       uint32_t pid = rt_prim_pid();
       int max_track = -1;
+      bool outside = false; /* events from threads outside the pool (track -1) */
       uint64_t dropped = 0;
       fprintf(f, "{\"displayTimeUnit\":\"ns\",\"traceEvents\":[\n");
       bool first = true;
@@ -112,6 +113,7 @@ ray_status rt_timeline_finish(rt_timeline *tl, const char *path) {
         for (uint32_t i = 0; i < b->n; i++) {
           const tl_event *e = &b->ev[i];
           if (e->track > max_track) max_track = e->track;
+          outside |= e->track < 0;
           fprintf(f, "%s{\"name\":\"", first ? "" : ",\n");
           put_json_str(f, e->name);
           fprintf(f,
@@ -124,11 +126,17 @@ ray_status rt_timeline_finish(rt_timeline *tl, const char *path) {
         }
       }
       /* One named track per worker that ran something. */
-      for (int t = -1; t <= max_track; t++)
-        fprintf(f, "%s{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":%u,\"tid\":%d,"
-                   "\"args\":{\"name\":\"%s %d\"}}",
-                first ? "" : ",\n", pid, t, t < 0 ? "outside the pool" : "worker", t),
-            first = false;
+      for (int t = outside ? -1 : 0; t <= max_track; t++) {
+        if (t < 0)
+          fprintf(f, "%s{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":%u,\"tid\":-1,"
+                     "\"args\":{\"name\":\"outside the pool\"}}",
+                  first ? "" : ",\n", pid);
+        else
+          fprintf(f, "%s{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":%u,\"tid\":%d,"
+                     "\"args\":{\"name\":\"worker %d\"}}",
+                  first ? "" : ",\n", pid, t, t);
+        first = false;
+      }
       fprintf(f, ",\n{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":%u,\"args\":{\"name\":"
                  "\"rayc (%llu events dropped)\"}}\n]}\n",
               pid, (unsigned long long)dropped);
