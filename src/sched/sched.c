@@ -48,9 +48,13 @@
  * for it. The last thread to settle wakes the destroyer, which then sets stop
  * and wakes everyone.
  *
- * Trade-offs: no "spinning worker" count (Go, Tokio) to skip wake-ups while a
- * worker is already searching; a submission to a pool with sleepers always
- * wakes one. Spares are created on demand and kept until destroy.
+ * Spinning (Go, Tokio): an idle worker searches for up to RT_SCHED_SPIN_NS
+ * before parking, at most half the workers at a time; a submission makes no
+ * wake-up while one spins, and a spinner that finds a job wakes a successor
+ * if more work is visible. Waiting (rt_sched_help): a worker about to block
+ * first runs jobs from its own deque. Trade-offs: spares are created on
+ * demand (the fallback for waits helping cannot resolve) and kept until
+ * destroy.
  */
 #define _GNU_SOURCE
 #include "sched/sched.h"

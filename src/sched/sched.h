@@ -11,10 +11,11 @@
  * timed polling anywhere. A submission wakes at most one parked worker and
  * issues no syscall when none is parked.
  *
- * A job that blocks (ray_get on a pending object) brackets the wait with
- * rt_sched_block_begin/end; the pool then wakes or starts a spare thread so that
- * nworkers threads keep running jobs, which makes nested waits of any depth
- * work even with one worker. See sched.c for the algorithms.
+ * A job about to block (ray_get on a pending object) first runs jobs from its
+ * own deque (rt_sched_help), which resolves nested waits of any depth and
+ * width on its own stack; if it must still block, it brackets the wait with
+ * rt_sched_block_begin/end and the pool wakes or starts a spare thread so
+ * that nworkers threads keep running jobs. See sched.c for the algorithms.
  *
  * Lifetime: rt_sched_create .. rt_sched_destroy. destroy runs every job that
  * was submitted before it, and every job those jobs submit, then joins all
