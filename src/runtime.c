@@ -36,7 +36,10 @@ ray_status ray_init(const ray_config *cfg) {
     s = rt_fail(RAY_EEXIST, "ray_init: the runtime is already running");
     goto out;
   }
-  rt = calloc(1, sizeof *rt);
+  /* Cache-line aligned: hot counters inside sit on lines of their own. */
+  size_t rt_size = (sizeof *rt + 63) & ~(size_t)63;
+  rt = aligned_alloc(64, rt_size);
+  if (rt) memset(rt, 0, rt_size);
   if (!rt) {
     s = rt_fail(RAY_ENOMEM, "ray_init: out of memory");
     goto out;

@@ -85,9 +85,11 @@ typedef struct rt_store {
   /* Counters are relaxed: they order nothing, and ray_stats_get is exact
    * only when no call is in flight. bytes_in_memory is the exception, see
    * mem_reserve/mem_release. */
-  _Atomic size_t bytes_in_memory;
-  _Atomic size_t bytes_pinned;
-  _Atomic uint64_t objects, puts, gets;
+  _Alignas(64) _Atomic size_t bytes_in_memory;
+  _Alignas(64) _Atomic size_t bytes_pinned;
+  _Alignas(64) _Atomic uint64_t objects;
+  _Alignas(64) _Atomic uint64_t puts;
+  _Alignas(64) _Atomic uint64_t gets;
 
   /* Memory-quota accounts (actors with a memory_quota), by number; 0 is
    * "none". Entries are allocated once and kept until the store goes. */

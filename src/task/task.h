@@ -99,9 +99,13 @@ struct rt_task {
 
 /* The task layer's part of the runtime. */
 typedef struct rt_tasks {
-  _Atomic uint32_t live;    /* records not yet freed; ray_shutdown waits for 0 */
-  _Atomic uint32_t closing; /* ray_shutdown has begun */
-  _Atomic uint64_t submitted, finished, failed, cancelled, retried, sends_failed;
+  /* Each hot counter on its own cache line: submitters write some, workers
+   * others, and sharing a line would make every task bounce it. */
+  _Alignas(64) _Atomic uint32_t live; /* records not yet freed; ray_shutdown waits for 0 */
+  _Atomic uint32_t closing;           /* ray_shutdown has begun */
+  _Alignas(64) _Atomic uint64_t submitted;
+  _Alignas(64) _Atomic uint64_t finished;
+  _Alignas(64) _Atomic uint64_t failed, cancelled, retried, sends_failed;
   /* record pool */
   pthread_mutex_t pool_lock;
   rt_task *pool_free;  /* under pool_lock */
