@@ -545,6 +545,17 @@ static void actor_turn(rt_job *job) {
 /* Public API                                                               */
 /* ------------------------------------------------------------------------ */
 
+/* Frees an actor that ray_actor_create could not finish (never published). */
+static void discard_new(rt_runtime *rt, rt_actor *a) {
+  if (a->ctor) {
+    a->ctor->actor = NULL; /* it holds no record reference yet */
+    rt_task_release(rt, a->ctor);
+  }
+  free_call_names(a);
+  free(a->state);
+  free(a);
+}
+
 static ray_status check_class(const ray_actor_class *cls) {
   if (!cls) return rt_fail(RAY_EINVAL, "ray_actor_create: cls is NULL");
   if (cls->num_methods && !cls->methods)
@@ -584,9 +595,7 @@ ray_status ray_actor_create(const ray_actor_class *cls, const ray_arg *args, siz
   a->cls = cls;
   snprintf(a->label, sizeof a->label, "%s", opts->name ? opts->name : cls->name ? cls->name : "actor");
   if (!make_call_names(a)) {
-    free_call_names(a);
-    free(a->state);
-    free(a);
+    discard_new(rt, a);
     return rt_fail(RAY_ENOMEM, "ray_actor_create: out of memory");
   }
   uint64_t seq = atomic_fetch_add_explicit(&rt->actors.seq, 1, memory_order_relaxed) + 1;
@@ -605,18 +614,15 @@ ray_status ray_actor_create(const ray_actor_class *cls, const ray_arg *args, siz
     char label[128];
     snprintf(label, sizeof label, "actor '%s' (%s)", a->label, a->id);
     if (!(a->account = rt_store_account_new(&rt->store, opts->memory_quota, label))) {
-      free_call_names(a);
-      free(a->state);
-      free(a);
+      discard_new(rt, a);
       return rt_fail(RAY_ENOMEM, "ray_actor_create: no memory-quota account left");
     }
   }
   /* The constructor record carries the arguments for every (re)start. */
   if ((s = rt_task_build(rt, "ray_actor_create", NULL, args, nargs, a->label, 0, 0, &a->ctor,
                          NULL)) != RAY_OK) {
-    free_call_names(a);
-    free(a->state);
-    free(a);
+    a->ctor = NULL;
+    discard_new(rt, a);
     return s;
   }
   a->ctor->uncounted = true; /* lives as long as the actor, not a task to drain */
@@ -633,11 +639,7 @@ ray_status ray_actor_create(const ray_actor_class *cls, const ray_arg *args, siz
     for (rt_actor *o = as->all; o; o = o->all_next)
       if (o->name && strcmp(o->name, opts->name) == 0) {
         pthread_mutex_unlock(&as->lock);
-        a->ctor->actor = NULL;
-        rt_task_release(rt, a->ctor);
-        free_call_names(a);
-        free(a->state);
-        free(a);
+        discard_new(rt, a);
         return rt_fail(RAY_EEXIST, "ray_actor_create: an actor named '%s' is alive", opts->name);
       }
   }
@@ -645,11 +647,7 @@ ray_status ray_actor_create(const ray_actor_class *cls, const ray_arg *args, siz
   if (slot == UINT32_MAX || (opts->name && !(a->name = strdup(opts->name)))) {
     if (slot != UINT32_MAX) as->free_slots[as->nfree++] = slot;
     pthread_mutex_unlock(&as->lock);
-    a->ctor->actor = NULL;
-    rt_task_release(rt, a->ctor);
-    free_call_names(a);
-    free(a->state);
-    free(a);
+    discard_new(rt, a);
     return rt_fail(RAY_ENOMEM, "ray_actor_create: no room for another actor");
   }
   a->slot = slot;

@@ -422,20 +422,32 @@ static ray_ref *entry_publish(rt_store *st, uint32_t slot, rt_entry *e, uint32_t
   return rt_handle_make(&st->slots, slot, atomic_load_explicit(&e->gen, memory_order_relaxed));
 }
 
-ray_status ray_put(const void *data, size_t size, const ray_type *type, ray_ref **out) {
-  rt_store *st = rt_store_for("ray_put");
+/* The shared start of ray_put and ray_create: checks, then an unpublished
+ * entry with a buffer of size bytes. */
+static ray_status new_buffered(const char *fn, const void *data, size_t size,
+                               const ray_type **type, const void *out, rt_store **st_out,
+                               uint32_t *slot, rt_entry **e) {
+  rt_store *st = rt_store_for(fn);
   if (!st) return RAY_ESHUTDOWN;
-  if (!type) type = &ray_type_bytes;
-  if (!data) return rt_fail(RAY_EINVAL, "ray_put: data is NULL");
-  ray_status s = check_new("ray_put", size, type, out);
+  if (!*type) *type = &ray_type_bytes;
+  if (!data) return rt_fail(RAY_EINVAL, "%s: data is NULL", fn);
+  ray_status s = check_new(fn, size, *type, out);
   if (s != RAY_OK) return s;
-  uint32_t slot;
-  rt_entry *e;
-  if ((s = entry_new(st, "ray_put", size, type, &slot, &e)) != RAY_OK) return s;
-  if ((s = entry_alloc_data(st, "ray_put", e)) != RAY_OK) {
-    entry_abandon(st, slot, e);
+  if ((s = entry_new(st, fn, size, *type, slot, e)) != RAY_OK) return s;
+  if ((s = entry_alloc_data(st, fn, *e)) != RAY_OK) {
+    entry_abandon(st, *slot, *e);
     return s;
   }
+  *st_out = st;
+  return RAY_OK;
+}
+
+ray_status ray_put(const void *data, size_t size, const ray_type *type, ray_ref **out) {
+  rt_store *st;
+  uint32_t slot;
+  rt_entry *e;
+  ray_status s = new_buffered("ray_put", data, size, &type, out, &st, &slot, &e);
+  if (s != RAY_OK) return s;
   memcpy(e->data, data, size);
   *out = entry_publish(st, slot, e, RT_ST_SEALED);
   return RAY_OK;
@@ -460,19 +472,11 @@ ray_status ray_put_owned(void *data, size_t size, const ray_type *type, void (*f
 }
 
 ray_status ray_create(size_t size, const ray_type *type, void **data, ray_ref **out) {
-  rt_store *st = rt_store_for("ray_create");
-  if (!st) return RAY_ESHUTDOWN;
-  if (!type) type = &ray_type_bytes;
-  if (!data) return rt_fail(RAY_EINVAL, "ray_create: data is NULL");
-  ray_status s = check_new("ray_create", size, type, out);
-  if (s != RAY_OK) return s;
+  rt_store *st;
   uint32_t slot;
   rt_entry *e;
-  if ((s = entry_new(st, "ray_create", size, type, &slot, &e)) != RAY_OK) return s;
-  if ((s = entry_alloc_data(st, "ray_create", e)) != RAY_OK) {
-    entry_abandon(st, slot, e);
-    return s;
-  }
+  ray_status s = new_buffered("ray_create", data, size, &type, out, &st, &slot, &e);
+  if (s != RAY_OK) return s;
   *data = e->data;
   *out = entry_publish(st, slot, e, RT_ST_CREATING);
   return RAY_OK;
