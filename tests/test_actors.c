@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "ray.h"
+#include "test_util.h"
 
 #if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
 #define SCALE 4
@@ -44,24 +45,6 @@ static int teardown(void **state) {
   (void)state;
   return ray_shutdown() == RAY_OK ? 0 : -1;
 }
-
-static ray_stats stats(void) {
-  ray_stats s;
-  assert_int_equal(ray_stats_get(&s), RAY_OK);
-  return s;
-}
-
-#define assert_error_contains(text) \
-  do { \
-    if (!strstr(ray_last_error(), (text))) \
-      fail_msg("ray_last_error() = \"%s\" lacks \"%s\"", ray_last_error(), (text)); \
-  } while (0)
-
-#define CHECK_OK(call) \
-  do { \
-    ray_status s_ = (call); \
-    if (s_ != RAY_OK) fail_msg("%s: %s: %s", #call, ray_status_name(s_), ray_last_error()); \
-  } while (0)
 
 static int64_t get_i64(ray_ref *r) {
   ray_view v;

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "ray.h"
+#include "test_util.h"
 #include "runtime.h"
 
 #define MIB ((size_t)1 << 20)
@@ -41,18 +42,6 @@ static int teardown(void **state) {
   (void)state;
   return ray_shutdown() == RAY_OK ? 0 : -1;
 }
-
-static ray_stats stats(void) {
-  ray_stats s;
-  assert_int_equal(ray_stats_get(&s), RAY_OK);
-  return s;
-}
-
-#define assert_error_contains(text) \
-  do { \
-    if (!strstr(ray_last_error(), (text))) \
-      fail_msg("ray_last_error() = \"%s\" lacks \"%s\"", ray_last_error(), (text)); \
-  } while (0)
 
 static void *g_big; /* 48 MiB of source bytes */
 

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "ray.h"
+#include "test_util.h"
 
 #define MIB ((size_t)1 << 20)
 
@@ -31,18 +32,6 @@ static int teardown(void **state) {
   (void)state;
   return ray_shutdown() == RAY_OK ? 0 : -1;
 }
-
-static ray_stats stats(void) {
-  ray_stats s;
-  assert_int_equal(ray_stats_get(&s), RAY_OK);
-  return s;
-}
-
-#define assert_error_contains(text) \
-  do { \
-    if (!strstr(ray_last_error(), (text))) \
-      fail_msg("ray_last_error() = \"%s\" lacks \"%s\"", ray_last_error(), (text)); \
-  } while (0)
 
 /* ------------------------------------------------------------------------ */
 

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include <ray.h>
+#include "test_util.h"
 
 #define KIB ((size_t)1 << 10)
 #define MIB ((size_t)1 << 20)
@@ -56,13 +57,6 @@ static int teardown(void **state) {
     if (!h_ || !strstr(h_, n_)) fail_msg("\"%s\" lacks \"%s\"", h_ ? h_ : "(null)", n_);         \
   } while (0)
 
-#define assert_error_contains(needle) assert_contains(ray_last_error(), (needle))
-
-static ray_stats stats(void) {
-  ray_stats s;
-  assert_int_equal(ray_stats_get(&s), RAY_OK);
-  return s;
-}
 
 /* ------------------------------------------------------------------------ */
 /* stderr capture: fd 2 goes to an anonymous temp file around a call.       */

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "ray.h"
+#include "test_util.h"
 
 #define MIB ((size_t)1 << 20)
 
@@ -39,12 +40,6 @@ static int setup_small(void **state) {
 static int teardown(void **state) {
   (void)state;
   return ray_shutdown() == RAY_OK ? 0 : -1;
-}
-
-static ray_stats stats(void) {
-  ray_stats s;
-  assert_int_equal(ray_stats_get(&s), RAY_OK);
-  return s;
 }
 
 /* A failure inside a thread is recorded here and asserted by the test. */

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "ray.h"
+#include "test_util.h"
 
 #if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
 #define SCALE 10 /* sanitizers run 5-20x slower: fewer iterations, same checks */
@@ -42,18 +43,6 @@ static int teardown(void **state) {
   (void)state;
   return ray_shutdown() == RAY_OK ? 0 : -1;
 }
-
-static ray_stats stats(void) {
-  ray_stats s;
-  assert_int_equal(ray_stats_get(&s), RAY_OK);
-  return s;
-}
-
-#define assert_error_contains(text) \
-  do { \
-    if (!strstr(ray_last_error(), (text))) \
-      fail_msg("ray_last_error() = \"%s\" lacks \"%s\"", ray_last_error(), (text)); \
-  } while (0)
 
 /* A finished task drops its own reference on each return just after
  * sealing it, so `objects` settles a moment after the result is seen: wait

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "ray.h"
+#include "test_util.h"
 
 static int setup(void **state) {
   (void)state;
@@ -25,12 +26,6 @@ static int teardown(void **state) {
   (void)state;
   return ray_shutdown() == RAY_OK ? 0 : -1;
 }
-
-#define assert_error_contains(text) \
-  do { \
-    if (!strstr(ray_last_error(), (text))) \
-      fail_msg("ray_last_error() = \"%s\" lacks \"%s\"", ray_last_error(), (text)); \
-  } while (0)
 
 static ray_ref *created(void) {
   void *d;
