@@ -122,7 +122,9 @@ RAY_API ray_status ray_init(const ray_config *cfg);
  * invalid; a warning on stderr counts the refs, views and actor handles the
  * program never released. Idempotent: RAY_OK when not running. ray_init may
  * follow. Must not run concurrently with other rayc calls of the program's
- * threads outside the pool.
+ * threads outside the pool. A task that waits on an object nobody will seal
+ * (a ray_create never sealed) keeps shutdown waiting: seal or release it
+ * first.
  * Errors: RAY_EINVAL (called from inside a task or actor); RAY_EIO (the
  * timeline file could not be written; the runtime is shut down all the same).
  */

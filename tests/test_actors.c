@@ -839,6 +839,33 @@ static void test_queued_sends_all_run_before_on_stop_at_shutdown(void **state) {
   for (int i = 0; i < 3; i++) assert_int_equal(atomic_load(&g_tally_at_stop[i]), 5);
 }
 
+static void test_actor_killed_while_its_constructor_waits_for_an_argument(void **state) {
+  (void)state;
+  void *d;
+  ray_ref *later;
+  CHECK_OK(ray_create(8, &ray_type_i64, &d, &later)); /* not sealed yet */
+  ray_arg arg = ray_arg_ref(later);
+  ray_actor *a;
+  CHECK_OK(ray_actor_create(&counter_class, &arg, 1, NULL, &a));
+  CHECK_OK(ray_actor_kill(a, true)); /* ends before on_start could run */
+  ray_ref *r;
+  ray_status s;
+  while ((s = ray_actor_call(a, INCR, NULL, 0, &r)) == RAY_OK) {
+    ray_view v;
+    s = ray_get(r, NULL, -1, &v);
+    ray_ref_release(r);
+    if (s != RAY_OK) break;
+    ray_view_release(&v);
+  }
+  assert_int_equal(s, RAY_EACTOR);
+  assert_error_contains("ended: killed");
+  *(int64_t *)d = 5; /* the argument arrives after the end: nothing runs */
+  CHECK_OK(ray_seal(later));
+  ray_ref_release(later);
+  ray_actor_release(a);
+  assert_int_equal(stats().actors_alive, 0);
+}
+
 static void test_calls_without_a_runtime_give_eshutdown(void **state) {
   (void)state;
   ray_actor *a;
@@ -882,6 +909,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_bad_actor_arguments_give_einval, setup, teardown),
       cmocka_unit_test_setup_teardown(test_failed_sends_are_counted_and_logged, setup, teardown),
       cmocka_unit_test_setup_teardown(test_1000_actors_times_100_messages, setup, teardown),
+      cmocka_unit_test_setup_teardown(
+          test_actor_killed_while_its_constructor_waits_for_an_argument, setup, teardown),
       cmocka_unit_test(test_queued_sends_all_run_before_on_stop_at_shutdown),
       cmocka_unit_test(test_calls_without_a_runtime_give_eshutdown),
   };

@@ -251,7 +251,13 @@ static void actor_die(rt_runtime *rt, rt_actor *a, const char *reason) {
   a->ctor = NULL;
   /* seq_cst: pairs with the shutdown's load of alive before it sleeps. */
   if (atomic_fetch_sub(&rt->actors.alive, 1) == 1) rt_prim_futex_wake(&rt->actors.alive, INT32_MAX);
-  rt_task_release(rt, ctor); /* drops the constructor's record reference */
+  /* The constructor's own reference: ours once its arguments were ready
+   * (QUEUED); while it still waits for one, the dependency path owns it and
+   * drops it when the argument is ready (deps_ready sees CANCELLED_W). */
+  uint32_t expect = RT_T_WAITING;
+  if (!atomic_compare_exchange_strong_explicit(&ctor->state, &expect, RT_T_CANCELLED_W,
+                                               memory_order_acq_rel, memory_order_acquire))
+    rt_task_release(rt, ctor);
 }
 
 /* An orderly end: on_stop, then dead. */
