@@ -578,6 +578,26 @@ static void test_a_tree_of_blocking_gets_of_any_width_with_one_worker(void **sta
   assert_int_equal(stats().tasks_finished, 21891);
 }
 
+static ray_status timed_get_of_a_slow_child(ray_ctx *ctx) {
+  int64_t ms = 500;
+  ray_arg a = ray_arg_value(&ms, sizeof ms, &ray_type_i64);
+  ray_ref *child;
+  ray_status s = ray_submit(sleep_ms_task, &a, 1, NULL, &child);
+  if (s != RAY_OK) return s;
+  ray_view v;
+  int64_t got = ray_get(child, NULL, 50, &v); /* must not run the child inline */
+  if (got == RAY_OK) ray_view_release(&v);
+  ray_ref_release(child);
+  return ray_ctx_return(ctx, 0, &got, sizeof got, &ray_type_i64);
+}
+
+static void test_a_timed_get_inside_a_task_keeps_its_deadline(void **state) {
+  (void)state;
+  ray_ref *r = submit1(timed_get_of_a_slow_child, NULL, 0, "timed");
+  assert_int_equal(get_i64(r), RAY_ETIMEOUT);
+  ray_ref_release(r);
+}
+
 static ray_status forward(ray_ctx *ctx) {
   ray_view v;
   ray_status s = ray_ctx_arg(ctx, 0, NULL, &v); /* a refs object of one */
@@ -822,6 +842,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_nested_chain_of_depth_200_with_one_worker,
                                       setup_one_worker, teardown),
       cmocka_unit_test_setup_teardown(test_a_tree_of_blocking_gets_of_any_width_with_one_worker,
+                                      setup_one_worker, teardown),
+      cmocka_unit_test_setup_teardown(test_a_timed_get_inside_a_task_keeps_its_deadline,
                                       setup_one_worker, teardown),
       cmocka_unit_test_setup_teardown(test_return_ref_forwards_without_a_copy, setup, teardown),
       cmocka_unit_test_setup_teardown(test_a_million_tasks_submitted_then_all_fetched, setup,

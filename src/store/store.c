@@ -639,7 +639,9 @@ static bool spin_until_ready(rt_entry *e, uint64_t deadline) {
 /* Parks until the entry is sealed or the deadline passes. */
 static ray_status wait_sealed(rt_store *st, uint32_t slot, rt_entry *e, uint64_t deadline,
                               int64_t timeout_ms) {
-  if (help_until_ready(e) || spin_until_ready(e, deadline)) return RAY_OK;
+  /* Only an untimed wait helps: a job run inline could outlast a deadline. */
+  if ((deadline == UINT64_MAX && help_until_ready(e)) || spin_until_ready(e, deadline))
+    return RAY_OK;
   rt_stripe *sp = stripe_of(st, slot);
   thread_waiter w = {{NULL, slot, false, thread_waiter_fire}, 0};
   pthread_mutex_lock(&sp->lock);
@@ -805,10 +807,11 @@ ray_status ray_wait(ray_ref *const refs[], size_t n, size_t num_ready, int64_t t
 
   size_t nready = 0;
   for (size_t i = 0; i < n; i++) nready += entry_ready(rt_slots_entry_live(&st->slots, slots[i]));
-  /* On a worker, run our own queued jobs first: they are usually what we
-   * are waiting for (see help_until_ready). */
+  /* On a worker and untimed, run our own queued jobs first: they are
+   * usually what we are waiting for (see help_until_ready); a job run
+   * inline could outlast a deadline. */
   rt_runtime *rt = rt_current();
-  while (nready < num_ready && timeout_ms != 0 && rt->sched && rt_sched_help(rt->sched)) {
+  while (nready < num_ready && timeout_ms < 0 && rt->sched && rt_sched_help(rt->sched)) {
     nready = 0;
     for (size_t i = 0; i < n; i++) nready += entry_ready(rt_slots_entry_live(&st->slots, slots[i]));
   }
