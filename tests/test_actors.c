@@ -145,6 +145,21 @@ static ray_actor *new_counter(const int64_t *start, const ray_actor_opts *opts) 
   return a;
 }
 
+/* Calls incr until a call or its get fails (the actor has ended, say);
+ * returns that status, its message left as the last error. */
+static ray_status call_until_failure(ray_actor *a) {
+  for (;;) {
+    ray_ref *r;
+    ray_status s = ray_actor_call(a, INCR, NULL, 0, &r);
+    if (s != RAY_OK) return s;
+    ray_view v;
+    s = ray_get(r, NULL, -1, &v);
+    ray_ref_release(r);
+    if (s != RAY_OK) return s;
+    ray_view_release(&v);
+  }
+}
+
 static void test_counter_increment_add_get_gives_6(void **state) {
   (void)state;
   ray_actor *a = new_counter(NULL, NULL);
@@ -546,19 +561,9 @@ static void test_every_call_fails_once_restarts_run_out(void **state) {
     assert_int_equal(ray_get(r, NULL, -1, &v), RAY_EACTOR);
     ray_ref_release(r);
   }
-  char id[64];
-  ray_status s;
-  while ((s = ray_actor_call(a, INCR, NULL, 0, &r)) == RAY_OK) { /* until the end is seen */
-    ray_view v;
-    s = ray_get(r, NULL, -1, &v);
-    ray_ref_release(r);
-    if (s == RAY_EACTOR) break;
-    ray_view_release(&v);
-  }
-  assert_int_equal(s, RAY_EACTOR);
+  assert_int_equal(call_until_failure(a), RAY_EACTOR); /* until the end is seen */
   assert_error_contains("actor 'Counter' (");
   assert_error_contains(") ended: method 'crash' returned RAY_EACTOR: boom");
-  (void)id;
   assert_int_equal(ray_actor_send(a, INCR, NULL, 0), RAY_EACTOR);
   ray_actor_release(a);
 }
@@ -567,14 +572,7 @@ static void test_on_start_failure_fails_every_call_with_the_reason(void **state)
   (void)state;
   int64_t bad = -1;
   ray_actor *a = new_counter(&bad, NULL);
-  ray_ref *r;
-  ray_status s = ray_actor_call(a, INCR, NULL, 0, &r);
-  if (s == RAY_OK) {
-    ray_view v;
-    s = ray_get(r, NULL, -1, &v);
-    ray_ref_release(r);
-  }
-  assert_int_equal(s, RAY_EACTOR);
+  assert_int_equal(call_until_failure(a), RAY_EACTOR);
   assert_error_contains("ended: on_start failed: bad start value -1");
   ray_actor_release(a);
 }
@@ -587,14 +585,7 @@ static void test_intentional_exit_is_never_restarted(void **state) {
   ray_actor *a = new_counter(NULL, &o);
   assert_int_equal(call_i64(a, INCR, NULL, 0), 1);
   assert_int_equal(call_i64(a, EXIT, NULL, 0), 1); /* its result is delivered */
-  ray_ref *r;
-  ray_status s = ray_actor_call(a, INCR, NULL, 0, &r);
-  if (s == RAY_OK) {
-    ray_view v;
-    s = ray_get(r, NULL, -1, &v);
-    ray_ref_release(r);
-  }
-  assert_int_equal(s, RAY_EACTOR);
+  assert_int_equal(call_until_failure(a), RAY_EACTOR);
   assert_error_contains("ended: exited in method 'exit'");
   assert_int_equal(stats().actor_restarts, 0);
   assert_int_equal(atomic_load(&g_stops), 1);
@@ -613,16 +604,7 @@ static void test_kill_with_and_without_restart(void **state) {
   assert_int_equal(call_i64(a, INCR, NULL, 0), 8);
   assert_int_equal(stats().actor_restarts, 1);
   CHECK_OK(ray_actor_kill(a, true));
-  ray_ref *r;
-  ray_status s;
-  while ((s = ray_actor_call(a, INCR, NULL, 0, &r)) == RAY_OK) {
-    ray_view v;
-    s = ray_get(r, NULL, -1, &v);
-    ray_ref_release(r);
-    if (s != RAY_OK) break;
-    ray_view_release(&v);
-  }
-  assert_int_equal(s, RAY_EACTOR);
+  assert_int_equal(call_until_failure(a), RAY_EACTOR);
   assert_error_contains("ended: killed");
   assert_int_equal(atomic_load(&g_stops), 2); /* once per started incarnation */
   assert_int_equal(ray_actor_kill(NULL, true), RAY_EINVAL);
@@ -848,16 +830,7 @@ static void test_actor_killed_while_its_constructor_waits_for_an_argument(void *
   ray_actor *a;
   CHECK_OK(ray_actor_create(&counter_class, &arg, 1, NULL, &a));
   CHECK_OK(ray_actor_kill(a, true)); /* ends before on_start could run */
-  ray_ref *r;
-  ray_status s;
-  while ((s = ray_actor_call(a, INCR, NULL, 0, &r)) == RAY_OK) {
-    ray_view v;
-    s = ray_get(r, NULL, -1, &v);
-    ray_ref_release(r);
-    if (s != RAY_OK) break;
-    ray_view_release(&v);
-  }
-  assert_int_equal(s, RAY_EACTOR);
+  assert_int_equal(call_until_failure(a), RAY_EACTOR);
   assert_error_contains("ended: killed");
   *(int64_t *)d = 5; /* the argument arrives after the end: nothing runs */
   CHECK_OK(ray_seal(later));
