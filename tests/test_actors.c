@@ -20,19 +20,13 @@
 #include "ray.h"
 #include "test_util.h"
 
-#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+#if defined(RT_TEST_SANITIZED)
 #define SCALE 4
 #else
 #define SCALE 1
 #endif
 
-static int init_workers(int n) {
-  ray_config cfg;
-  ray_config_init(&cfg);
-  cfg.num_workers = n;
-  cfg.object_store_memory = (size_t)1 << 30;
-  return ray_init(&cfg) == RAY_OK ? 0 : -1;
-}
+static int init_workers(int n) { return test_init(n, (size_t)1 << 30, 10000); }
 static int setup(void **state) {
   (void)state;
   return init_workers(2);
@@ -41,11 +35,6 @@ static int setup_four(void **state) {
   (void)state; /* methods that sleep do not free their worker: room for 3 */
   return init_workers(4);
 }
-static int teardown(void **state) {
-  (void)state;
-  return ray_shutdown() == RAY_OK ? 0 : -1;
-}
-
 static int64_t get_i64(ray_ref *r) {
   ray_view v;
   ray_status s = ray_get(r, &ray_type_i64, -1, &v);
@@ -851,39 +840,39 @@ static void test_calls_without_a_runtime_give_eshutdown(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test_setup_teardown(test_counter_increment_add_get_gives_6, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_counter_increment_add_get_gives_6, setup, test_teardown),
       cmocka_unit_test_setup_teardown(test_calls_from_one_submitter_run_in_order_without_waiting,
-                                      setup, teardown),
+                                      setup, test_teardown),
       cmocka_unit_test_setup_teardown(
-          test_dataset_put_once_is_read_zero_copy_by_tasks_and_actors, setup, teardown),
+          test_dataset_put_once_is_read_zero_copy_by_tasks_and_actors, setup, test_teardown),
       cmocka_unit_test_setup_teardown(test_refs_flow_between_tasks_actors_and_the_driver, setup,
-                                      teardown),
+                                      test_teardown),
       cmocka_unit_test_setup_teardown(test_calls_with_args_resolving_at_random_times_run_in_order,
-                                      setup, teardown),
-      cmocka_unit_test_setup_teardown(test_delegation_chain_c_b_a_of_100_calls, setup, teardown),
+                                      setup, test_teardown),
+      cmocka_unit_test_setup_teardown(test_delegation_chain_c_b_a_of_100_calls, setup, test_teardown),
       cmocka_unit_test_setup_teardown(test_a_waiting_call_does_not_hold_back_other_submitters,
-                                      setup, teardown),
+                                      setup, test_teardown),
       cmocka_unit_test_setup_teardown(test_max_concurrency_3_runs_three_methods_at_once_never_more,
-                                      setup_four, teardown),
-      cmocka_unit_test_setup_teardown(test_a_method_error_fails_only_that_call, setup, teardown),
+                                      setup_four, test_teardown),
+      cmocka_unit_test_setup_teardown(test_a_method_error_fails_only_that_call, setup, test_teardown),
       cmocka_unit_test_setup_teardown(test_restart_gives_fresh_state_and_reruns_on_start, setup,
-                                      teardown),
+                                      test_teardown),
       cmocka_unit_test_setup_teardown(test_every_call_fails_once_restarts_run_out, setup,
-                                      teardown),
+                                      test_teardown),
       cmocka_unit_test_setup_teardown(test_on_start_failure_fails_every_call_with_the_reason,
-                                      setup, teardown),
-      cmocka_unit_test_setup_teardown(test_intentional_exit_is_never_restarted, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_kill_with_and_without_restart, setup, teardown),
+                                      setup, test_teardown),
+      cmocka_unit_test_setup_teardown(test_intentional_exit_is_never_restarted, setup, test_teardown),
+      cmocka_unit_test_setup_teardown(test_kill_with_and_without_restart, setup, test_teardown),
       cmocka_unit_test_setup_teardown(test_names_are_unique_and_free_again_once_ended, setup,
-                                      teardown),
-      cmocka_unit_test_setup_teardown(test_actor_handles_pass_to_tasks_and_count, setup, teardown),
+                                      test_teardown),
+      cmocka_unit_test_setup_teardown(test_actor_handles_pass_to_tasks_and_count, setup, test_teardown),
       cmocka_unit_test_setup_teardown(test_memory_quota_refuses_a_put_naming_the_actor, setup,
-                                      teardown),
-      cmocka_unit_test_setup_teardown(test_bad_actor_arguments_give_einval, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_failed_sends_are_counted_and_logged, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_1000_actors_times_100_messages, setup, teardown),
+                                      test_teardown),
+      cmocka_unit_test_setup_teardown(test_bad_actor_arguments_give_einval, setup, test_teardown),
+      cmocka_unit_test_setup_teardown(test_failed_sends_are_counted_and_logged, setup, test_teardown),
+      cmocka_unit_test_setup_teardown(test_1000_actors_times_100_messages, setup, test_teardown),
       cmocka_unit_test_setup_teardown(
-          test_actor_killed_while_its_constructor_waits_for_an_argument, setup, teardown),
+          test_actor_killed_while_its_constructor_waits_for_an_argument, setup, test_teardown),
       cmocka_unit_test(test_queued_sends_all_run_before_on_stop_at_shutdown),
       cmocka_unit_test(test_calls_without_a_runtime_give_eshutdown),
   };

@@ -27,20 +27,7 @@
 
 /* Sanitizers slow the code down 5-20x: TSan most, so it gets the smallest
  * loops. The full test takes ~0.2 s plain, so the margin to 5 s is wide. */
-#if defined(__SANITIZE_THREAD__)
-#define RT_TEST_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define RT_TEST_TSAN 1
-#endif
-#endif
-#if defined(__SANITIZE_ADDRESS__)
-#define RT_TEST_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define RT_TEST_ASAN 1
-#endif
-#endif
+#include "test_util.h" /* RT_TEST_TSAN, RT_TEST_ASAN */
 #if defined(RT_TEST_TSAN)
 #define SCALE(n) ((n) / 4)
 #elif defined(RT_TEST_ASAN)

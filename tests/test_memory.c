@@ -22,27 +22,14 @@
 
 #define MIB ((size_t)1 << 20)
 
-static int init_with(size_t limit, int64_t put_timeout_ms) {
-  ray_config cfg;
-  ray_config_init(&cfg);
-  cfg.object_store_memory = limit;
-  cfg.put_timeout_ms = put_timeout_ms;
-  return ray_init(&cfg) == RAY_OK ? 0 : -1;
-}
-
 static int setup_64m_200ms(void **state) {
   (void)state;
-  return init_with(64 * MIB, 200);
+  return test_init(0, 64 * MIB, 200);
 }
 static int setup_64m_forever(void **state) {
   (void)state;
-  return init_with(64 * MIB, -1);
+  return test_init(0, 64 * MIB, -1);
 }
-static int teardown(void **state) {
-  (void)state;
-  return ray_shutdown() == RAY_OK ? 0 : -1;
-}
-
 static void *g_big; /* 48 MiB of source bytes */
 
 static ray_ref *put_mib(size_t mib) {
@@ -279,24 +266,24 @@ static int group_teardown(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_put_over_the_limit_waits_then_fails_with_sizes,
-                                      setup_64m_200ms, teardown),
+                                      setup_64m_200ms, test_teardown),
       cmocka_unit_test_setup_teardown(test_object_larger_than_the_limit_fails_at_once,
-                                      setup_64m_forever, teardown),
+                                      setup_64m_forever, test_teardown),
       cmocka_unit_test_setup_teardown(test_memory_limit_is_never_exceeded_by_many_puts,
-                                      setup_64m_200ms, teardown),
+                                      setup_64m_200ms, test_teardown),
       cmocka_unit_test_setup_teardown(test_releasing_a_view_lets_a_waiting_put_proceed,
-                                      setup_64m_forever, teardown),
+                                      setup_64m_forever, test_teardown),
       cmocka_unit_test_setup_teardown(test_releasing_a_ref_wakes_several_waiting_puts,
-                                      setup_64m_forever, teardown),
-      cmocka_unit_test_setup_teardown(test_pins_nest_and_are_counted, setup_64m_200ms, teardown),
+                                      setup_64m_forever, test_teardown),
+      cmocka_unit_test_setup_teardown(test_pins_nest_and_are_counted, setup_64m_200ms, test_teardown),
       cmocka_unit_test_setup_teardown(test_pin_of_an_unsealed_object_is_einval, setup_64m_200ms,
-                                      teardown),
+                                      test_teardown),
       cmocka_unit_test_setup_teardown(test_lru_holds_exactly_the_unpinned_unviewed_large_objects,
-                                      setup_64m_200ms, teardown),
+                                      setup_64m_200ms, test_teardown),
       cmocka_unit_test_setup_teardown(test_lru_order_is_least_recent_at_the_tail, setup_64m_200ms,
-                                      teardown),
+                                      test_teardown),
       cmocka_unit_test_setup_teardown(test_freed_large_buffers_are_reused, setup_64m_200ms,
-                                      teardown),
+                                      test_teardown),
   };
   return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

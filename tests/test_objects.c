@@ -21,16 +21,7 @@
 
 static int setup(void **state) {
   (void)state;
-  ray_config cfg;
-  ray_config_init(&cfg);
-  cfg.object_store_memory = 256 * MIB;
-  cfg.put_timeout_ms = 100;
-  return ray_init(&cfg) == RAY_OK ? 0 : -1;
-}
-
-static int teardown(void **state) {
-  (void)state;
-  return ray_shutdown() == RAY_OK ? 0 : -1;
+  return test_init(0, 256 * MIB, 100);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -579,40 +570,40 @@ static void test_stats_count_puts_gets_and_objects(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test_setup_teardown(test_put_copies_and_get_returns_the_bytes, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_put_with_null_type_is_bytes, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_put_copies_and_get_returns_the_bytes, setup, test_teardown),
+      cmocka_unit_test_setup_teardown(test_put_with_null_type_is_bytes, setup, test_teardown),
       cmocka_unit_test_setup_teardown(test_put_owned_is_zero_copy_and_freed_once_at_the_end,
-                                      setup, teardown),
+                                      setup, test_teardown),
       cmocka_unit_test_setup_teardown(test_put_owned_without_free_fn_leaves_ownership, setup,
-                                      teardown),
+                                      test_teardown),
       cmocka_unit_test_setup_teardown(test_put_owned_failure_leaves_buffer_with_caller, setup,
-                                      teardown),
-      cmocka_unit_test_setup_teardown(test_create_then_seal_writes_in_place, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_seal_twice_is_einval, setup, teardown),
+                                      test_teardown),
+      cmocka_unit_test_setup_teardown(test_create_then_seal_writes_in_place, setup, test_teardown),
+      cmocka_unit_test_setup_teardown(test_seal_twice_is_einval, setup, test_teardown),
       cmocka_unit_test_setup_teardown(test_unsealed_object_freed_at_last_release, setup,
-                                      teardown),
-      cmocka_unit_test_setup_teardown(test_get_blocks_until_another_thread_seals, setup, teardown),
+                                      test_teardown),
+      cmocka_unit_test_setup_teardown(test_get_blocks_until_another_thread_seals, setup, test_teardown),
       cmocka_unit_test_setup_teardown(test_get_timeout_changes_nothing_and_a_later_get_works,
-                                      setup, teardown),
-      cmocka_unit_test_setup_teardown(test_many_getters_all_woken_by_one_seal, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_view_outlives_last_ref, setup, teardown),
+                                      setup, test_teardown),
+      cmocka_unit_test_setup_teardown(test_many_getters_all_woken_by_one_seal, setup, test_teardown),
+      cmocka_unit_test_setup_teardown(test_view_outlives_last_ref, setup, test_teardown),
       cmocka_unit_test_setup_teardown(test_type_mismatch_names_object_and_both_types, setup,
-                                      teardown),
+                                      test_teardown),
       cmocka_unit_test_setup_teardown(test_types_are_equal_by_address_or_name_and_size, setup,
-                                      teardown),
-      cmocka_unit_test_setup_teardown(test_elem_size_is_checked_at_put, setup, teardown),
+                                      test_teardown),
+      cmocka_unit_test_setup_teardown(test_elem_size_is_checked_at_put, setup, test_teardown),
       cmocka_unit_test_setup_teardown(test_bad_arguments_give_einval_with_a_message, setup,
-                                      teardown),
-      cmocka_unit_test_setup_teardown(test_released_handle_is_detected, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_retain_and_release_count_handles, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_ids_are_32_hex_digits_and_unique, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_put_refs_keeps_its_objects_alive, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_put_refs_of_many_and_of_none, setup, teardown),
+                                      test_teardown),
+      cmocka_unit_test_setup_teardown(test_released_handle_is_detected, setup, test_teardown),
+      cmocka_unit_test_setup_teardown(test_retain_and_release_count_handles, setup, test_teardown),
+      cmocka_unit_test_setup_teardown(test_ids_are_32_hex_digits_and_unique, setup, test_teardown),
+      cmocka_unit_test_setup_teardown(test_put_refs_keeps_its_objects_alive, setup, test_teardown),
+      cmocka_unit_test_setup_teardown(test_put_refs_of_many_and_of_none, setup, test_teardown),
       cmocka_unit_test_setup_teardown(test_put_refs_rejects_a_released_ref_and_keeps_the_rest,
-                                      setup, teardown),
+                                      setup, test_teardown),
       cmocka_unit_test_setup_teardown(test_long_chain_of_refs_objects_frees_without_recursion,
-                                      setup, teardown),
-      cmocka_unit_test_setup_teardown(test_stats_count_puts_gets_and_objects, setup, teardown),
+                                      setup, test_teardown),
+      cmocka_unit_test_setup_teardown(test_stats_count_puts_gets_and_objects, setup, test_teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -22,26 +22,14 @@
 
 #define MIB ((size_t)1 << 20)
 
-static int init_with(size_t limit, int64_t put_timeout_ms) {
-  ray_config cfg;
-  ray_config_init(&cfg);
-  cfg.object_store_memory = limit;
-  cfg.put_timeout_ms = put_timeout_ms;
-  return ray_init(&cfg) == RAY_OK ? 0 : -1;
-}
 static int setup(void **state) {
   (void)state;
-  return init_with(1024 * MIB, 10000);
+  return test_init(0, 1024 * MIB, 10000);
 }
 static int setup_small(void **state) {
   (void)state;
-  return init_with(8 * MIB, -1);
+  return test_init(0, 8 * MIB, -1);
 }
-static int teardown(void **state) {
-  (void)state;
-  return ray_shutdown() == RAY_OK ? 0 : -1;
-}
-
 /* A failure inside a thread is recorded here and asserted by the test. */
 static _Atomic int g_errors;
 #define CHECK(cond) \
@@ -245,13 +233,13 @@ static void test_puts_contending_for_a_small_limit_all_succeed_within_it(void **
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_eight_threads_put_get_release_and_stats_add_up, setup,
-                                      teardown),
+                                      test_teardown),
       cmocka_unit_test_setup_teardown(test_shared_objects_viewed_and_pinned_from_many_threads,
-                                      setup, teardown),
+                                      setup, test_teardown),
       cmocka_unit_test_setup_teardown(test_gets_and_waits_race_seals_from_another_thread, setup,
-                                      teardown),
+                                      test_teardown),
       cmocka_unit_test_setup_teardown(test_puts_contending_for_a_small_limit_all_succeed_within_it,
-                                      setup_small, teardown),
+                                      setup_small, test_teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -18,19 +18,13 @@
 #include "ray.h"
 #include "test_util.h"
 
-#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+#if defined(RT_TEST_SANITIZED)
 #define SCALE 10 /* sanitizers run 5-20x slower: fewer iterations, same checks */
 #else
 #define SCALE 1
 #endif
 
-static int init_workers(int n) {
-  ray_config cfg;
-  ray_config_init(&cfg);
-  cfg.num_workers = n;
-  cfg.object_store_memory = (size_t)512 << 20;
-  return ray_init(&cfg) == RAY_OK ? 0 : -1;
-}
+static int init_workers(int n) { return test_init(n, (size_t)512 << 20, 10000); }
 static int setup(void **state) {
   (void)state;
   return init_workers(2);
@@ -39,11 +33,6 @@ static int setup_one_worker(void **state) {
   (void)state;
   return init_workers(1);
 }
-static int teardown(void **state) {
-  (void)state;
-  return ray_shutdown() == RAY_OK ? 0 : -1;
-}
-
 /* A finished task drops its own reference on each return just after
  * sealing it, so `objects` settles a moment after the result is seen: wait
  * for it (bounded) rather than assert at an instant. */
@@ -817,40 +806,40 @@ static void test_ten_init_run_shutdown_cycles(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test_setup_teardown(test_chain_of_100_dependent_tasks_gives_100, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_diamond_and_fan_in, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_chain_of_100_dependent_tasks_gives_100, setup, test_teardown),
+      cmocka_unit_test_setup_teardown(test_diamond_and_fan_in, setup, test_teardown),
       cmocka_unit_test_setup_teardown(test_same_ref_in_several_slots_and_mixed_args, setup,
-                                      teardown),
+                                      test_teardown),
       cmocka_unit_test_setup_teardown(test_100k_element_array_through_put_task_and_get, setup,
-                                      teardown),
-      cmocka_unit_test_setup_teardown(test_num_returns_3, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_get_a_list_in_order_with_duplicates, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_wait_on_task_results, setup, teardown),
+                                      test_teardown),
+      cmocka_unit_test_setup_teardown(test_num_returns_3, setup, test_teardown),
+      cmocka_unit_test_setup_teardown(test_get_a_list_in_order_with_duplicates, setup, test_teardown),
+      cmocka_unit_test_setup_teardown(test_wait_on_task_results, setup, test_teardown),
       cmocka_unit_test_setup_teardown(test_error_chain_names_the_upstream_task_and_reason, setup,
-                                      teardown),
+                                      test_teardown),
       cmocka_unit_test_setup_teardown(test_argument_type_mismatch_fails_the_task_with_both_types,
-                                      setup, teardown),
+                                      setup, test_teardown),
       cmocka_unit_test_setup_teardown(test_unset_return_fails_with_a_clear_message, setup,
-                                      teardown),
-      cmocka_unit_test_setup_teardown(test_retries_succeed_on_attempt_3_of_3, setup, teardown),
+                                      test_teardown),
+      cmocka_unit_test_setup_teardown(test_retries_succeed_on_attempt_3_of_3, setup, test_teardown),
       cmocka_unit_test_setup_teardown(test_retries_run_out_and_say_how_many_attempts, setup,
-                                      teardown),
+                                      test_teardown),
       cmocka_unit_test_setup_teardown(test_cancel_a_pending_chain_with_one_worker,
-                                      setup_one_worker, teardown),
-      cmocka_unit_test_setup_teardown(test_a_running_task_sees_its_cancel, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_recursive_cancel_reaches_the_children, setup, teardown),
+                                      setup_one_worker, test_teardown),
+      cmocka_unit_test_setup_teardown(test_a_running_task_sees_its_cancel, setup, test_teardown),
+      cmocka_unit_test_setup_teardown(test_recursive_cancel_reaches_the_children, setup, test_teardown),
       cmocka_unit_test_setup_teardown(test_nested_chain_of_depth_200_with_one_worker,
-                                      setup_one_worker, teardown),
+                                      setup_one_worker, test_teardown),
       cmocka_unit_test_setup_teardown(test_a_tree_of_blocking_gets_of_any_width_with_one_worker,
-                                      setup_one_worker, teardown),
+                                      setup_one_worker, test_teardown),
       cmocka_unit_test_setup_teardown(test_a_timed_get_inside_a_task_keeps_its_deadline,
-                                      setup_one_worker, teardown),
-      cmocka_unit_test_setup_teardown(test_return_ref_forwards_without_a_copy, setup, teardown),
+                                      setup_one_worker, test_teardown),
+      cmocka_unit_test_setup_teardown(test_return_ref_forwards_without_a_copy, setup, test_teardown),
       cmocka_unit_test_setup_teardown(test_a_million_tasks_submitted_then_all_fetched, setup,
-                                      teardown),
-      cmocka_unit_test_setup_teardown(test_four_driver_threads_submit_at_once, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_submit_rejects_bad_arguments, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_ctx_rejects_bad_arguments, setup, teardown),
+                                      test_teardown),
+      cmocka_unit_test_setup_teardown(test_four_driver_threads_submit_at_once, setup, test_teardown),
+      cmocka_unit_test_setup_teardown(test_submit_rejects_bad_arguments, setup, test_teardown),
+      cmocka_unit_test_setup_teardown(test_ctx_rejects_bad_arguments, setup, test_teardown),
       cmocka_unit_test(test_calls_without_a_runtime_give_eshutdown),
       cmocka_unit_test(test_shutdown_lets_running_tasks_finish_and_rejects_new_ones),
       cmocka_unit_test(test_ten_init_run_shutdown_cycles),

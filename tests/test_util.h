@@ -9,6 +9,43 @@
 
 #include "ray.h"
 
+/* Sanitizer builds run 5-20x slower (TSan most): tests scale loops down. */
+#if defined(__SANITIZE_THREAD__)
+#define RT_TEST_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define RT_TEST_TSAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#define RT_TEST_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define RT_TEST_ASAN 1
+#endif
+#endif
+#if defined(RT_TEST_TSAN) || defined(RT_TEST_ASAN)
+#define RT_TEST_SANITIZED 1
+#endif
+
+/* Starts the runtime with these settings: workers (0: one per CPU), a
+ * memory limit (0: the default) and put_timeout_ms. 0 on success, as cmocka
+ * setup functions return. */
+static inline int test_init(int workers, size_t limit, int64_t put_timeout_ms) {
+  ray_config cfg;
+  ray_config_init(&cfg);
+  cfg.num_workers = workers;
+  cfg.object_store_memory = limit;
+  cfg.put_timeout_ms = put_timeout_ms;
+  return ray_init(&cfg) == RAY_OK ? 0 : -1;
+}
+
+/* A cmocka teardown: shuts the runtime down. */
+static inline int test_teardown(void **state) {
+  (void)state;
+  return ray_shutdown() == RAY_OK ? 0 : -1;
+}
+
 /* The runtime's counters; fails the test if they cannot be read. */
 static inline ray_stats stats(void) {
   ray_stats s;

@@ -17,16 +17,8 @@
 
 static int setup(void **state) {
   (void)state;
-  ray_config cfg;
-  ray_config_init(&cfg);
-  cfg.object_store_memory = 64 << 20;
-  return ray_init(&cfg) == RAY_OK ? 0 : -1;
+  return test_init(0, 64 << 20, 10000);
 }
-static int teardown(void **state) {
-  (void)state;
-  return ray_shutdown() == RAY_OK ? 0 : -1;
-}
-
 static ray_ref *created(void) {
   void *d;
   ray_ref *r;
@@ -170,16 +162,16 @@ static void test_wait_over_a_thousand_refs(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test_setup_teardown(test_wait_all_ready_returns_at_once, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_wait_one_of_four, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_wait_timeout_still_reports_ready_flags, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_wait_all_ready_returns_at_once, setup, test_teardown),
+      cmocka_unit_test_setup_teardown(test_wait_one_of_four, setup, test_teardown),
+      cmocka_unit_test_setup_teardown(test_wait_timeout_still_reports_ready_flags, setup, test_teardown),
       cmocka_unit_test_setup_teardown(test_wait_is_woken_by_seals_from_other_threads, setup,
-                                      teardown),
+                                      test_teardown),
       cmocka_unit_test_setup_teardown(test_wait_one_fast_one_slow_times_out_on_both, setup,
-                                      teardown),
-      cmocka_unit_test_setup_teardown(test_wait_rejects_duplicates_and_bad_input, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_wait_on_an_empty_list, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_wait_over_a_thousand_refs, setup, teardown),
+                                      test_teardown),
+      cmocka_unit_test_setup_teardown(test_wait_rejects_duplicates_and_bad_input, setup, test_teardown),
+      cmocka_unit_test_setup_teardown(test_wait_on_an_empty_list, setup, test_teardown),
+      cmocka_unit_test_setup_teardown(test_wait_over_a_thousand_refs, setup, test_teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
