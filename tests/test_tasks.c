@@ -567,6 +567,58 @@ static void test_a_tree_of_blocking_gets_of_any_width_with_one_worker(void **sta
   assert_int_equal(stats().tasks_finished, 21891);
 }
 
+/* Blocks until the object whose handle is argument 0 (as a value) is sealed. */
+static ray_status wait_for_gate(ray_ctx *ctx) {
+  ray_view v;
+  ray_status s = ray_ctx_arg(ctx, 0, NULL, &v);
+  if (s != RAY_OK) return s;
+  ray_ref *gate = *(ray_ref *const *)v.data;
+  ray_view g;
+  if ((s = ray_get(gate, NULL, -1, &g)) != RAY_OK) return s;
+  ray_view_release(&g);
+  int64_t one = 1;
+  return ray_ctx_return(ctx, 0, &one, sizeof one, &ray_type_i64);
+}
+
+/* Submits many children that all block on the same gate, then gets them. */
+static ray_status many_blocked_children(ray_ctx *ctx) {
+  const int N = 20000 / SCALE; /* enough to overflow a stack one frame each */
+  ray_view v;
+  ray_status s = ray_ctx_arg(ctx, 0, NULL, &v);
+  if (s != RAY_OK) return s;
+  ray_ref **kids = malloc(N * sizeof *kids);
+  if (!kids) return ray_ctx_fail(ctx, "no memory");
+  int n = 0;
+  ray_arg a = ray_arg_value(v.data, v.size, NULL);
+  for (; n < N && s == RAY_OK; n++)
+    if ((s = ray_submit(wait_for_gate, &a, 1, NULL, &kids[n])) != RAY_OK) break;
+  int64_t sum = 0;
+  for (int i = 0; i < n; i++) {
+    ray_view k;
+    if (s == RAY_OK && (s = ray_get(kids[i], &ray_type_i64, -1, &k)) == RAY_OK) {
+      sum += *(const int64_t *)k.data;
+      ray_view_release(&k);
+    }
+    ray_ref_release(kids[i]);
+  }
+  free(kids);
+  return s == RAY_OK ? ray_ctx_return(ctx, 0, &sum, sizeof sum, &ray_type_i64) : s;
+}
+
+static void test_thousands_of_queued_children_blocking_on_one_gate(void **state) {
+  (void)state; /* helping must not nest one stack frame per waiting child */
+  void *d;
+  ray_ref *gate;
+  CHECK_OK(ray_create(8, NULL, &d, &gate));
+  ray_arg a = ray_arg_value(&gate, sizeof gate, NULL);
+  ray_ref *r = submit1(many_blocked_children, &a, 1, "parent");
+  usleep(200000); /* let the children pile up, blocked */
+  CHECK_OK(ray_seal(gate));
+  assert_int_equal(get_i64(r), 20000 / SCALE);
+  ray_ref_release(r);
+  ray_ref_release(gate);
+}
+
 static ray_status timed_get_of_a_slow_child(ray_ctx *ctx) {
   int64_t ms = 500;
   ray_arg a = ray_arg_value(&ms, sizeof ms, &ray_type_i64);
@@ -831,6 +883,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_nested_chain_of_depth_200_with_one_worker,
                                       setup_one_worker, test_teardown),
       cmocka_unit_test_setup_teardown(test_a_tree_of_blocking_gets_of_any_width_with_one_worker,
+                                      setup_one_worker, test_teardown),
+      cmocka_unit_test_setup_teardown(test_thousands_of_queued_children_blocking_on_one_gate,
                                       setup_one_worker, test_teardown),
       cmocka_unit_test_setup_teardown(test_a_timed_get_inside_a_task_keeps_its_deadline,
                                       setup_one_worker, test_teardown),

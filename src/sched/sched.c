@@ -572,12 +572,21 @@ void rt_sched_block_end(rt_sched *s) {
   pthread_mutex_unlock(&s->park_lock);
 }
 
+/* Jobs run by help nest on the waiter's stack, one frame chain per level:
+ * a deque of thousands of jobs that all block (on something none of them
+ * makes) would otherwise nest thousands deep and overflow the stack. Past
+ * this depth a wait blocks and the pool compensates with a spare. */
+#define RT_SCHED_HELP_DEPTH 128
+static _Thread_local int tls_help_depth;
+
 bool rt_sched_help(rt_sched *s) {
   rt_worker *w = tls_worker;
-  if (!ours(s, w)) return false;
+  if (!ours(s, w) || tls_help_depth >= RT_SCHED_HELP_DEPTH) return false;
   rt_job *j = rt_deque_pop(&w->dq);
   if (!j) return false;
+  tls_help_depth++;
   j->run(j); /* may free j */
+  tls_help_depth--;
   return true;
 }
 

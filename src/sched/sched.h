@@ -87,7 +87,8 @@ void rt_sched_block_end(rt_sched *s);
  * waiter that helps first resolves nested waits of any depth on its own
  * stack, with no extra thread (Cilk and TBB wait the same way); spare
  * threads (block_begin) remain the fallback for waits that helping cannot
- * resolve.
+ * resolve. Helping nests at most RT_SCHED_HELP_DEPTH (128) jobs deep on one
+ * thread, which bounds its stack use.
  */
 bool rt_sched_help(rt_sched *s);
 
