@@ -307,10 +307,9 @@ static void enqueue(rt_actor *a, rt_task *call) {
   q->tail = call;
 }
 
-static void dequeue_head(rt_actor *a, rt_subq *q) {
+static void dequeue_head(rt_subq *q) {
   q->head = q->head->q_next;
   if (!q->head) q->tail = NULL;
-  (void)a;
 }
 
 /* Drops empty submitter queues. */
@@ -379,7 +378,7 @@ static void on_crash(rt_runtime *rt, rt_actor *a, rt_task *call, char *why, rt_s
     snprintf(msg, sizeof msg, "actor '%s' (%s) died in this call: %s", a->label, a->id, reason);
     atomic_store_explicit(&call->state, RT_T_DONE, memory_order_release);
     rt_task_fail_returns(rt, call, RAY_EACTOR, msg, reason);
-    if (q) dequeue_head(a, q);
+    if (q) dequeue_head(q);
     drop_call(rt, call);
   }
   restart_or_die(rt, a, reason, false);
@@ -422,7 +421,7 @@ static bool fail_queued(rt_runtime *rt, rt_actor *a) {
   for (rt_subq *q = a->queues; q; q = q->next) {
     while (q->head) {
       rt_task *call = q->head;
-      dequeue_head(a, q);
+      dequeue_head(q);
       if (rt_task_claim_end(call)) rt_task_fail_returns(rt, call, RAY_EACTOR, a->end_msg, a->end_msg);
       drop_call(rt, call);
       any = true;
@@ -480,7 +479,7 @@ static bool step(rt_runtime *rt, rt_actor *a) {
       rt_task *call = q->head;
       uint32_t st = atomic_load_explicit(&call->state, memory_order_acquire);
       if (st == RT_T_CANCELLED_W || st == RT_T_CANCELLED_Q) {
-        dequeue_head(a, q);
+        dequeue_head(q);
         drop_call(rt, call);
         progress = true;
         continue;
@@ -494,7 +493,7 @@ static bool step(rt_runtime *rt, rt_actor *a) {
                                                    memory_order_acq_rel, memory_order_acquire))
         continue; /* cancelled meanwhile: dropped on the next pass */
       if (a->max_concurrency > 1) {
-        dequeue_head(a, q);
+        dequeue_head(q);
         atomic_fetch_add_explicit(&a->inflight, 1, memory_order_relaxed);
         call->job.run = call_job;
         rt_sched_submit(rt->sched, &call->job);
@@ -507,7 +506,7 @@ static bool step(rt_runtime *rt, rt_actor *a) {
         prune_queues(a);
         return true;
       }
-      dequeue_head(a, q);
+      dequeue_head(q);
       drop_call(rt, call);
       if (exit_actor) {
         char reason[160];

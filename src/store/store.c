@@ -680,6 +680,28 @@ static ray_status wait_sealed(rt_store *st, uint32_t slot, rt_entry *e, uint64_t
   return RAY_OK;
 }
 
+/* A view of a sealed entry: type-checked against expect (the message starts
+ * with `what`), then one more view hold. */
+static inline __attribute__((always_inline)) ray_status
+view_sealed(rt_store *st, uint32_t slot, rt_entry *e, ray_ref *ref,
+                              const ray_type *expect, const char *what, ray_view *out) {
+  if (expect && !rt_type_equal(e->type, expect)) {
+    char id[33], a[96], b[96];
+    return rt_fail(RAY_ETYPE, "%s: object %s has type %s, expected %s", what,
+                   ENTRY_ID(st, slot, e, id), rt_type_describe(e->type, a, sizeof a),
+                   rt_type_describe(expect, b, sizeof b));
+  }
+  /* Relaxed: the caller holds a ref, so the entry cannot be freed under us;
+   * the count only has to be atomic. */
+  uint64_t old = atomic_fetch_add_explicit(&e->holds, RT_HOLD_VIEW, memory_order_relaxed);
+  if (RT_HOLD_VIEWS(old) == 0 && (e->flags & RT_EF_SPILLABLE)) lru_touch(st, slot, e);
+  out->data = e->data;
+  out->size = e->size;
+  out->type = e->type;
+  out->priv_ = (void *)ref;
+  return RAY_OK;
+}
+
 ray_status ray_get(ray_ref *ref, const ray_type *expect, int64_t timeout_ms, ray_view *out) {
   rt_store *st = rt_store_for("ray_get");
   if (!st) return RAY_ESHUTDOWN;
@@ -706,22 +728,9 @@ ray_status ray_get(ray_ref *ref, const ray_type *expect, int64_t timeout_ms, ray
       return rt_fail(err->status, "%s", err->msg);
     }
   }
-  if (expect && !rt_type_equal(e->type, expect)) {
-    char id[33], a[96], b[96];
-    return rt_fail(RAY_ETYPE, "ray_get: object %s has type %s, expected %s",
-                   ENTRY_ID(st, slot, e, id), rt_type_describe(e->type, a, sizeof a),
-                   rt_type_describe(expect, b, sizeof b));
-  }
-  /* Relaxed: the caller holds a ref, so the entry cannot be freed under us;
-   * the count only has to be atomic. */
-  uint64_t old = atomic_fetch_add_explicit(&e->holds, RT_HOLD_VIEW, memory_order_relaxed);
-  if (RT_HOLD_VIEWS(old) == 0 && (e->flags & RT_EF_SPILLABLE)) lru_touch(st, slot, e);
-  atomic_fetch_add_explicit(&st->gets, 1, memory_order_relaxed);
-  out->data = e->data;
-  out->size = e->size;
-  out->type = e->type;
-  out->priv_ = (void *)ref;
-  return RAY_OK;
+  ray_status s = view_sealed(st, slot, e, ref, expect, "ray_get", out);
+  if (s == RAY_OK) atomic_fetch_add_explicit(&st->gets, 1, memory_order_relaxed);
+  return s;
 }
 
 void ray_view_release(ray_view *view) {
@@ -1190,19 +1199,7 @@ ray_status rt_store_view(rt_store *st, ray_ref *ref, const ray_type *expect, con
                                             ((const rt_error *)e->data)->msg);
   if (state != RT_ST_SEALED)
     return rt_fail(RAY_EINVAL, "%s: object %s is not ready", what, ENTRY_ID(st, slot, e, id));
-  if (expect && !rt_type_equal(e->type, expect)) {
-    char a[96], b[96];
-    return rt_fail(RAY_ETYPE, "%s: object %s has type %s, expected %s", what,
-                   ENTRY_ID(st, slot, e, id), rt_type_describe(e->type, a, sizeof a),
-                   rt_type_describe(expect, b, sizeof b));
-  }
-  uint64_t old = atomic_fetch_add_explicit(&e->holds, RT_HOLD_VIEW, memory_order_relaxed);
-  if (RT_HOLD_VIEWS(old) == 0 && (e->flags & RT_EF_SPILLABLE)) lru_touch(st, slot, e);
-  out->data = e->data;
-  out->size = e->size;
-  out->type = e->type;
-  out->priv_ = (void *)ref;
-  return RAY_OK;
+  return view_sealed(st, slot, e, ref, expect, what, out);
 }
 
 /* ------------------------------------------------------------------------ */
