@@ -117,7 +117,7 @@ ray_status ray_stats_get(ray_stats *out) {
   if (!out) return rt_fail(RAY_EINVAL, "ray_stats_get: out is NULL");
   memset(out, 0, sizeof *out);
   out->memory_limit = st->limit;
-  out->bytes_in_memory = atomic_load_explicit(&st->bytes_in_memory, memory_order_relaxed);
+  out->bytes_in_memory = rt_store_bytes_in_memory(st);
   out->bytes_pinned = atomic_load_explicit(&st->bytes_pinned, memory_order_relaxed);
   out->objects = atomic_load_explicit(&st->objects, memory_order_relaxed);
   out->puts = atomic_load_explicit(&st->puts, memory_order_relaxed);

@@ -132,6 +132,83 @@ static void test_releasing_a_ref_wakes_several_waiting_puts(void **state) {
   assert_int_equal(stats().bytes_in_memory, 0);
 }
 
+/* Small objects reserve from per-thread credit (store/credit.h). A thread
+ * that made and freed many small objects holds credit; that must never make
+ * a put on another thread fail or wait when it would fit, and usage must
+ * read exactly what is stored. */
+struct small_churn {
+  int n;          /* objects of 1000 bytes to keep */
+  ray_ref **keep; /* n refs kept, or NULL: free them all */
+};
+
+static void *churn_small_objects(void *arg) {
+  struct small_churn *c = arg;
+  static const char bytes[1000];
+  for (int round = 0; round < 100; round++) { /* fills and empties a credit */
+    ray_ref *r;
+    assert_int_equal(ray_put(bytes, sizeof bytes, NULL, &r), RAY_OK);
+    ray_ref_release(r);
+  }
+  for (int i = 0; i < c->n; i++) assert_int_equal(ray_put(bytes, sizeof bytes, NULL, &c->keep[i]), RAY_OK);
+  return NULL;
+}
+
+static void test_credit_held_by_another_thread_does_not_block_a_put(void **state) {
+  (void)state;
+  struct small_churn c = {0, NULL};
+  pthread_t t;
+  pthread_create(&t, NULL, churn_small_objects, &c);
+  pthread_join(t, NULL); /* it exited holding credit */
+  assert_int_equal(stats().bytes_in_memory, 0);
+  /* The whole limit in one object: fits only if that credit comes back. */
+  void *d;
+  ray_ref *whole;
+  assert_int_equal(ray_create(64 * MIB, NULL, &d, &whole), RAY_OK);
+  assert_int_equal(stats().bytes_in_memory, 64 * MIB);
+  ray_ref *r = NULL;
+  assert_int_equal(ray_put("x", 1, NULL, &r), RAY_ESTOREFULL); /* and not a byte more */
+  assert_null(r);
+  ray_ref_release(whole);
+  assert_int_equal(stats().bytes_in_memory, 0);
+}
+
+static void test_small_objects_freed_on_another_thread_are_counted_exactly(void **state) {
+  (void)state;
+  ray_ref *keep[300];
+  struct small_churn c = {300, keep};
+  pthread_t t;
+  pthread_create(&t, NULL, churn_small_objects, &c);
+  pthread_join(t, NULL);
+  assert_int_equal(stats().bytes_in_memory, 300 * 1000);
+  for (int i = 0; i < 300; i++) { /* freed here, made there */
+    ray_ref_release(keep[i]);
+    assert_int_equal(stats().bytes_in_memory, (size_t)(299 - i) * 1000);
+  }
+}
+
+static void test_freeing_small_objects_wakes_a_waiting_put(void **state) {
+  (void)state; /* 64 MiB limit, puts wait forever */
+  ray_ref *big = put_mib(40);
+  ray_ref *keep[200];
+  struct small_churn c = {200, keep};
+  pthread_t t;
+  pthread_create(&t, NULL, churn_small_objects, &c);
+  pthread_join(t, NULL);
+  /* 24 MiB - 200 KB is free: a 24 MiB put must wait for the small ones. */
+  struct waiting_put w = {.mib = 24};
+  pthread_t p;
+  pthread_create(&p, NULL, put_in_thread, &w);
+  usleep(100000);
+  assert_int_equal(atomic_load(&w.done), 0);
+  for (int i = 0; i < 200; i++) ray_ref_release(keep[i]); /* into this thread's credit... */
+  pthread_join(p, NULL);                                  /* ...which the waiter takes back */
+  assert_int_equal(w.status, RAY_OK);
+  assert_int_equal(stats().bytes_in_memory, 64 * MIB);
+  ray_ref_release(w.ref);
+  ray_ref_release(big);
+  assert_int_equal(stats().bytes_in_memory, 0);
+}
+
 static void test_pins_nest_and_are_counted(void **state) {
   (void)state;
   ray_ref *a = put_mib(3), *s;
@@ -274,6 +351,12 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_releasing_a_view_lets_a_waiting_put_proceed,
                                       setup_64m_forever, test_teardown),
       cmocka_unit_test_setup_teardown(test_releasing_a_ref_wakes_several_waiting_puts,
+                                      setup_64m_forever, test_teardown),
+      cmocka_unit_test_setup_teardown(test_credit_held_by_another_thread_does_not_block_a_put,
+                                      setup_64m_200ms, test_teardown),
+      cmocka_unit_test_setup_teardown(test_small_objects_freed_on_another_thread_are_counted_exactly,
+                                      setup_64m_200ms, test_teardown),
+      cmocka_unit_test_setup_teardown(test_freeing_small_objects_wakes_a_waiting_put,
                                       setup_64m_forever, test_teardown),
       cmocka_unit_test_setup_teardown(test_pins_nest_and_are_counted, setup_64m_200ms, test_teardown),
       cmocka_unit_test_setup_teardown(test_pin_of_an_unsealed_object_is_einval, setup_64m_200ms,

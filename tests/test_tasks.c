@@ -498,6 +498,60 @@ static void test_recursive_cancel_reaches_the_children(void **state) {
   assert_int_equal(s.tasks_cancelled, 4);
 }
 
+/* A task that finishes and a ray_cancel race for each return: the finishing
+ * task ends it without a lock unless a canceller holds the entry
+ * (store/entry.h). Either side may win, never both, and nothing is lost. */
+#define RACE_TASKS (20000 / SCALE)
+
+struct canceller {
+  ray_ref **refs;
+  int n;
+};
+
+static void *cancel_odd_ones(void *arg) {
+  struct canceller *c = arg;
+  for (int i = c->n - 1; i >= 0; i -= 2) assert_int_equal(ray_cancel(c->refs[i], false), RAY_OK);
+  return NULL;
+}
+
+static void test_cancel_racing_with_the_end_of_tasks(void **state) {
+  (void)state;
+  ray_ref **refs = malloc(RACE_TASKS * sizeof *refs);
+  assert_non_null(refs);
+  ray_stats before = stats();
+  for (int64_t i = 0; i < RACE_TASKS; i++) {
+    ray_arg a = ray_arg_value(&i, sizeof i, &ray_type_i64);
+    refs[i] = submit1(add_one, &a, 1, "racer");
+  }
+  struct canceller c = {refs, RACE_TASKS};
+  pthread_t t;
+  pthread_create(&t, NULL, cancel_odd_ones, &c);
+  int cancelled = 0;
+  for (int64_t i = 0; i < RACE_TASKS; i++) {
+    ray_view v;
+    ray_status s = ray_get(refs[i], &ray_type_i64, -1, &v);
+    if (s == RAY_OK) {
+      assert_int_equal(*(const int64_t *)v.data, i + 1);
+      ray_view_release(&v);
+    } else {
+      assert_int_equal(s, RAY_ECANCELLED);
+      assert_true(i % 2 == 1); /* only odd ones were cancelled */
+      /* before it ran, or while it ran (its result is then dropped) */
+      assert_true(strcmp(ray_last_error(), "task 'racer' was cancelled") == 0 ||
+                  strcmp(ray_last_error(), "task 'racer' was cancelled while running") == 0);
+      cancelled++;
+    }
+  }
+  pthread_join(t, NULL);
+  for (int i = 0; i < RACE_TASKS; i++) ray_ref_release(refs[i]);
+  free(refs);
+  ray_stats after = stats();
+  assert_int_equal(after.tasks_submitted - before.tasks_submitted, RACE_TASKS);
+  assert_int_equal(after.tasks_cancelled - before.tasks_cancelled, cancelled);
+  assert_int_equal(after.tasks_finished - before.tasks_finished, RACE_TASKS - cancelled);
+  assert_int_equal(settled_objects(0), 0);
+}
+
 /* ------------------------------------------------------------------------ */
 /* Nesting, forwarding, volume                                              */
 /* ------------------------------------------------------------------------ */
@@ -880,6 +934,7 @@ int main(void) {
                                       setup_one_worker, test_teardown),
       cmocka_unit_test_setup_teardown(test_a_running_task_sees_its_cancel, setup, test_teardown),
       cmocka_unit_test_setup_teardown(test_recursive_cancel_reaches_the_children, setup, test_teardown),
+      cmocka_unit_test_setup_teardown(test_cancel_racing_with_the_end_of_tasks, setup, test_teardown),
       cmocka_unit_test_setup_teardown(test_nested_chain_of_depth_200_with_one_worker,
                                       setup_one_worker, test_teardown),
       cmocka_unit_test_setup_teardown(test_a_tree_of_blocking_gets_of_any_width_with_one_worker,

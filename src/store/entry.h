@@ -11,12 +11,17 @@
  * Life of an entry (state, low bits of `state`):
  *   FREE -> CREATING (ray_create) -> SEALED          (ray_seal)
  *   FREE -> SEALED                                    (ray_put, put_owned, put_refs)
- *   FREE -> PENDING (a task's return) -> SEALED | FAILED  (the task ends)
+ *   FREE -> PENDING (a task's return) -> ENDING -> SEALED | FAILED  (the task ends)
  *   any live state -> FREE when `holds` reaches 0 (last ref and view gone).
- * PENDING -> SEALED/FAILED happens under the stripe lock, so a canceller and
- * the task that finishes can both try it and exactly one wins.
+ * Ending a PENDING entry: whoever moves it to ENDING owns writing the
+ * outcome, then publishes it with an exchange to SEALED or FAILED. The task
+ * that finishes tries a CAS from exactly PENDING without taking any lock;
+ * everyone else (a canceller, a sealer whose CAS failed) works under the
+ * stripe lock, after setting RT_ST_WAITERS, which makes that CAS fail.
  * RT_ST_WAITERS is set (under the stripe lock) by a thread that parks on the
- * entry; the sealer sees it and wakes the stripe's waiters for this slot.
+ * entry or needs the entry to stay PENDING while it holds the lock (a
+ * canceller reading the producer); whoever publishes the outcome sees it and
+ * takes the lock to wake the stripe's waiters for this slot.
  *
  * Spill readiness (for the spill issue): an entry is on its stripe's LRU list
  * exactly when it is sealed, not inline, not a refs object, has no view and
@@ -36,6 +41,7 @@ enum {
   RT_ST_SEALED = 2,
   RT_ST_PENDING = 3,
   RT_ST_FAILED = 4,
+  RT_ST_ENDING = 5, /* a PENDING entry whose outcome is being written */
   RT_ST_MASK = 0xff,
   RT_ST_WAITERS = 0x100,
 };

@@ -9,7 +9,9 @@
  *  - Memory: bytes_in_memory is reserved with a CAS before anything is
  *    allocated, so the limit is never exceeded, not even transiently, and a
  *    put that fails leaves nothing behind. A put that does not fit parks on
- *    mem_cond until a free makes room or put_timeout_ms passes.
+ *    mem_cond until a free makes room or put_timeout_ms passes. Small
+ *    objects reserve from a per-thread credit (credit.h), so the shared
+ *    counter's line does not cross cores with every task result.
  *  - Blocking gets park on a per-stripe waiter list, flagged in the entry's
  *    state word (RT_ST_WAITERS) so that a seal with nobody waiting never
  *    takes a lock. No polling anywhere.
@@ -96,10 +98,16 @@ static bool help_until_ready(rt_entry *e) {
 /* Memory accounting                                                        */
 /* ------------------------------------------------------------------------ */
 
+size_t rt_store_bytes_in_memory(rt_store *st) {
+  size_t held = rt_credits_held(&st->credits);
+  size_t all = atomic_load_explicit(&st->bytes_in_memory, memory_order_relaxed);
+  return all > held ? all - held : 0; /* a refill in flight can skew it */
+}
+
 static ray_status full_error(rt_store *st, const char *fn, size_t size, const char *why) {
   return rt_fail(RAY_ESTOREFULL,
                  "%s: no room for %zu bytes%s: in use %zu, pinned %zu, limit %zu bytes", fn, size,
-                 why, atomic_load_explicit(&st->bytes_in_memory, memory_order_relaxed),
+                 why, rt_store_bytes_in_memory(st),
                  atomic_load_explicit(&st->bytes_pinned, memory_order_relaxed), st->limit);
 }
 
@@ -114,13 +122,75 @@ static bool mem_try_reserve(rt_store *st, size_t size) {
   return false;
 }
 
+/* Gives reserved bytes back to the shared counter and wakes waiting puts. */
+static void mem_give_back(rt_store *st, size_t size) {
+  if (!size) return;
+  atomic_fetch_sub(&st->bytes_in_memory, size); /* seq_cst: see mem_try_reserve */
+  if (atomic_load(&st->mem_waiters)) {
+    /* Taking the lock orders the broadcast after a waiter's failed try:
+     * the waiter holds mem_lock from its try until it sleeps. */
+    pthread_mutex_lock(&st->mem_lock);
+    pthread_cond_broadcast(&st->mem_cond);
+    pthread_mutex_unlock(&st->mem_lock);
+  }
+}
+
+/* Adds n reserved bytes to this thread's credit, keeping at most
+ * RT_CREDIT_MAX, and none while a put waits for room. */
+static void credit_add(rt_store *st, rt_credit *c, size_t n) {
+  /* seq_cst add, then seq_cst load of mem_waiters: against a waiter's
+   * increment and then its reclaim (a Dekker pattern), either the reclaim
+   * takes these bytes or we see the waiter and give them back ourselves. */
+  size_t now = atomic_fetch_add(&c->bytes, n) + n;
+  if (RT_UNLIKELY(atomic_load(&st->mem_waiters))) {
+    mem_give_back(st, atomic_exchange(&c->bytes, 0));
+    return;
+  }
+  if (now <= RT_CREDIT_MAX) return;
+  /* relaxed: only this thread adds; a reclaimer can only lower it. */
+  size_t have = atomic_load_explicit(&c->bytes, memory_order_relaxed);
+  while (have > RT_CREDIT_REFILL &&
+         !atomic_compare_exchange_weak_explicit(&c->bytes, &have, RT_CREDIT_REFILL,
+                                                memory_order_relaxed, memory_order_relaxed)) {
+  }
+  if (have > RT_CREDIT_REFILL) mem_give_back(st, have - RT_CREDIT_REFILL);
+}
+
+/* Takes every thread's credit back to the shared counter. */
+static void mem_reclaim(rt_store *st, bool have_mem_lock) {
+  size_t n = rt_credits_reclaim(&st->credits);
+  if (!n) return;
+  if (!have_mem_lock) {
+    mem_give_back(st, n);
+    return;
+  }
+  atomic_fetch_sub(&st->bytes_in_memory, n); /* seq_cst: see mem_try_reserve */
+  pthread_cond_broadcast(&st->mem_cond);     /* other waiters may fit now */
+}
+
 /* Reserves size payload bytes, waiting up to put_timeout_ms. */
 static ray_status mem_reserve(rt_store *st, const char *fn, size_t size) {
   if (size > st->limit)
     return rt_fail(RAY_ESTOREFULL,
                    "%s: object of %zu bytes is larger than the whole memory limit of %zu bytes",
                    fn, size, st->limit);
+  rt_credit *c;
+  if (size <= RT_CREDIT_SMALL && (c = rt_credit_mine(&st->credits)) != NULL) {
+    /* relaxed: the credit is reserved already; we only must not take more
+     * than there is, and a reclaimer's swap to 0 makes the CAS fail. */
+    size_t have = atomic_load_explicit(&c->bytes, memory_order_relaxed);
+    while (have >= size)
+      if (atomic_compare_exchange_weak_explicit(&c->bytes, &have, have - size,
+                                                memory_order_relaxed, memory_order_relaxed))
+        return RAY_OK;
+    if (mem_try_reserve(st, size + RT_CREDIT_REFILL)) {
+      credit_add(st, c, RT_CREDIT_REFILL);
+      return RAY_OK;
+    }
+  }
   if (RT_LIKELY(mem_try_reserve(st, size))) return RAY_OK;
+  mem_reclaim(st, false); /* credit must not make a put fail that would fit */
+  if (mem_try_reserve(st, size)) return RAY_OK;
   if (st->put_timeout_ms == 0) return full_error(st, fn, size, "");
 
   /* Slow path: give back the pages kept for reuse (they are not payload,
@@ -135,8 +205,9 @@ static ray_status mem_reserve(rt_store *st, const char *fn, size_t size) {
   bool ok = false;
   block_begin();
   pthread_mutex_lock(&st->mem_lock);
-  atomic_fetch_add(&st->mem_waiters, 1); /* seq_cst: see mem_try_reserve */
+  atomic_fetch_add(&st->mem_waiters, 1); /* seq_cst: see mem_try_reserve, credit_add */
   for (;;) {
+    mem_reclaim(st, true);
     if ((ok = mem_try_reserve(st, size))) break;
     if (deadline == UINT64_MAX) {
       pthread_cond_wait(&st->mem_cond, &st->mem_lock);
@@ -155,15 +226,11 @@ static ray_status mem_reserve(rt_store *st, const char *fn, size_t size) {
 }
 
 static void mem_release(rt_store *st, size_t size) {
-  if (!size) return;
-  atomic_fetch_sub(&st->bytes_in_memory, size); /* seq_cst: see mem_try_reserve */
-  if (atomic_load(&st->mem_waiters)) {
-    /* Taking the lock orders the broadcast after a waiter's failed try:
-     * the waiter holds mem_lock from its try until it sleeps. */
-    pthread_mutex_lock(&st->mem_lock);
-    pthread_cond_broadcast(&st->mem_cond);
-    pthread_mutex_unlock(&st->mem_lock);
-  }
+  rt_credit *c;
+  if (size && size <= RT_CREDIT_SMALL && (c = rt_credit_mine(&st->credits)) != NULL)
+    credit_add(st, c, size);
+  else
+    mem_give_back(st, size);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1074,20 +1141,19 @@ static rt_waiter *end_pending(rt_store *st, rt_stripe *sp, uint32_t slot, rt_ent
   return deferred;
 }
 
-bool rt_store_seal_pending(rt_store *st, ray_ref *ref, rt_payload *p) {
-  uint32_t slot;
-  rt_entry *e = rt_handle_resolve(&st->slots, ref, &slot);
-  if (!e) {
-    rt_store_payload_discard(st, p);
-    return false;
-  }
-  rt_stripe *sp = stripe_of(st, slot);
-  pthread_mutex_lock(&sp->lock);
-  if ((atomic_load_explicit(&e->state, memory_order_relaxed) & RT_ST_MASK) != RT_ST_PENDING) {
-    pthread_mutex_unlock(&sp->lock);
-    rt_store_payload_discard(st, p);
-    return false;
-  }
+/* Under the stripe lock: claims a PENDING entry for the caller to end (or
+ * to read its producer): sets RT_ST_WAITERS, which keeps the lock-free
+ * sealer out (entry.h). False if it is no longer PENDING. */
+static bool claim_pending(rt_entry *e) {
+  /* acquire: pairs with the producer's publication (new_pending) of what
+   * we then read; the flag must be atomic with the check. */
+  uint32_t old = atomic_fetch_or_explicit(&e->state, RT_ST_WAITERS, memory_order_acquire);
+  return (old & RT_ST_MASK) == RT_ST_PENDING;
+}
+
+/* Writes a staged payload into an entry its caller owns (ENDING or
+ * claimed). */
+static void entry_take_payload(rt_entry *e, rt_payload *p) {
   e->size = p->size;
   e->type = p->type;
   e->flags = p->flags;
@@ -1101,6 +1167,44 @@ bool rt_store_seal_pending(rt_store *st, ray_ref *ref, rt_payload *p) {
   else if (p->flags & RT_EF_OWNED) e->aux.free_fn = p->aux.free_fn;
   else e->aux.cap = p->aux.cap;
   p->data = NULL; /* moved */
+}
+
+bool rt_store_seal_pending(rt_store *st, ray_ref *ref, rt_payload *p) {
+  uint32_t slot;
+  rt_entry *e = rt_handle_resolve(&st->slots, ref, &slot);
+  if (!e) {
+    rt_store_payload_discard(st, p);
+    return false;
+  }
+  /* Fast path, no lock: nobody waits and no canceller holds the entry.
+   * relaxed: the CAS only claims the entry; the payload is published by
+   * the release exchange below. */
+  uint32_t expect = RT_ST_PENDING;
+  if (atomic_compare_exchange_strong_explicit(&e->state, &expect, RT_ST_ENDING,
+                                              memory_order_relaxed, memory_order_relaxed)) {
+    entry_take_payload(e, p);
+    /* acq_rel: release publishes the payload to whoever acquires the state;
+     * acquire pairs with a waiter's flag, whose list we then lock. */
+    uint32_t old = atomic_exchange_explicit(&e->state, RT_ST_SEALED, memory_order_acq_rel);
+    if ((old & RT_ST_WAITERS) || (e->flags & RT_EF_SPILLABLE)) {
+      rt_stripe *sp = stripe_of(st, slot);
+      rt_waiter *deferred = NULL;
+      pthread_mutex_lock(&sp->lock);
+      if (old & RT_ST_WAITERS) deferred = fire_waiters(sp, slot);
+      lru_update(st, sp, slot, e);
+      pthread_mutex_unlock(&sp->lock);
+      fire_deferred(deferred);
+    }
+    return true;
+  }
+  rt_stripe *sp = stripe_of(st, slot);
+  pthread_mutex_lock(&sp->lock);
+  if (!claim_pending(e)) {
+    pthread_mutex_unlock(&sp->lock);
+    rt_store_payload_discard(st, p);
+    return false;
+  }
+  entry_take_payload(e, p);
   rt_waiter *deferred = end_pending(st, sp, slot, e, RT_ST_SEALED);
   pthread_mutex_unlock(&sp->lock);
   fire_deferred(deferred);
@@ -1137,7 +1241,7 @@ bool rt_store_fail_pending(rt_store *st, ray_ref *ref, ray_status status, const 
   }
   rt_stripe *sp = stripe_of(st, slot);
   pthread_mutex_lock(&sp->lock);
-  if ((atomic_load_explicit(&e->state, memory_order_relaxed) & RT_ST_MASK) != RT_ST_PENDING) {
+  if (!claim_pending(e)) {
     pthread_mutex_unlock(&sp->lock);
     free(err);
     return false;
@@ -1165,8 +1269,7 @@ bool rt_store_with_producer(rt_store *st, ray_ref *ref, void (*fn)(void *produce
   rt_stripe *sp = stripe_of(st, slot);
   bool pending = false;
   pthread_mutex_lock(&sp->lock);
-  if ((atomic_load_explicit(&e->state, memory_order_relaxed) & RT_ST_MASK) == RT_ST_PENDING &&
-      e->aux.producer) {
+  if (claim_pending(e) && e->aux.producer) {
     pending = true;
     fn(e->aux.producer, arg);
   }
@@ -1223,6 +1326,7 @@ ray_status rt_store_init(rt_store *st, const rt_config *cfg, uint64_t epoch) {
   }
   pthread_mutex_init(&st->mem_lock, NULL);
   pthread_mutex_init(&st->accounts_lock, NULL);
+  rt_credits_init(&st->credits, epoch);
   pthread_condattr_t ca;
   pthread_condattr_init(&ca);
   pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* deadlines are monotonic */
@@ -1264,6 +1368,7 @@ void rt_store_destroy(rt_store *st) {
   rt_bufpool_destroy(&st->pool);
   for (int i = 0; i < RT_STRIPES; i++) pthread_mutex_destroy(&st->stripes[i].lock);
   pthread_mutex_destroy(&st->mem_lock);
+  rt_credits_destroy(&st->credits);
   for (uint32_t i = 1; st->accounts && i <= st->naccounts; i++) free(st->accounts[i]);
   free(st->accounts);
   pthread_mutex_destroy(&st->accounts_lock);

@@ -16,6 +16,7 @@
 #include "core/config.h"
 #include "sched/sched.h"
 #include "store/bufpool.h"
+#include "store/credit.h"
 #include "store/lru.h"
 #include "store/slots.h"
 
@@ -84,7 +85,8 @@ typedef struct rt_store {
 
   /* Counters are relaxed: they order nothing, and ray_stats_get is exact
    * only when no call is in flight. bytes_in_memory is the exception, see
-   * mem_reserve/mem_release. */
+   * mem_reserve/mem_release: it counts reserved bytes, payload plus every
+   * thread's credit (credit.h); rt_store_bytes_in_memory reports payload. */
   _Alignas(64) _Atomic size_t bytes_in_memory;
   _Alignas(64) _Atomic size_t bytes_pinned;
   _Alignas(64) _Atomic uint64_t objects;
@@ -101,9 +103,12 @@ typedef struct rt_store {
   pthread_mutex_t mem_lock;
   pthread_cond_t mem_cond;
   _Atomic uint32_t mem_waiters;
+  rt_credits credits; /* per-thread reserved bytes (credit.h) */
 } rt_store;
 
 ray_status rt_store_init(rt_store *st, const rt_config *cfg, uint64_t epoch);
+/* Payload bytes of live objects in memory (ray_stats.bytes_in_memory). */
+size_t rt_store_bytes_in_memory(rt_store *st);
 
 /* --- for the task layer ------------------------------------------------- */
 
