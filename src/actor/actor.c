@@ -577,7 +577,7 @@ ray_status ray_actor_create(const ray_actor_class *cls, const ray_arg *args, siz
                             const ray_actor_opts *opts, ray_actor **out) {
   rt_runtime *rt = rt_current();
   if (!rt) return rt_fail(RAY_ESHUTDOWN, "ray_actor_create: the runtime is not running (call ray_init first)");
-  if (!rt_task_current() && atomic_load_explicit(&rt->tasks.closing, memory_order_acquire))
+  if (!rt_task_current() && atomic_load_explicit(&rt->tasks.tally.closing, memory_order_acquire))
     return rt_fail(RAY_ESHUTDOWN, "ray_actor_create: ray_shutdown has begun");
   ray_status s = check_class(cls);
   if (s != RAY_OK) return s;
@@ -630,8 +630,7 @@ ray_status ray_actor_create(const ray_actor_class *cls, const ray_arg *args, siz
     discard_new(rt, a);
     return s;
   }
-  a->ctor->uncounted = true; /* lives as long as the actor, not a task to drain */
-  atomic_fetch_sub_explicit(&rt->tasks.live, 1, memory_order_relaxed);
+  rt_task_uncount(rt, a->ctor); /* lives as long as the actor, not a task to drain */
   a->ctor->actor = a;
   a->ctor->run_kind = RT_RUN_START;
   a->ctor->ready_msg = (rt_actor_msg){{NULL}, RT_AMSG_READY, a->ctor};
@@ -675,7 +674,7 @@ static ray_status make_call(rt_actor **ap, ray_actor *h, size_t method, const ra
                             size_t nargs, ray_ref **ret, bool send, const char *fn) {
   rt_runtime *rt = rt_current();
   if (!rt) return rt_fail(RAY_ESHUTDOWN, "%s: the runtime is not running (call ray_init first)", fn);
-  if (!rt_task_current() && atomic_load_explicit(&rt->tasks.closing, memory_order_acquire))
+  if (!rt_task_current() && atomic_load_explicit(&rt->tasks.tally.closing, memory_order_acquire))
     return rt_fail(RAY_ESHUTDOWN, "%s: ray_shutdown has begun; only tasks may call", fn);
   rt_actor *a = rt_actor_resolve(rt, h);
   if (!a) return rt_fail(RAY_EINVAL, "%s: actor handle %p is %s", fn, (void *)h, h ? "released or invalid" : "NULL");

@@ -95,20 +95,31 @@ static rt_job *pop_locked(rt_injector *q) {
   return NULL; /* a producer slipped in between: its link comes soon */
 }
 
-rt_job *rt_injector_pop(rt_injector *q) {
+size_t rt_injector_pop_batch(rt_injector *q, rt_job **out, size_t max) {
   /* Cheap empty check first so idle workers do not bounce the lock line.
    * relaxed: a hint (a stale 0 only sends the worker to its parking
    * re-check, which is fenced); the real check happens under the lock. */
-  if (atomic_load_explicit(&q->len, memory_order_relaxed) == 0) return NULL;
+  if (atomic_load_explicit(&q->len, memory_order_relaxed) == 0) return 0;
   /* acquire: pairs with the release in atomic_flag_clear below, so the
    * previous consumer's writes to tail are visible. */
-  if (atomic_flag_test_and_set_explicit(&q->lock, memory_order_acquire)) return NULL;
-  rt_job *j = pop_locked(q);
-  /* relaxed: as in push; only after the job is unlinked. */
-  if (j) atomic_fetch_sub_explicit(&q->len, 1, memory_order_relaxed);
+  if (atomic_flag_test_and_set_explicit(&q->lock, memory_order_acquire)) return 0;
+  size_t n = 0;
+  while (n < max && (out[n] = pop_locked(q)) != NULL) n++;
+  /* relaxed: as in push; only after the jobs are unlinked. */
+  if (n) atomic_fetch_sub_explicit(&q->len, n, memory_order_relaxed);
   /* release: hands tail over to the next consumer. */
   atomic_flag_clear_explicit(&q->lock, memory_order_release);
-  return j;
+  return n;
+}
+
+rt_job *rt_injector_pop(rt_injector *q) {
+  rt_job *j;
+  return rt_injector_pop_batch(q, &j, 1) ? j : NULL;
+}
+
+size_t rt_injector_len(const rt_injector *q) {
+  /* relaxed: a sizing hint for batches. */
+  return atomic_load_explicit(&((rt_injector *)q)->len, memory_order_relaxed);
 }
 
 bool rt_injector_maybe_nonempty(const rt_injector *q) {

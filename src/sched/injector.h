@@ -32,8 +32,13 @@ void rt_injector_push(rt_injector *q, rt_job *job);
  * lock. NULL is therefore "nothing for you right now", not "empty": use
  * rt_injector_maybe_nonempty to decide whether to sleep. */
 rt_job *rt_injector_pop(rt_injector *q);
+/* As rt_injector_pop, but takes up to max (>= 1) of the oldest jobs under one
+ * acquisition of the consumer lock, into out[] oldest first. Returns how many. */
+size_t rt_injector_pop_batch(rt_injector *q, rt_job **out, size_t max);
 /* Any thread. False only when no job is queued or being pushed (a job being
  * popped concurrently may still count). */
 bool rt_injector_maybe_nonempty(const rt_injector *q);
+/* Any thread; a hint: about how many jobs are queued. */
+size_t rt_injector_len(const rt_injector *q);
 
 #endif

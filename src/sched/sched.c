@@ -83,6 +83,13 @@
 #define RT_SCHED_SPIN_NS 50000
 #define RT_SCHED_SPIN_YIELD 8
 #define RT_SCHED_DEQUE_CAP 256
+/* A worker that turns to the injector takes up to this many jobs at once
+ * (its share: len / threads + 1, as Go's globrunqget), keeps them in its
+ * deque, where the others can steal them. One consumer lock acquisition per
+ * batch instead of per job; without it the consumers of a burst of outside
+ * submissions queue up on that lock one job at a time. */
+#define RT_SCHED_INJECTOR_BATCH 32
+#define RT_SCHED_BACKLOG 1024
 
 enum { W_RUNNING, W_ANNOUNCED, W_SETTLED };
 
@@ -231,6 +238,28 @@ static rt_job *spin_one(rt_sched *s, rt_worker *w);
 static void notify_one(rt_sched *s);
 static bool work_visible(rt_sched *s);
 
+/* The oldest injector job, with a share of those behind it moved to w's
+ * deque (pushed youngest first: w pops them oldest first, thieves take the
+ * youngest). NULL: none for us right now (see rt_injector_pop). */
+static rt_job *take_injector(rt_sched *s, rt_worker *w) {
+  /* relaxed: only sizes the batch (0 while the first threads start). */
+  int threads = atomic_load_explicit(&s->nthreads, memory_order_relaxed);
+  size_t want = rt_injector_len(&s->inj) / (size_t)(threads > 0 ? threads : 1) + 1;
+  if (want > RT_SCHED_INJECTOR_BATCH) want = RT_SCHED_INJECTOR_BATCH;
+  rt_job *got[RT_SCHED_INJECTOR_BATCH];
+  size_t n = rt_injector_pop_batch(&s->inj, got, want);
+  if (n == 0) return NULL;
+  /* Popping read each job's first line; start fetching the next one, which
+   * its run reads too (sched.h), for all of them at once. */
+  for (size_t i = 0; i < n; i++) __builtin_prefetch((char *)got[i] + 64, 1);
+  for (size_t i = n; i-- > 1;)
+    if (rt_deque_push(&w->dq, got[i]) != 0)
+      rt_injector_push(&s->inj, got[i]); /* the deque could not grow: back it goes */
+  /* Others may now steal what we took: wake one if all are asleep. */
+  if (n > 1) notify_one(s);
+  return got[0];
+}
+
 /* Spinning workers compete for cores with the threads that feed them; as in
  * Go and Tokio, at most half the workers (at least one) spin, the rest park
  * at once. */
@@ -256,7 +285,7 @@ static rt_job *spin_one(rt_sched *s, rt_worker *w) {
   uint64_t until = rt_prim_now_ns() + RT_SCHED_SPIN_NS;
   for (int round = 0;; round++) {
     for (int k = 0; k < (1 << (round < 5 ? round : 5)); k++) rt_prim_pause();
-    rt_job *j = rt_injector_pop(&s->inj);
+    rt_job *j = take_injector(s, w);
     if (!j) j = steal_round(s, w);
     if (j) return j;
     if (round % RT_SCHED_SPIN_YIELD == RT_SCHED_SPIN_YIELD - 1) {
@@ -376,7 +405,7 @@ static void *worker_main(void *arg) {
         if (park_spare(s, w)) break;
         continue;
       }
-      j = rt_injector_pop(&s->inj);
+      j = take_injector(s, w);
       if (!j) j = steal_round(s, w);
       if (!j) j = spin_for_job(s, w);
       if (!j) {
@@ -519,8 +548,14 @@ void rt_sched_destroy(rt_sched *s) {
 
 void rt_sched_submit(rt_sched *s, rt_job *job) {
   rt_worker *w = tls_worker;
-  if (!ours(s, w) || rt_deque_push(&w->dq, job) != 0)
+  if (!ours(s, w) || rt_deque_push(&w->dq, job) != 0) {
     rt_injector_push(&s->inj, job); /* outside thread, or the deque could not grow */
+    if (!ours(s, w) && rt_injector_len(&s->inj) > RT_SCHED_BACKLOG) {
+      notify_one(s);
+      sched_yield();
+      return;
+    }
+  }
   notify_one(s);
 }
 

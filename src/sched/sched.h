@@ -33,7 +33,10 @@ typedef struct rt_job rt_job;
  * The scheduler owns the job from rt_sched_submit until it calls run(job);
  * next_ is the scheduler's link and means nothing outside it. run() may free
  * the record that holds the job: the scheduler never touches a job after
- * calling run. A job must be submitted at most once at a time.
+ * calling run. A job must be submitted at most once at a time. The job
+ * should start a 64-byte-aligned record whose next 64 bytes run() reads
+ * soon: the scheduler prefetches them for jobs it moves in batches (a hint;
+ * any readable record is fine).
  */
 struct rt_job {
   rt_job *next_; /* intrusive link (injector); accessed with __atomic builtins */

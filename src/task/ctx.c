@@ -29,11 +29,16 @@ struct ray_ctx {
 };
 
 void rt_ctx_run(rt_runtime *rt, rt_task *t, rt_task_outcome *out) {
-  memset(out, 0, sizeof *out);
+  /* Not a memset of the whole outcome: the inline payload areas are a few
+   * hundred bytes that a return overwrites anyway; "unset" is data == NULL. */
+  out->status = RAY_OK;
+  out->exit_actor = false;
+  out->reason = NULL;
   out->nstaged = t->nrets;
-  out->staged = t->nrets <= RT_TASK_INLINE_RETS ? out->staged_inl
-                                                : calloc(t->nrets, sizeof *out->staged);
-  if (!out->staged) {
+  if (t->nrets <= RT_TASK_INLINE_RETS) {
+    out->staged = out->staged_inl;
+    for (uint32_t i = 0; i < t->nrets; i++) out->staged[i].data = NULL;
+  } else if (!(out->staged = calloc(t->nrets, sizeof *out->staged))) {
     out->status = RAY_ENOMEM;
     out->reason = strdup("no memory to stage the returns");
     return;

@@ -31,12 +31,30 @@
 static _Atomic uint64_t g_ids = 1;
 static _Thread_local uint64_t t_thread_id;
 
+/* Ids come to each thread in blocks, so a submit does not bounce g_ids
+ * between the cores that submit. */
+#define ID_BLOCK 1024
+static _Thread_local struct {
+  uint64_t next, end;
+} t_ids;
+
+static uint64_t new_id(void) {
+  if (RT_UNLIKELY(t_ids.next == t_ids.end)) {
+    t_ids.next = atomic_fetch_add_explicit(&g_ids, ID_BLOCK, memory_order_relaxed);
+    t_ids.end = t_ids.next + ID_BLOCK;
+  }
+  return t_ids.next++;
+}
+
 uint64_t rt_submitter_id(void) {
   rt_task *cur = rt_task_current();
   if (cur) return cur->id;
-  if (!t_thread_id) t_thread_id = atomic_fetch_add_explicit(&g_ids, 1, memory_order_relaxed);
+  if (!t_thread_id) t_thread_id = new_id();
   return t_thread_id;
 }
+
+/* The name of a task submitted without one: not copied, not freed. */
+static const char k_unnamed[] = "unnamed";
 
 /* Task counters count plain tasks; actor calls have their own. */
 static void count(rt_task *t, _Atomic uint64_t *counter) {
@@ -65,16 +83,18 @@ static void task_free(rt_runtime *rt, rt_task *t) {
   for (uint32_t i = 0; i < t->nrets; i++) ray_ref_release(t->rets[i]);
   free(t->children);
   free(t->heap);
-  if (t->name != t->name_inl) free((void *)t->name);
+  if (t->name != t->name_inl && t->name != k_unnamed) free((void *)t->name);
   t->children = NULL;
   t->heap = NULL;
   t->actor = NULL;
   rt_taskpool_put(&rt->tasks, t);
   if (actor) rt_actor_unref(rt, actor);
-  /* release: the record's last uses happen before a drain that sees 0. */
-  if (counted && atomic_fetch_sub_explicit(&rt->tasks.live, 1, memory_order_acq_rel) == 1 &&
-      atomic_load_explicit(&rt->tasks.closing, memory_order_acquire))
-    rt_prim_futex_wake(&rt->tasks.live, INT32_MAX);
+  if (counted) rt_tally_out(&rt->tasks.tally);
+}
+
+void rt_task_uncount(rt_runtime *rt, rt_task *t) {
+  t->uncounted = true;
+  rt_tally_out(&rt->tasks.tally);
 }
 
 static void task_release(rt_runtime *rt, rt_task *t) {
@@ -252,8 +272,10 @@ ray_status rt_task_build(rt_runtime *rt, const char *fn_name, ray_task_fn fn,
     rt_taskpool_put(&rt->tasks, t);
     return rt_fail(RAY_ENOMEM, "%s: out of memory for %zu arguments", fn_name, nargs);
   }
-  size_t nlen = strlen(name);
-  if (nlen < RT_TASK_NAME_INLINE) {
+  size_t nlen = name ? strlen(name) : 0;
+  if (!name) {
+    t->name = k_unnamed;
+  } else if (nlen < RT_TASK_NAME_INLINE) {
     memcpy(t->name_inl, name, nlen + 1);
     t->name = t->name_inl;
   } else if (!(t->name = strdup(name))) {
@@ -270,14 +292,14 @@ ray_status rt_task_build(rt_runtime *rt, const char *fn_name, ray_task_fn fn,
   t->uncounted = false;
   t->q_next = NULL;
   t->submitter = 0;
-  t->id = atomic_fetch_add_explicit(&g_ids, 1, memory_order_relaxed);
+  t->id = new_id();
   t->nargs = (uint32_t)nargs;
   t->nrets = 0;
   t->max_retries = max_retries;
   t->attempts = 0;
   t->children = NULL;
   t->nchildren = t->children_cap = 0;
-  atomic_flag_clear(&t->child_lock);
+  atomic_flag_clear_explicit(&t->child_lock, memory_order_relaxed); /* private until started */
   atomic_store_explicit(&t->state, RT_T_WAITING, memory_order_relaxed);
   atomic_store_explicit(&t->cancel, 0, memory_order_relaxed);
   atomic_store_explicit(&t->rc, 1, memory_order_relaxed);
@@ -302,7 +324,7 @@ ray_status rt_task_build(rt_runtime *rt, const char *fn_name, ray_task_fn fn,
       at += (args[i].size_ + 15) & ~(size_t)15;
     }
   }
-  atomic_fetch_add_explicit(&rt->tasks.live, 1, memory_order_relaxed);
+  rt_tally_in(&rt->tasks.tally);
   ray_ref *user[RT_TASK_MAX_RETURNS];
   for (size_t i = 0; i < nrets; i++) {
     if ((s = rt_store_new_pending(&rt->store, fn_name, t, &user[i])) != RAY_OK) {
@@ -327,21 +349,33 @@ void rt_task_start(rt_runtime *rt, rt_task *t, int extra_rc) {
   /* Register dependencies last: from the first registration on, another
    * thread may fire it, and the guard count keeps the task from starting
    * before every argument has been looked at. */
+  bool waiting = false;
   for (uint32_t i = 0; i < t->nargs; i++) {
     rt_task_arg *a = &t->args[i];
     if (a->kind != RT_ARG_REF) continue;
     atomic_fetch_add_explicit(&t->deps, 1, memory_order_relaxed);
-    if (!rt_store_add_waiter(&rt->store, a->ref, &a->dep))
-      atomic_fetch_sub_explicit(&t->deps, 1, memory_order_relaxed);
+    if (rt_store_add_waiter(&rt->store, a->ref, &a->dep)) waiting = true;
+    else atomic_fetch_sub_explicit(&t->deps, 1, memory_order_relaxed);
   }
-  if (atomic_fetch_sub_explicit(&t->deps, 1, memory_order_acq_rel) == 1) deps_ready(rt, t);
+  /* With no waiter registered no other thread knows the counter, so the
+   * guard is dropped without an atomic read-modify-write (the common case:
+   * value arguments or arguments that are ready already). */
+  if (!waiting && !parent && !t->actor) {
+    /* Nobody else can reach the record yet: a canceller finds a task
+     * through its parent or its refs, and the refs are not returned yet.
+     * relaxed: the queue's release publishes it with the record. */
+    atomic_store_explicit(&t->state, RT_T_QUEUED, memory_order_relaxed);
+    rt_sched_submit(rt->sched, &t->job);
+  } else if (!waiting || atomic_fetch_sub_explicit(&t->deps, 1, memory_order_acq_rel) == 1) {
+    deps_ready(rt, t);
+  }
 }
 
 ray_status ray_submit(ray_task_fn fn, const ray_arg *args, size_t nargs,
                       const ray_task_opts *opts, ray_ref **returns) {
   rt_runtime *rt = rt_current();
   if (!rt) return rt_fail(RAY_ESHUTDOWN, "ray_submit: the runtime is not running (call ray_init first)");
-  if (!rt_task_current() && atomic_load_explicit(&rt->tasks.closing, memory_order_acquire))
+  if (!rt_task_current() && atomic_load_explicit(&rt->tasks.tally.closing, memory_order_acquire))
     return rt_fail(RAY_ESHUTDOWN, "ray_submit: ray_shutdown has begun; only tasks may submit");
   static const ray_task_opts defaults = RAY_TASK_OPTS_INIT;
   if (!opts) opts = &defaults;
@@ -356,7 +390,7 @@ ray_status ray_submit(ray_task_fn fn, const ray_arg *args, size_t nargs,
     return rt_fail(RAY_EINVAL, "ray_submit: max_retries %d is below -1", opts->max_retries);
   rt_task *t;
   ray_status s = rt_task_build(rt, "ray_submit", fn, args, nargs,
-                               opts->name ? opts->name : "unnamed", opts->num_returns,
+                               opts->name, opts->num_returns,
                                opts->max_retries, &t, returns);
   if (s != RAY_OK) return s;
   rt_task_start(rt, t, 0);
@@ -540,10 +574,4 @@ ray_status ray_cancel(ray_ref *ref, bool recursive) {
 /* Shutdown                                                                 */
 /* ------------------------------------------------------------------------ */
 
-void rt_tasks_drain(rt_tasks *ts) {
-  /* seq_cst store then load of live: either a finishing task sees closing
-   * and wakes us, or we see its decrement. */
-  atomic_store(&ts->closing, 1);
-  uint32_t n;
-  while ((n = atomic_load(&ts->live)) != 0) rt_prim_futex_wait(&ts->live, n, UINT64_MAX);
-}
+void rt_tasks_drain(rt_tasks *ts) { rt_tallies_drain(&ts->tally); }

@@ -13,10 +13,12 @@
 #define RT_TASK_H
 
 #include <stdatomic.h>
+#include <stddef.h>
 
 #include "actor/mailbox.h"
 #include "sched/sched.h"
 #include "store/store.h"
+#include "task/tally.h"
 
 typedef struct rt_runtime rt_runtime;
 
@@ -61,9 +63,13 @@ typedef struct rt_task_arg {
   ray_actor *actor;     /* RT_ARG_ACTOR: the task's own handle */
 } rt_task_arg;
 
+/* Field order follows use: line 0 holds what the scheduler and every run
+ * read, line 1 what a run of a plain task reads or writes next, line 2 the
+ * rest of what rt_task_build writes for every task (taskpool.c prefetches
+ * these three lines). Cold and inline parts follow. */
 struct rt_task {
+  /* line 0 */
   rt_job job;
-  rt_task *next_free;
   _Atomic uint32_t state;
   _Atomic uint32_t deps; /* outstanding dependencies, +1 while submit registers them */
   _Atomic uint32_t rc;
@@ -72,43 +78,49 @@ struct rt_task {
   /* Actor calls (actor != NULL): the target, the method, who submitted it
    * (for per-submitter order), and the mailbox messages it travels as. */
   rt_actor *actor;
-  int run_kind;
-  uint32_t method;
-  bool send;          /* ray_actor_send: no one will read the result */
-  bool uncounted;     /* not in tasks.live (an actor's constructor record) */
-  uint64_t submitter;
-  uint64_t id;        /* unique per submit: the submitter id of calls it makes */
-  rt_task *q_next;    /* the actor's per-submitter queue */
-  rt_actor_msg enq_msg, ready_msg;
-  const char *name;
   uint32_t nargs, nrets;
-  int max_retries, attempts;
+  uint8_t run_kind;
+  bool send;          /* ray_actor_send: no one will read the result */
+  bool uncounted;     /* not in the tally (an actor's constructor record) */
+  int attempts;
+  /* line 1 */
   rt_task_arg *args;
   ray_ref **rets;        /* the task's own refs on its returns */
-  unsigned char *bytes;  /* value argument copies: bytes_inl or in heap */
+  ray_ref *rets_inl[RT_TASK_INLINE_RETS];
   void *heap;            /* args/rets/bytes that did not fit inline */
-  atomic_flag child_lock;
   ray_ref **children;    /* first return of each task submitted while running */
+  const char *name;
+  uint64_t id;        /* unique per submit: the submitter id of calls it makes */
+  /* line 2 */
+  unsigned char *bytes;  /* value argument copies: bytes_inl or in heap */
+  uint32_t method;
+  int max_retries;
+  atomic_flag child_lock;
   size_t nchildren, children_cap;
-  bool pooled;
+  uint64_t submitter;
+  rt_task *q_next;    /* the actor's per-submitter queue */
+  /* cold and inline */
+  rt_actor_msg enq_msg, ready_msg;
   char name_inl[RT_TASK_NAME_INLINE];
   rt_task_arg args_inl[RT_TASK_INLINE_ARGS];
-  ray_ref *rets_inl[RT_TASK_INLINE_RETS];
   _Alignas(16) unsigned char bytes_inl[RT_TASK_INLINE_BYTES];
-};
+} __attribute__((aligned(64)));
+_Static_assert(offsetof(rt_task, args) == 64 && offsetof(rt_task, bytes) == 128 &&
+                   offsetof(rt_task, enq_msg) <= 192,
+               "rt_task's hot fields fill its first three cache lines");
 
 /* The task layer's part of the runtime. */
 typedef struct rt_tasks {
   /* Each hot counter on its own cache line: submitters write some, workers
    * others, and sharing a line would make every task bounce it. */
-  _Alignas(64) _Atomic uint32_t live; /* records not yet freed; ray_shutdown waits for 0 */
-  _Atomic uint32_t closing;           /* ray_shutdown has begun */
+  rt_tallies tally; /* records not yet freed (closing: ray_shutdown has begun) */
   _Alignas(64) _Atomic uint64_t submitted;
   _Alignas(64) _Atomic uint64_t finished;
   _Alignas(64) _Atomic uint64_t failed, cancelled, retried, sends_failed;
   /* record pool */
   pthread_mutex_t pool_lock;
-  rt_task *pool_free;  /* under pool_lock */
+  rt_task **pool_free; /* free records, under pool_lock */
+  size_t nfree, free_cap;
   void **slabs;        /* under pool_lock */
   size_t nslabs, slabs_cap;
   uint64_t epoch;
@@ -130,13 +142,17 @@ rt_task *rt_task_current(void);
 typedef struct ray_task_opts ray_task_opts;
 /* Builds a record like ray_submit; with actor set, the record is a call of
  * method (or the constructor when run_kind is RT_RUN_START) and its
- * readiness goes to rt_actor_call_ready instead of the scheduler. The
+ * readiness goes to rt_actor_call_ready instead of the scheduler. name is
+ * copied; NULL names the task "unnamed". The
  * caller must not touch the record after rt_task_start. */
 ray_status rt_task_build(rt_runtime *rt, const char *fn_name, ray_task_fn fn,
                          const ray_arg *args, size_t nargs, const char *name, int nrets,
                          int max_retries, rt_task **out, ray_ref **returns);
 void rt_task_start(rt_runtime *rt, rt_task *t, int extra_rc);
 void rt_task_release(rt_runtime *rt, rt_task *t);
+/* Takes a built record out of the drain's count: it lives as long as its
+ * actor, not as a task (an actor's constructor). */
+void rt_task_uncount(rt_runtime *rt, rt_task *t);
 /* Runs a claimed (RUNNING) record and ends it: seals or fails its returns.
  * RT_EXEC_RETRY: the function failed with retries left (nothing ended);
  * RT_EXEC_CRASH: an actor method returned RAY_EACTOR (returns left pending

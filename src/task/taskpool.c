@@ -3,12 +3,19 @@
  *
  * Records come from slabs of SLAB_TASKS owned by the runtime. A thread keeps
  * a small LIFO cache of free records; it refills from and spills to the
- * shared list in batches, so the lock is taken once per BATCH submissions.
+ * shared pool in batches, so the lock is taken once per BATCH submissions.
  * Tasks are typically submitted on one thread and freed on a worker, so the
- * records flow driver -> worker cache -> shared list -> driver cache.
+ * records flow driver -> worker cache -> shared pool -> driver cache.
+ *
+ * Caches and the shared pool are arrays of record pointers, not lists
+ * threaded through the records: moving a batch copies BATCH pointers and
+ * touches no record, where a list would walk BATCH records that were last
+ * written on another core (a cache miss each). A get prefetches the record
+ * the next get will return, for writing, so that its lines are on their
+ * way while the caller fills in the current one.
+ *
  * A cache is tied to the runtime's epoch: after ray_shutdown + ray_init a
  * stale cache is dropped, never used (its records were freed with the slabs).
- *
  * Slabs are large and pre-faulted (rt_prim_map_large): a burst of a million
  * submissions touches a million records once, and first-touch page faults
  * (~0.3 GB/s here) would otherwise dominate it.
@@ -27,18 +34,29 @@
 static _Thread_local struct {
   uint64_t epoch;
   uint32_t n;
-  rt_task *head;
+  rt_task *t[CACHE_MAX];
 } t_cache;
 
 static void cache_check(rt_tasks *ts) {
   if (t_cache.epoch != ts->epoch) {
     t_cache.epoch = ts->epoch;
     t_cache.n = 0;
-    t_cache.head = NULL;
   }
 }
 
-/* Under pool_lock: a new slab onto the shared list. */
+/* Under pool_lock: room for `more` pointers in the shared pool. */
+static bool pool_reserve(rt_tasks *ts, size_t more) {
+  if (ts->nfree + more <= ts->free_cap) return true;
+  size_t cap = ts->free_cap ? ts->free_cap * 2 : SLAB_TASKS;
+  while (cap < ts->nfree + more) cap *= 2;
+  rt_task **f = realloc(ts->pool_free, cap * sizeof *f);
+  if (!f) return false;
+  ts->pool_free = f;
+  ts->free_cap = cap;
+  return true;
+}
+
+/* Under pool_lock: a new slab into the shared pool. */
 static bool grow(rt_tasks *ts) {
   if (ts->nslabs == ts->slabs_cap) {
     size_t cap = ts->slabs_cap ? ts->slabs_cap * 2 : 16;
@@ -47,64 +65,75 @@ static bool grow(rt_tasks *ts) {
     ts->slabs = s;
     ts->slabs_cap = cap;
   }
+  if (!pool_reserve(ts, SLAB_TASKS)) return false;
   rt_task *slab = rt_prim_map_large(SLAB_BYTES, SLAB_BYTES); /* zeroed pages */
   if (!slab) return false;
   ts->slabs[ts->nslabs++] = slab;
-  for (int i = 0; i < SLAB_TASKS; i++) {
-    slab[i].pooled = true;
-    slab[i].next_free = ts->pool_free;
-    ts->pool_free = &slab[i];
-  }
+  /* Reversed so that the lowest addresses come out first. */
+  for (int i = SLAB_TASKS; i-- > 0;) ts->pool_free[ts->nfree++] = &slab[i];
   return true;
 }
 
 rt_task *rt_taskpool_get(rt_tasks *ts) {
   cache_check(ts);
-  if (!t_cache.head) {
+  if (t_cache.n == 0) {
     pthread_mutex_lock(&ts->pool_lock);
-    if (!ts->pool_free && !grow(ts)) {
+    if (ts->nfree == 0 && !grow(ts)) {
       pthread_mutex_unlock(&ts->pool_lock);
       return NULL;
     }
-    for (int i = 0; i < BATCH && ts->pool_free; i++) {
-      rt_task *t = ts->pool_free;
-      ts->pool_free = t->next_free;
-      t->next_free = t_cache.head;
-      t_cache.head = t;
-      t_cache.n++;
-    }
+    uint32_t take = ts->nfree < BATCH ? (uint32_t)ts->nfree : BATCH;
+    ts->nfree -= take;
+    memcpy(t_cache.t, ts->pool_free + ts->nfree, take * sizeof(rt_task *));
+    t_cache.n = take;
     pthread_mutex_unlock(&ts->pool_lock);
   }
-  rt_task *t = t_cache.head;
-  t_cache.head = t->next_free;
-  t_cache.n--;
+  rt_task *t = t_cache.t[--t_cache.n];
+  if (t_cache.n) {
+    /* The lines rt_task_build writes for every task (task.h). */
+    rt_task *next = t_cache.t[t_cache.n - 1];
+    __builtin_prefetch(next, 1);
+    __builtin_prefetch((char *)next + 64, 1);
+    __builtin_prefetch((char *)next + 128, 1);
+  }
   return t;
 }
 
 void rt_taskpool_put(rt_tasks *ts, rt_task *t) {
   cache_check(ts);
-  t->next_free = t_cache.head;
-  t_cache.head = t;
-  if (++t_cache.n < CACHE_MAX) return;
-  /* Give a batch back so that the submitting thread can reuse it. */
-  rt_task *first = t_cache.head, *last = first;
-  for (int i = 1; i < BATCH; i++) last = last->next_free;
-  t_cache.head = last->next_free;
-  t_cache.n -= BATCH;
-  pthread_mutex_lock(&ts->pool_lock);
-  last->next_free = ts->pool_free;
-  ts->pool_free = first;
-  pthread_mutex_unlock(&ts->pool_lock);
+  if (t_cache.n == CACHE_MAX) {
+    /* Give the oldest half back so that the submitting thread can reuse it;
+     * the newest stay, hot in this thread's cache. */
+    pthread_mutex_lock(&ts->pool_lock);
+    if (pool_reserve(ts, BATCH)) {
+      memcpy(ts->pool_free + ts->nfree, t_cache.t, BATCH * sizeof(rt_task *));
+      ts->nfree += BATCH;
+      memmove(t_cache.t, t_cache.t + BATCH, (CACHE_MAX - BATCH) * sizeof(rt_task *));
+      t_cache.n -= BATCH;
+    }
+    pthread_mutex_unlock(&ts->pool_lock);
+    /* No memory to grow the pool's array: the record idles until destroy,
+     * where its slab is unmapped with the others. */
+    if (t_cache.n == CACHE_MAX) return;
+  }
+  t_cache.t[t_cache.n++] = t;
 }
 
 int rt_tasks_init(rt_tasks *ts, uint64_t epoch) {
   memset(ts, 0, sizeof *ts);
   ts->epoch = epoch;
-  return pthread_mutex_init(&ts->pool_lock, NULL);
+  if (rt_tallies_init(&ts->tally, epoch) != 0) return -1;
+  if (pthread_mutex_init(&ts->pool_lock, NULL) != 0) {
+    rt_tallies_destroy(&ts->tally);
+    return -1;
+  }
+  return 0;
 }
 
 void rt_tasks_destroy(rt_tasks *ts) {
   for (size_t i = 0; i < ts->nslabs; i++) rt_prim_unmap(ts->slabs[i], SLAB_BYTES);
   free(ts->slabs);
+  free(ts->pool_free);
   pthread_mutex_destroy(&ts->pool_lock);
+  rt_tallies_destroy(&ts->tally);
 }
