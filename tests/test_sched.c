@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,7 @@
 #include "core/prim.h"
 #include "sched/deque.h"
 #include "sched/injector.h"
+#include "sched/ring.h"
 #include "sched/sched.h"
 
 /* Sanitizers slow the code down 5-20x: TSan most, so it gets the smallest loops. */
@@ -250,6 +252,80 @@ static void test_injector_many_producers_many_consumers(void **state) {
   pthread_mutex_destroy(&st.mu);
 }
 
+/* ---- ring (an outside thread's queue) ------------------------------------- */
+
+static void test_ring_is_fifo_bounded_and_pops_in_batches(void **state) {
+  (void)state;
+  rt_ring *r = aligned_alloc(64, sizeof *r);
+  assert_non_null(r);
+  rt_ring_init(r);
+  counted_job *j = calloc(RT_RING_CAP + 1, sizeof *j);
+  assert_non_null(j);
+  rt_job *out[8];
+  assert_int_equal(rt_ring_pop(r, out, 8), 0);
+  assert_int_equal(rt_ring_len(r), 0);
+  for (int i = 0; i < RT_RING_CAP; i++) assert_true(rt_ring_push(r, &j[i].job));
+  assert_int_equal(rt_ring_len(r), RT_RING_CAP);
+  assert_false(rt_ring_push(r, &j[RT_RING_CAP].job)); /* full: refused, not lost */
+  assert_int_equal(rt_ring_pop(r, out, 5), 5);
+  for (int i = 0; i < 5; i++) assert_ptr_equal(out[i], &j[i].job);
+  assert_true(rt_ring_push(r, &j[RT_RING_CAP].job)); /* room again, in a reused slot */
+  size_t next = 5;
+  for (size_t n; (n = rt_ring_pop(r, out, 8)) != 0;)
+    for (size_t k = 0; k < n; k++) assert_ptr_equal(out[k], &j[next++].job);
+  assert_int_equal(next, RT_RING_CAP + 1);
+  assert_int_equal(rt_ring_len(r), 0);
+  free(j);
+  free(r);
+}
+
+enum { RING_CONSUMERS = 3 };
+typedef struct ring_stress {
+  rt_ring *r;
+  counted_job *jobs;
+  size_t n;
+  atomic_int producer_done;
+} ring_stress;
+
+static void *ring_producer(void *arg) {
+  ring_stress *st = arg;
+  for (size_t i = 0; i < st->n; i++)
+    while (!rt_ring_push(st->r, &st->jobs[i].job)) sched_yield(); /* full: wait for consumers */
+  atomic_store(&st->producer_done, 1);
+  return NULL;
+}
+
+static void *ring_consumer(void *arg) {
+  ring_stress *st = arg;
+  rt_job *out[32];
+  unsigned seed = (unsigned)(uintptr_t)&out;
+  for (;;) {
+    bool done = atomic_load(&st->producer_done);
+    size_t n = rt_ring_pop(st->r, out, 1 + rand_r(&seed) % 32);
+    for (size_t k = 0; k < n; k++) atomic_fetch_add(&container_of(out[k], counted_job, job)->ran, 1);
+    if (!n && done && rt_ring_len(st->r) == 0) break;
+  }
+  return NULL;
+}
+
+static void test_ring_one_producer_many_consumers(void **state) {
+  (void)state;
+  ring_stress st = {.n = SCALE(1000000)};
+  st.r = aligned_alloc(64, sizeof *st.r);
+  st.jobs = calloc(st.n, sizeof *st.jobs);
+  assert_true(st.r && st.jobs);
+  rt_ring_init(st.r);
+  pthread_t p, c[RING_CONSUMERS];
+  for (int i = 0; i < RING_CONSUMERS; i++) pthread_create(&c[i], NULL, ring_consumer, &st);
+  pthread_create(&p, NULL, ring_producer, &st);
+  pthread_join(p, NULL);
+  for (int i = 0; i < RING_CONSUMERS; i++) pthread_join(c[i], NULL);
+  for (size_t i = 0; i < st.n; i++)
+    if (atomic_load(&st.jobs[i].ran) != 1) fail_msg("job %zu taken %u times", i, atomic_load(&st.jobs[i].ran));
+  free(st.jobs);
+  free(st.r);
+}
+
 /* ---- scheduler ------------------------------------------------------------ */
 
 static void counted_run(rt_job *j) {
@@ -360,6 +436,29 @@ static void test_concurrent_outside_submitters(void **state) {
   for (int i = 0; i < SUBMITTERS; i++) pthread_join(th[i], NULL);
   rt_sched_destroy(s);
   assert_each_ran_once(jobs, SUBMITTERS * per);
+  free(jobs);
+}
+
+/* More outside threads than the scheduler has rings for (64): the first
+ * ones queue in rings of their own, the rest in the injector; each job runs
+ * exactly once either way, also after its submitting thread has exited. */
+enum { MANY_SUBMITTERS = 80 };
+
+static void test_more_outside_threads_than_rings(void **state) {
+  (void)state;
+  const size_t per = SCALE(5000);
+  counted_job *jobs = counted_jobs(MANY_SUBMITTERS * per);
+  rt_sched *s;
+  assert_int_equal(rt_sched_create(2, &s), 0);
+  pthread_t th[MANY_SUBMITTERS];
+  submit_arg args[MANY_SUBMITTERS];
+  for (int i = 0; i < MANY_SUBMITTERS; i++) {
+    args[i] = (submit_arg){s, jobs + (size_t)i * per, per};
+    assert_int_equal(pthread_create(&th[i], NULL, submitter, &args[i]), 0);
+  }
+  for (int i = 0; i < MANY_SUBMITTERS; i++) pthread_join(th[i], NULL);
+  rt_sched_destroy(s);
+  assert_each_ran_once(jobs, MANY_SUBMITTERS * per);
   free(jobs);
 }
 
@@ -595,10 +694,13 @@ int main(void) {
       cmocka_unit_test(test_deque_concurrent_steal_takes_each_item_once),
       cmocka_unit_test(test_injector_is_fifo),
       cmocka_unit_test(test_injector_many_producers_many_consumers),
+      cmocka_unit_test(test_ring_is_fifo_bounded_and_pops_in_batches),
+      cmocka_unit_test(test_ring_one_producer_many_consumers),
       cmocka_unit_test(test_create_rejects_bad_arguments),
       cmocka_unit_test(test_outside_submissions_each_run_exactly_once),
       cmocka_unit_test(test_jobs_submitted_by_jobs_all_run_before_destroy_returns),
       cmocka_unit_test(test_concurrent_outside_submitters),
+      cmocka_unit_test(test_more_outside_threads_than_rings),
       cmocka_unit_test(test_nested_blocking_chain_of_200_runs_with_one_worker),
       cmocka_unit_test(test_destroy_waits_for_blocked_jobs),
       cmocka_unit_test(test_fork_join_with_blocking_waits),

@@ -1,19 +1,28 @@
 /*
  * sched.c - work-stealing scheduler: workers, parking, spare threads, drain.
  *
+ * Submitting. A worker pushes onto its own deque. A thread outside the pool
+ * pushes onto a ring of its own (ring.h: a plain store, no locked
+ * instruction), or, when it has none (more than RT_SCHED_MAX_RINGS outside
+ * threads), onto the shared injector. A full ring means the workers are
+ * behind: the submitter yields once before queueing more, which keeps a
+ * burst's backlog small enough to stay in cache.
+ *
  * Finding work. A worker pops its own Chase-Lev deque (newest first), then
- * the injector, then tries to steal from every other worker starting at a
- * random one (xorshift per worker), then spins a few rounds with pause and
- * tries again, then parks. Every RT_SCHED_INJECTOR_EVERY-th job it looks at the
- * injector first, so outside submitters are not starved by a job tree that
- * keeps its own deque full (Tokio and Go use the same trick).
+ * the rings and the injector, taking a share of up to RT_SCHED_INJECTOR_BATCH
+ * jobs into its deque (prefetching their records), then tries to steal from
+ * every other worker starting at a random one (xorshift per worker), then
+ * spins a few rounds with pause and tries again, then parks. Every
+ * RT_SCHED_INJECTOR_EVERY-th job it looks at the rings and the injector
+ * first, so outside submitters are not starved by a job tree that keeps its
+ * own deque full (Tokio and Go use the same trick).
  *
  * Parking. Each worker parks on its own futex word, and parked workers sit on
  * an idle list under park_lock; nidle mirrors the list length for a lock-free
  * check. The sleeper (1) puts itself on the list, nidle++, (2) seq_cst fence,
  * (3) re-checks every queue, (4) sleeps only if it found nothing and nobody
  * took it off the list meanwhile. The submitter (a) publishes the job (deque
- * bottom, or the injector's len), (b) seq_cst fence, (c) reads nidle and, only if it
+ * bottom, ring tail, or the injector's len), (b) seq_cst fence, (c) reads nidle and, only if it
  * is non-zero, takes one worker off the list and wakes it. This is the
  * store-buffering (Dekker) pattern: by the C11 rule for two seq_cst fences,
  * whichever fence comes first in the total order S, the other side's load sees
@@ -68,10 +77,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/error.h"
 #include "core/prim.h"
 #include "sched/deque.h"
 #include "sched/fence.h"
 #include "sched/injector.h"
+#include "sched/ring.h"
 
 #define RT_SCHED_INJECTOR_EVERY 61 /* prime, as in Tokio/Go */
 /* An idle worker looks for work for up to RT_SCHED_SPIN_NS before it parks:
@@ -90,6 +101,10 @@
  * submissions queue up on that lock one job at a time. */
 #define RT_SCHED_INJECTOR_BATCH 32
 #define RT_SCHED_BACKLOG 1024
+/* Threads outside the pool that get a ring of their own (ring.h); later
+ * ones use the injector. Rings are kept until destroy, even when their
+ * thread exits (its jobs are still in it), so this bounds the scan. */
+#define RT_SCHED_MAX_RINGS 64
 
 enum { W_RUNNING, W_ANNOUNCED, W_SETTLED };
 
@@ -100,6 +115,7 @@ typedef struct rt_worker {
   pthread_t thread;
   uint64_t rng;      /* xorshift64 state, owner only */
   uint32_t tick;     /* jobs started, owner only */
+  uint32_t ring_cursor; /* the ring to look at first, owner only */
   int block_depth;   /* block_begin nesting, owner only */
   /* Under s->park_lock: */
   int state;
@@ -111,6 +127,11 @@ typedef struct rt_worker {
 
 struct rt_sched {
   rt_injector inj;
+  uint64_t id; /* unique per scheduler: tells a thread's ring which one it is for */
+  /* Rings of outside threads: [0, nrings) set, each under park_lock before
+   * nrings is raised (release), then read lock-free. */
+  rt_ring *rings[RT_SCHED_MAX_RINGS];
+  _Atomic int nrings;
   int nworkers;
   int max_threads;
   rt_worker **workers; /* max_threads slots; [0, nthreads) are set */
@@ -136,6 +157,13 @@ struct rt_sched {
 };
 
 static _Thread_local rt_worker *tls_worker;
+
+/* An outside thread's ring, for the scheduler whose id it names. */
+static _Thread_local struct {
+  uint64_t sched_id;
+  rt_ring *ring; /* NULL: none was left (use the injector) */
+} tls_ring;
+static _Atomic uint64_t g_sched_ids = 1; /* relaxed: only uniqueness matters */
 
 static inline bool ours(const rt_sched *s, const rt_worker *w) { return w && w->s == s; }
 
@@ -227,6 +255,10 @@ static rt_job *steal_round(rt_sched *s, rt_worker *w) {
 /* True if any queue may hold a job. Callers issue a seq_cst fence first. */
 static bool work_visible(rt_sched *s) {
   if (rt_injector_maybe_nonempty(&s->inj)) return true;
+  /* acquire: as in take_rings. */
+  int nr = atomic_load_explicit(&s->nrings, memory_order_acquire);
+  for (int i = 0; i < nr; i++)
+    if (rt_ring_len(s->rings[i])) return true;
   /* acquire: as in steal_round. */
   int n = atomic_load_explicit(&s->nthreads, memory_order_acquire);
   for (int i = 0; i < n; i++)
@@ -241,17 +273,46 @@ static bool work_visible(rt_sched *s);
 /* The oldest injector job, with a share of those behind it moved to w's
  * deque (pushed youngest first: w pops them oldest first, thieves take the
  * youngest). NULL: none for us right now (see rt_injector_pop). */
-static rt_job *take_injector(rt_sched *s, rt_worker *w) {
+static size_t batch_share(rt_sched *s, size_t queued) {
   /* relaxed: only sizes the batch (0 while the first threads start). */
   int threads = atomic_load_explicit(&s->nthreads, memory_order_relaxed);
-  size_t want = rt_injector_len(&s->inj) / (size_t)(threads > 0 ? threads : 1) + 1;
-  if (want > RT_SCHED_INJECTOR_BATCH) want = RT_SCHED_INJECTOR_BATCH;
+  size_t want = queued / (size_t)(threads > 0 ? threads : 1) + 1;
+  return want > RT_SCHED_INJECTOR_BATCH ? RT_SCHED_INJECTOR_BATCH : want;
+}
+
+/* A batch from the outside threads' rings, starting at a rotating one so
+ * that every ring is served. */
+static size_t take_rings(rt_sched *s, rt_worker *w, rt_job **got) {
+  /* acquire: pairs with the release that published rings[i] (ring_of). */
+  int n = atomic_load_explicit(&s->nrings, memory_order_acquire);
+  for (int k = 0; k < n; k++) {
+    rt_ring *r = s->rings[(w->ring_cursor + (uint32_t)k) % (uint32_t)n];
+    uint32_t len = rt_ring_len(r);
+    if (!len) continue;
+    size_t got_n = rt_ring_pop(r, got, batch_share(s, len));
+    if (got_n) {
+      w->ring_cursor += (uint32_t)k + 1;
+      /* The records behind the pointers: both lines a run reads first. */
+      for (size_t i = 0; i < got_n; i++) {
+        __builtin_prefetch(got[i], 1);
+        __builtin_prefetch((char *)got[i] + 64, 1);
+      }
+      return got_n;
+    }
+  }
+  return 0;
+}
+
+static rt_job *take_injector(rt_sched *s, rt_worker *w) {
   rt_job *got[RT_SCHED_INJECTOR_BATCH];
-  size_t n = rt_injector_pop_batch(&s->inj, got, want);
-  if (n == 0) return NULL;
-  /* Popping read each job's first line; start fetching the next one, which
-   * its run reads too (sched.h), for all of them at once. */
-  for (size_t i = 0; i < n; i++) __builtin_prefetch((char *)got[i] + 64, 1);
+  size_t n = take_rings(s, w, got);
+  if (n == 0) {
+    n = rt_injector_pop_batch(&s->inj, got, batch_share(s, rt_injector_len(&s->inj)));
+    if (n == 0) return NULL;
+    /* Popping read each job's first line; start fetching the next one,
+     * which its run reads too (sched.h), for all of them at once. */
+    for (size_t i = 0; i < n; i++) __builtin_prefetch((char *)got[i] + 64, 1);
+  }
   for (size_t i = n; i-- > 1;)
     if (rt_deque_push(&w->dq, got[i]) != 0)
       rt_injector_push(&s->inj, got[i]); /* the deque could not grow: back it goes */
@@ -396,7 +457,7 @@ static void *worker_main(void *arg) {
   tls_worker = w;
   for (;;) {
     rt_job *j = NULL;
-    if (++w->tick % RT_SCHED_INJECTOR_EVERY == 0) j = rt_injector_pop(&s->inj);
+    if (++w->tick % RT_SCHED_INJECTOR_EVERY == 0) j = take_injector(s, w);
     if (!j) j = rt_deque_pop(&w->dq);
     if (!j) {
       /* Own deque empty: the one point where a surplus thread may retire,
@@ -495,6 +556,7 @@ static void drain_and_free(rt_sched *s) {
     rt_deque_destroy(&w->dq);
     free(w);
   }
+  for (int i = 0; i < atomic_load_explicit(&s->nrings, memory_order_relaxed); i++) free(s->rings[i]);
   pthread_mutex_destroy(&s->park_lock);
   free(s->workers);
   free(s);
@@ -518,6 +580,8 @@ int rt_sched_create(int nworkers, rt_sched **out) {
     return ENOMEM;
   }
   rt_injector_init(&s->inj);
+  s->id = atomic_fetch_add_explicit(&g_sched_ids, 1, memory_order_relaxed);
+  atomic_init(&s->nrings, 0);
   atomic_init(&s->nthreads, 0);
   atomic_init(&s->active, nworkers);
   atomic_init(&s->nidle, 0);
@@ -546,17 +610,53 @@ void rt_sched_destroy(rt_sched *s) {
   drain_and_free(s);
 }
 
+/* The calling outside thread's ring, made on its first submit; NULL when
+ * RT_SCHED_MAX_RINGS are taken or memory ran out. */
+static rt_ring *ring_of(rt_sched *s) {
+  if (RT_LIKELY(tls_ring.sched_id == s->id)) return tls_ring.ring;
+  rt_ring *r = NULL;
+  pthread_mutex_lock(&s->park_lock);
+  int n = atomic_load_explicit(&s->nrings, memory_order_relaxed); /* under the lock */
+  if (n < RT_SCHED_MAX_RINGS && (r = aligned_alloc(64, sizeof *r)) != NULL) {
+    rt_ring_init(r);
+    s->rings[n] = r;
+    /* release: publishes the initialised ring to lock-free readers. */
+    atomic_store_explicit(&s->nrings, n + 1, memory_order_release);
+  }
+  pthread_mutex_unlock(&s->park_lock);
+  tls_ring.sched_id = s->id;
+  tls_ring.ring = r;
+  return r;
+}
+
 void rt_sched_submit(rt_sched *s, rt_job *job) {
   rt_worker *w = tls_worker;
-  if (!ours(s, w) || rt_deque_push(&w->dq, job) != 0) {
-    rt_injector_push(&s->inj, job); /* outside thread, or the deque could not grow */
-    if (!ours(s, w) && rt_injector_len(&s->inj) > RT_SCHED_BACKLOG) {
+  if (ours(s, w)) {
+    if (rt_deque_push(&w->dq, job) != 0)
+      rt_injector_push(&s->inj, job); /* the deque could not grow */
+    notify_one(s);
+    return;
+  }
+  /* An outside thread: its own ring. When that is full the workers are
+   * behind: let them have the CPU once before queueing more, so the backlog
+   * stays small enough to be in cache (a burst of a million submissions
+   * would otherwise cycle a million records through memory). */
+  rt_ring *r = ring_of(s);
+  if (r) {
+    bool queued = rt_ring_push(r, job);
+    if (!queued) {
       notify_one(s);
       sched_yield();
+      queued = rt_ring_push(r, job);
+    }
+    if (queued) {
+      notify_one(s);
       return;
     }
   }
+  rt_injector_push(&s->inj, job);
   notify_one(s);
+  if (rt_injector_len(&s->inj) > RT_SCHED_BACKLOG) sched_yield();
 }
 
 void rt_sched_block_begin(rt_sched *s) {
