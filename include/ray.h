@@ -234,6 +234,11 @@ RAY_API ray_status ray_put_refs(ray_ref *const refs[], size_t n, ray_ref **out);
  * Zero-copy read. Blocks while the object is being created (ray_create not yet
  * sealed) up to timeout_ms. expect NULL accepts any type. On RAY_OK *out is a
  * view to release with ray_view_release.
+ * Waiting with timeout_ms < 0 may run work on the calling thread instead of
+ * sleeping: the task that makes this object, when it is one of the last few
+ * tasks this thread submitted and no worker has started it yet (it is what
+ * the call waits for), or, inside a task, jobs queued by that task. So task
+ * functions must not rely on which thread runs them.
  * Errors: RAY_EINVAL (NULL, released ref); RAY_ETIMEOUT (not sealed in time;
  * nothing changed, a later get still works); RAY_ETYPE (message names the
  * object and both types); RAY_ESHUTDOWN.

@@ -498,6 +498,86 @@ static void test_recursive_cancel_reaches_the_children(void **state) {
   assert_int_equal(s.tasks_cancelled, 4);
 }
 
+/* A get outside the pool, with its task still queued and the one worker
+ * busy, runs that task itself (nested gets too, and retries): it waits for
+ * it anyway. A watchdog frees the worker after 5 s so that a regression
+ * fails the asserts instead of hanging. */
+static _Atomic int g_busy_started;
+static pthread_t g_main_thread;
+
+static ray_status busy_until_gate(ray_ctx *ctx) {
+  atomic_store(&g_busy_started, 1);
+  while (!atomic_load(&g_release_gate)) usleep(1000);
+  int64_t x = 0;
+  return ray_ctx_return(ctx, 0, &x, sizeof x, &ray_type_i64);
+}
+
+static void *open_gate_after_5s(void *arg) {
+  (void)arg;
+  for (int i = 0; i < 5000 && !atomic_load(&g_release_gate); i++) usleep(1000);
+  atomic_store(&g_release_gate, 1);
+  return NULL;
+}
+
+/* Levels of a nested chain (value arg: levels below) that ran on the main
+ * thread. */
+static ray_status chain_on_caller(ray_ctx *ctx) {
+  ray_view v;
+  ray_status s = ray_ctx_arg(ctx, 0, &ray_type_i64, &v);
+  if (s != RAY_OK) return s;
+  int64_t below = *(const int64_t *)v.data, here = pthread_equal(pthread_self(), g_main_thread);
+  if (below > 0) {
+    int64_t next = below - 1;
+    ray_arg a = ray_arg_value(&next, sizeof next, &ray_type_i64);
+    ray_ref *r;
+    if ((s = ray_submit(chain_on_caller, &a, 1, NULL, &r)) != RAY_OK) return s;
+    ray_view cv;
+    s = ray_get(r, &ray_type_i64, -1, &cv);
+    if (s == RAY_OK) here += *(const int64_t *)cv.data;
+    ray_view_release(&cv);
+    ray_ref_release(r);
+    if (s != RAY_OK) return s;
+  }
+  return ray_ctx_return(ctx, 0, &here, sizeof here, &ray_type_i64);
+}
+
+static void test_a_get_outside_the_pool_runs_its_queued_task(void **state) {
+  (void)state; /* one worker */
+  atomic_store(&g_release_gate, 0);
+  atomic_store(&g_busy_started, 0);
+  atomic_store(&g_attempts, 0);
+  g_main_thread = pthread_self();
+  ray_ref *busy = submit1(busy_until_gate, NULL, 0, "busy");
+  while (!atomic_load(&g_busy_started)) usleep(1000);
+  pthread_t watchdog;
+  pthread_create(&watchdog, NULL, open_gate_after_5s, NULL);
+
+  int64_t levels = 20;
+  ray_arg a = ray_arg_value(&levels, sizeof levels, &ray_type_i64);
+  ray_ref *chain = submit1(chain_on_caller, &a, 1, "chain");
+  assert_int_equal(get_i64(chain), levels + 1); /* every level ran right here */
+  assert_int_equal(atomic_load(&g_release_gate), 0);
+
+  ray_task_opts o = RAY_TASK_OPTS_INIT;
+  o.name = "flaky";
+  o.max_retries = 2;
+  ray_ref *flaky;
+  assert_int_equal(ray_submit(fails_twice, NULL, 0, &o, &flaky), RAY_OK);
+  assert_int_equal(get_i64(flaky), 3); /* three attempts, all here */
+  assert_int_equal(atomic_load(&g_release_gate), 0);
+
+  atomic_store(&g_release_gate, 1);
+  pthread_join(watchdog, NULL);
+  assert_int_equal(get_i64(busy), 0);
+  ray_ref_release(busy);
+  ray_ref_release(chain);
+  ray_ref_release(flaky);
+  ray_stats s = stats();
+  assert_int_equal(s.tasks_finished, levels + 3);
+  assert_int_equal(s.tasks_retried, 2);
+  assert_int_equal(settled_objects(0), 0);
+}
+
 /* A task that finishes and a ray_cancel race for each return: the finishing
  * task ends it without a lock unless a canceller holds the entry
  * (store/entry.h). Either side may win, never both, and nothing is lost. */
@@ -935,6 +1015,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_a_running_task_sees_its_cancel, setup, test_teardown),
       cmocka_unit_test_setup_teardown(test_recursive_cancel_reaches_the_children, setup, test_teardown),
       cmocka_unit_test_setup_teardown(test_cancel_racing_with_the_end_of_tasks, setup, test_teardown),
+      cmocka_unit_test_setup_teardown(test_a_get_outside_the_pool_runs_its_queued_task,
+                                      setup_one_worker, test_teardown),
       cmocka_unit_test_setup_teardown(test_nested_chain_of_depth_200_with_one_worker,
                                       setup_one_worker, test_teardown),
       cmocka_unit_test_setup_teardown(test_a_tree_of_blocking_gets_of_any_width_with_one_worker,

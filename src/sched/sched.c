@@ -714,6 +714,15 @@ void rt_sched_block_end(rt_sched *s) {
 #define RT_SCHED_HELP_DEPTH 128
 static _Thread_local int tls_help_depth;
 
+bool rt_sched_nest_enter(void) {
+  if (tls_help_depth >= RT_SCHED_HELP_DEPTH) return false;
+  tls_help_depth++;
+  return true;
+}
+
+void rt_sched_nest_exit(void) { tls_help_depth--; }
+
+
 bool rt_sched_help(rt_sched *s) {
   rt_worker *w = tls_worker;
   if (!ours(s, w) || tls_help_depth >= RT_SCHED_HELP_DEPTH) return false;

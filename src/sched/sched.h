@@ -95,6 +95,13 @@ void rt_sched_block_end(rt_sched *s);
  */
 bool rt_sched_help(rt_sched *s);
 
+/* Brackets a job that a waiting thread (any thread) runs on its own stack
+ * by other means than rt_sched_help: false when the thread is already
+ * RT_SCHED_HELP_DEPTH jobs deep (then it must wait instead). */
+bool rt_sched_nest_enter(void);
+
+void rt_sched_nest_exit(void);
+
 /*
  * Index of the calling worker thread in s, in 0 .. rt_sched_max_workers(s)-1
  * (the first nworkers are the original workers, higher ones are spares), or

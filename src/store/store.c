@@ -704,11 +704,23 @@ static bool spin_until_ready(rt_entry *e, uint64_t deadline) {
 }
 
 /* Parks until the entry is sealed or the deadline passes. */
-static ray_status wait_sealed(rt_store *st, uint32_t slot, rt_entry *e, uint64_t deadline,
-                              int64_t timeout_ms) {
-  /* Only an untimed wait helps: a job run inline could outlast a deadline. */
-  if ((deadline == UINT64_MAX && help_until_ready(e)) || spin_until_ready(e, deadline))
-    return RAY_OK;
+static ray_status wait_sealed(rt_store *st, ray_ref *ref, uint32_t slot, rt_entry *e,
+                              uint64_t deadline, int64_t timeout_ms) {
+  /* Only an untimed wait runs jobs itself: one could outlast a deadline.
+   * Outside the pool, waiting for one of the last tasks this thread
+   * submitted (submit, then get at once; nested gets), run that task if no
+   * worker has started it: we wait for it anyway, and this saves two
+   * hand-offs between cores. (Older submissions are rarely still ours to
+   * take, and trying costs the stripe lock.) On a worker, run the jobs
+   * queued on its own deque. */
+  if (deadline == UINT64_MAX) {
+    rt_runtime *rt = rt_current();
+    if (rt && rt->sched && rt_task_recent_own(ref) && rt_task_run_awaited(rt, ref) &&
+        state_ready(atomic_load_explicit(&e->state, memory_order_acquire)))
+      return RAY_OK;
+    if (help_until_ready(e)) return RAY_OK;
+  }
+  if (spin_until_ready(e, deadline)) return RAY_OK;
   rt_stripe *sp = stripe_of(st, slot);
   thread_waiter w = {{NULL, slot, false, thread_waiter_fire}, 0};
   pthread_mutex_lock(&sp->lock);
@@ -786,7 +798,7 @@ ray_status ray_get(ray_ref *ref, const ray_type *expect, int64_t timeout_ms, ray
         return rt_fail(RAY_ETIMEOUT, "ray_get: object %s is not ready yet",
                        ENTRY_ID(st, slot, e, id));
       }
-      ray_status s = wait_sealed(st, slot, e, rt_prim_deadline(timeout_ms), timeout_ms);
+      ray_status s = wait_sealed(st, ref, slot, e, rt_prim_deadline(timeout_ms), timeout_ms);
       if (s != RAY_OK) return s;
       state = atomic_load_explicit(&e->state, memory_order_acquire);
     }

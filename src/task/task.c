@@ -53,6 +53,21 @@ uint64_t rt_submitter_id(void) {
   return t_thread_id;
 }
 
+/* The first returns of the last RECENT tasks this thread submitted from
+ * outside the pool (rt_task_recent_own). Handles, not pointers: a stale
+ * one only costs a try that finds nothing. */
+#define RECENT 4
+static _Thread_local struct {
+  ray_ref *ref[RECENT];
+  uint32_t next;
+} t_recent;
+
+bool rt_task_recent_own(ray_ref *ref) {
+  for (int i = 0; i < RECENT; i++)
+    if (t_recent.ref[i] == ref) return true;
+  return false;
+}
+
 /* The name of a task submitted without one: not copied, not freed. */
 static const char k_unnamed[] = "unnamed";
 
@@ -346,6 +361,8 @@ void rt_task_start(rt_runtime *rt, rt_task *t, int extra_rc) {
   count(t, &rt->tasks.submitted);
   rt_task *parent = rt_task_current();
   if (parent && t->nrets) rt_task_note_child(parent, t->rets[0]);
+  if (t->nrets && !t->actor && rt_sched_worker_index(rt->sched) < 0)
+    t_recent.ref[t_recent.next++ % RECENT] = t->rets[0];
   /* Register dependencies last: from the first registration on, another
    * thread may fire it, and the guard count keeps the task from starting
    * before every argument has been looked at. */
@@ -503,7 +520,9 @@ static void task_run(rt_job *job) {
   uint32_t expect = RT_T_QUEUED;
   if (!atomic_compare_exchange_strong_explicit(&t->state, &expect, RT_T_RUNNING,
                                                memory_order_acq_rel, memory_order_acquire)) {
-    task_release(rt, t); /* cancelled while queued: the canceller failed the returns */
+    /* Cancelled while queued (the canceller failed the returns), or run
+     * already by a get that waited for it (rt_task_run_awaited). */
+    task_release(rt, t);
     return;
   }
   if (rt_task_execute(rt, t, NULL, NULL) == RT_EXEC_RETRY) {
@@ -512,6 +531,35 @@ static void task_run(rt_job *job) {
     return;
   }
   task_release(rt, t);
+}
+
+/* Under the stripe lock of the awaited return, which keeps the record
+ * alive: hold it for the caller, if it is a plain task. */
+static void hold_plain_task(void *producer, void *arg) {
+  rt_task *t = producer;
+  if (t->actor) return; /* an actor's calls run in its turn, in order */
+  atomic_fetch_add_explicit(&t->rc, 1, memory_order_relaxed); /* record is alive: relaxed */
+  *(rt_task **)arg = t;
+}
+
+bool rt_task_run_awaited(rt_runtime *rt, ray_ref *ref) {
+  rt_task *t = NULL;
+  if (!rt_store_with_producer(&rt->store, ref, hold_plain_task, &t) || !t) return false;
+  bool ran = false;
+  uint32_t expect = RT_T_QUEUED;
+  /* acq_rel: as in task_run, whose CAS this one races with; the loser
+   * leaves the task alone. */
+  if (rt_sched_nest_enter()) {
+    if (atomic_compare_exchange_strong_explicit(&t->state, &expect, RT_T_RUNNING,
+                                                memory_order_acq_rel, memory_order_acquire)) {
+      while (rt_task_execute(rt, t, NULL, NULL) == RT_EXEC_RETRY) {
+      } /* retries run here too: the state stays RUNNING */
+      ran = true;
+    }
+    rt_sched_nest_exit();
+  }
+  task_release(rt, t);
+  return ran;
 }
 
 /* ------------------------------------------------------------------------ */

@@ -170,6 +170,16 @@ bool rt_task_claim_end(rt_task *t);
 /* Fails every pending return of t with status and message. */
 void rt_task_fail_returns(rt_runtime *rt, rt_task *t, ray_status status, const char *msg,
                           const char *reason);
+/* Runs the task that produces ref on the calling thread, if it is a plain
+ * task queued and not yet started: for a get that would otherwise wait for
+ * it (the caller waits for that task in any case, so running it here adds no
+ * wait and saves the hand-off). The task's job stays queued and, when a
+ * worker pops it, finds it taken. False if it did not run it. */
+bool rt_task_run_awaited(rt_runtime *rt, ray_ref *ref);
+/* Whether ref is the first return of one of the last few tasks that the
+ * calling thread, outside the pool, submitted: the cheap test for trying
+ * rt_task_run_awaited (a get right after its submit, or nested gets). */
+bool rt_task_recent_own(ray_ref *ref);
 /* The id of the current submitter: the running record's id, or this
  * thread's. */
 uint64_t rt_submitter_id(void);
