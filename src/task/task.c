@@ -340,18 +340,19 @@ ray_status rt_task_build(rt_runtime *rt, const char *fn_name, ray_task_fn fn,
     }
   }
   rt_tally_in(&rt->tasks.tally);
-  ray_ref *user[RT_TASK_MAX_RETURNS];
+  /* Each handle in t->rets counts two refs: the task's and the caller's. */
   for (size_t i = 0; i < nrets; i++) {
-    if ((s = rt_store_new_pending(&rt->store, fn_name, t, &user[i])) != RAY_OK) {
-      for (size_t j = 0; j < i; j++) ray_ref_release(user[j]); /* the task's ref goes in free */
+    if ((s = rt_store_new_pending(&rt->store, fn_name, t, &t->rets[i])) != RAY_OK) {
+      for (size_t j = 0; j < i; j++) ray_ref_release(t->rets[j]); /* the caller's; free drops the task's */
       t->nrets = (uint32_t)i;
       task_free(rt, t);
       return s;
     }
-    t->rets[i] = user[i]; /* same handle value, the entry counts two refs */
     t->nrets++;
   }
-  for (size_t i = 0; i < nrets; i++) returns[i] = user[i];
+  /* Only now: on failure the caller's array is untouched. (A loop, not a
+   * memcpy: for one or two returns a string move costs more than it does.) */
+  for (size_t i = 0; i < nrets; i++) returns[i] = t->rets[i];
   *out = t;
   return RAY_OK;
 }
