@@ -18,26 +18,25 @@
 #ifndef RT_CREDIT_H
 #define RT_CREDIT_H
 
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "core/perthread.h"
 
 #define RT_CREDIT_SMALL 1024                 /* reservations up to this size use credit */
 #define RT_CREDIT_REFILL (16u << 10)         /* taken from the shared counter at once */
 #define RT_CREDIT_MAX (2 * RT_CREDIT_REFILL) /* kept at most; the rest goes back */
 
 typedef struct rt_credit {
+  rt_perthread_node node; /* first */
   /* Bytes reserved on the shared counter, not used by any object. Its
    * thread adds and takes; a reclaimer swaps it to 0. */
-  _Alignas(64) _Atomic size_t bytes;
-  struct rt_credit *next;
+  _Atomic size_t bytes;
 } rt_credit;
 
 typedef struct rt_credits {
-  pthread_mutex_t lock; /* guards the list */
-  rt_credit *all;
-  uint64_t epoch;
+  rt_perthread_list list; /* of rt_credit */
 } rt_credits;
 
 int rt_credits_init(rt_credits *cs, uint64_t epoch);

@@ -580,6 +580,19 @@ static void fire_deferred(rt_waiter *w) {
   }
 }
 
+/* After an entry became SEALED (old: its state before): fires the waiters
+ * it had and puts it on its LRU list if it may be spilled. */
+static void sealed_now(rt_store *st, uint32_t slot, rt_entry *e, uint32_t old) {
+  if (!(old & RT_ST_WAITERS) && !(e->flags & RT_EF_SPILLABLE)) return;
+  rt_stripe *sp = stripe_of(st, slot);
+  rt_waiter *deferred = NULL;
+  pthread_mutex_lock(&sp->lock);
+  if (old & RT_ST_WAITERS) deferred = fire_waiters(sp, slot);
+  lru_update(st, sp, slot, e);
+  pthread_mutex_unlock(&sp->lock);
+  fire_deferred(deferred);
+}
+
 ray_status ray_seal(ray_ref *ref) {
   rt_store *st = rt_store_for("ray_seal");
   if (!st) return RAY_ESHUTDOWN;
@@ -597,15 +610,7 @@ ray_status ray_seal(ray_ref *ref) {
      * acquire the state; acquire pairs with a waiter's WAITERS flag. */
   } while (!atomic_compare_exchange_weak_explicit(&e->state, &cur, RT_ST_SEALED,
                                                   memory_order_acq_rel, memory_order_relaxed));
-  if ((cur & RT_ST_WAITERS) || (e->flags & RT_EF_SPILLABLE)) {
-    rt_stripe *sp = stripe_of(st, slot);
-    rt_waiter *deferred = NULL;
-    pthread_mutex_lock(&sp->lock);
-    if (cur & RT_ST_WAITERS) deferred = fire_waiters(sp, slot);
-    lru_update(st, sp, slot, e);
-    pthread_mutex_unlock(&sp->lock);
-    fire_deferred(deferred);
-  }
+  sealed_now(st, slot, e, cur);
   return RAY_OK;
 }
 
@@ -1197,16 +1202,7 @@ bool rt_store_seal_pending(rt_store *st, ray_ref *ref, rt_payload *p) {
     entry_take_payload(e, p);
     /* acq_rel: release publishes the payload to whoever acquires the state;
      * acquire pairs with a waiter's flag, whose list we then lock. */
-    uint32_t old = atomic_exchange_explicit(&e->state, RT_ST_SEALED, memory_order_acq_rel);
-    if ((old & RT_ST_WAITERS) || (e->flags & RT_EF_SPILLABLE)) {
-      rt_stripe *sp = stripe_of(st, slot);
-      rt_waiter *deferred = NULL;
-      pthread_mutex_lock(&sp->lock);
-      if (old & RT_ST_WAITERS) deferred = fire_waiters(sp, slot);
-      lru_update(st, sp, slot, e);
-      pthread_mutex_unlock(&sp->lock);
-      fire_deferred(deferred);
-    }
+    sealed_now(st, slot, e, atomic_exchange_explicit(&e->state, RT_ST_SEALED, memory_order_acq_rel));
     return true;
   }
   rt_stripe *sp = stripe_of(st, slot);

@@ -9,43 +9,22 @@
 #include "core/error.h"
 #include "core/prim.h"
 
-static _Thread_local struct {
-  uint64_t epoch;
-  rt_tally *mine;
-} t_tally;
+static _Thread_local rt_perthread_slot t_tally;
 
 int rt_tallies_init(rt_tallies *ts, uint64_t epoch) {
   memset(ts, 0, sizeof *ts);
   ts->shared.shared = true;
-  ts->epoch = epoch;
-  return pthread_mutex_init(&ts->lock, NULL);
+  return rt_perthread_init(&ts->list, epoch);
 }
 
 void rt_tallies_destroy(rt_tallies *ts) {
-  for (rt_tally *t = ts->all, *next; t; t = next) {
-    next = t->next;
-    free(t);
-  }
-  ts->all = NULL;
-  pthread_mutex_destroy(&ts->lock);
+  rt_perthread_destroy(&ts->list);
 }
 
 /* The calling thread's tally for this runtime, made on first use. */
 static rt_tally *mine(rt_tallies *ts) {
-  if (RT_LIKELY(t_tally.epoch == ts->epoch)) return t_tally.mine;
-  rt_tally *t = aligned_alloc(64, sizeof *t);
-  if (t) {
-    memset(t, 0, sizeof *t);
-    pthread_mutex_lock(&ts->lock);
-    t->next = ts->all;
-    ts->all = t;
-    pthread_mutex_unlock(&ts->lock);
-  } else {
-    t = &ts->shared;
-  }
-  t_tally.epoch = ts->epoch;
-  t_tally.mine = t;
-  return t;
+  rt_tally *t = rt_perthread_mine(&ts->list, &t_tally, sizeof(rt_tally));
+  return t ? t : &ts->shared;
 }
 
 void rt_tally_in(rt_tallies *ts) {
@@ -78,13 +57,15 @@ void rt_tally_out(rt_tallies *ts) {
 /* True when every record counted in has been counted out (tally.h). */
 static bool quiet(rt_tallies *ts) {
   uint64_t freed = atomic_load(&ts->shared.freed), submitted = 0;
-  pthread_mutex_lock(&ts->lock);
-  for (rt_tally *t = ts->all; t; t = t->next) freed += atomic_load(&t->freed);
+  pthread_mutex_lock(&ts->list.lock);
+  for (rt_perthread_node *n = ts->list.all; n; n = n->next)
+    freed += atomic_load(&((rt_tally *)n)->freed);
   /* seq_cst loads: none of the submitted loads below moves above a freed
    * load (acquire would do for that; seq_cst also serves the Dekker). */
   submitted += atomic_load(&ts->shared.submitted);
-  for (rt_tally *t = ts->all; t; t = t->next) submitted += atomic_load(&t->submitted);
-  pthread_mutex_unlock(&ts->lock);
+  for (rt_perthread_node *n = ts->list.all; n; n = n->next)
+    submitted += atomic_load(&((rt_tally *)n)->submitted);
+  pthread_mutex_unlock(&ts->list.lock);
   return submitted == freed;
 }
 

@@ -19,27 +19,26 @@
 #ifndef RT_TALLY_H
 #define RT_TALLY_H
 
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "core/perthread.h"
+
 typedef struct rt_tally {
+  rt_perthread_node node; /* first */
   /* Written by the owning thread only (relaxed load, then store); read by
-   * rt_tally_quiet. The shared fallback tally is written with atomic adds. */
-  _Alignas(64) _Atomic uint64_t submitted;
+   * the drain. The shared fallback tally is written with atomic adds. */
+  _Atomic uint64_t submitted;
   _Atomic uint64_t freed;
-  struct rt_tally *next;
   bool shared;
 } rt_tally;
 
 typedef struct rt_tallies {
-  pthread_mutex_t lock; /* guards the list */
-  rt_tally *all;
+  rt_perthread_list list;   /* of rt_tally */
   rt_tally shared;          /* for threads whose own tally could not be allocated */
   _Atomic uint32_t closing; /* rt_tallies_drain has begun */
   _Atomic uint32_t ended;   /* futex word: bumped by each free after closing */
-  uint64_t epoch;
 } rt_tallies;
 
 int rt_tallies_init(rt_tallies *ts, uint64_t epoch);
