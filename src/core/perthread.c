@@ -6,8 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/error.h"
-
 int rt_perthread_init(rt_perthread_list *l, uint64_t epoch) {
   l->all = NULL;
   l->epoch = epoch;
@@ -23,8 +21,7 @@ void rt_perthread_destroy(rt_perthread_list *l) {
   pthread_mutex_destroy(&l->lock);
 }
 
-void *rt_perthread_mine(rt_perthread_list *l, rt_perthread_slot *slot, size_t size) {
-  if (RT_LIKELY(slot->epoch == l->epoch)) return slot->mine;
+void *rt_perthread_make(rt_perthread_list *l, rt_perthread_slot *slot, size_t size) {
   rt_perthread_node *n = aligned_alloc(64, (size + 63) & ~(size_t)63);
   if (!n) return NULL;
   memset(n, 0, size);

@@ -38,6 +38,10 @@ void rt_perthread_destroy(rt_perthread_list *l);
 /* The calling thread's block of `size` bytes (its first member an
  * rt_perthread_node), made and listed on first use; NULL if out of memory
  * (asked again on the next call). */
-void *rt_perthread_mine(rt_perthread_list *l, rt_perthread_slot *slot, size_t size);
+void *rt_perthread_make(rt_perthread_list *l, rt_perthread_slot *slot, size_t size);
+static inline void *rt_perthread_mine(rt_perthread_list *l, rt_perthread_slot *slot, size_t size) {
+  if (__builtin_expect(slot->epoch == l->epoch, 1)) return slot->mine;
+  return rt_perthread_make(l, slot, size);
+}
 
 #endif

@@ -3,7 +3,7 @@
  */
 #include "store/credit.h"
 
-static _Thread_local rt_perthread_slot t_credit;
+_Thread_local rt_perthread_slot rt_t_credit;
 
 int rt_credits_init(rt_credits *cs, uint64_t epoch) {
   return rt_perthread_init(&cs->list, epoch);
@@ -11,10 +11,6 @@ int rt_credits_init(rt_credits *cs, uint64_t epoch) {
 
 void rt_credits_destroy(rt_credits *cs) {
   rt_perthread_destroy(&cs->list);
-}
-
-rt_credit *rt_credit_mine(rt_credits *cs) {
-  return rt_perthread_mine(&cs->list, &t_credit, sizeof(rt_credit));
 }
 
 size_t rt_credits_reclaim(rt_credits *cs) {

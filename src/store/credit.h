@@ -43,7 +43,10 @@ int rt_credits_init(rt_credits *cs, uint64_t epoch);
 void rt_credits_destroy(rt_credits *cs);
 /* The calling thread's credit, made on first use; NULL if out of memory
  * (the caller then reserves on the shared counter directly). */
-rt_credit *rt_credit_mine(rt_credits *cs);
+extern _Thread_local rt_perthread_slot rt_t_credit;
+static inline rt_credit *rt_credit_mine(rt_credits *cs) {
+  return (rt_credit *)rt_perthread_mine(&cs->list, &rt_t_credit, sizeof(rt_credit));
+}
 /* Takes back every thread's credit; returns the bytes taken. */
 size_t rt_credits_reclaim(rt_credits *cs);
 /* All credit held now (for reporting usage). */

@@ -174,6 +174,7 @@ static ray_status mem_reserve(rt_store *st, const char *fn, size_t size) {
     return rt_fail(RAY_ESTOREFULL,
                    "%s: object of %zu bytes is larger than the whole memory limit of %zu bytes",
                    fn, size, st->limit);
+  if (size == 0) return RAY_OK; /* a task's pending return: nothing yet */
   rt_credit *c;
   if (size <= RT_CREDIT_SMALL && (c = rt_credit_mine(&st->credits)) != NULL) {
     /* relaxed: the credit is reserved already; we only must not take more
