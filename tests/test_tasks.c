@@ -977,6 +977,40 @@ static void test_shutdown_lets_running_tasks_finish_and_rejects_new_ones(void **
   assert_false(ray_is_initialized());
 }
 
+/* Threads that submit and exit without getting anything: their jobs wait in
+ * rings whose owner is gone, and their counts in tallies nobody writes any
+ * more (task/tally.c). ray_shutdown must still run every one first. */
+enum { EXITED_SUBMITTERS = 6, PER_EXITED = 3000 / SCALE };
+static _Atomic int g_exited_ran;
+
+static ray_status count_slowly(ray_ctx *ctx) {
+  (void)ctx;
+  for (volatile int i = 0; i < 2000; i++) {
+  }
+  atomic_fetch_add(&g_exited_ran, 1);
+  return RAY_OK;
+}
+
+static void *submit_and_exit(void *arg) {
+  (void)arg;
+  ray_task_opts o = RAY_TASK_OPTS_INIT;
+  o.num_returns = 0; /* nothing to get: only shutdown waits for them */
+  for (int i = 0; i < PER_EXITED; i++)
+    assert_int_equal(ray_submit(count_slowly, NULL, 0, &o, NULL), RAY_OK);
+  return NULL;
+}
+
+static void test_shutdown_runs_what_exited_threads_submitted(void **state) {
+  (void)state;
+  assert_int_equal(init_workers(1), 0);
+  atomic_store(&g_exited_ran, 0);
+  pthread_t t[EXITED_SUBMITTERS];
+  for (int i = 0; i < EXITED_SUBMITTERS; i++) pthread_create(&t[i], NULL, submit_and_exit, NULL);
+  for (int i = 0; i < EXITED_SUBMITTERS; i++) pthread_join(t[i], NULL);
+  assert_int_equal(ray_shutdown(), RAY_OK);
+  assert_int_equal(atomic_load(&g_exited_ran), EXITED_SUBMITTERS * PER_EXITED);
+}
+
 static void test_ten_init_run_shutdown_cycles(void **state) {
   (void)state;
   for (int c = 0; c < 10; c++) {
@@ -1033,6 +1067,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_ctx_rejects_bad_arguments, setup, test_teardown),
       cmocka_unit_test(test_calls_without_a_runtime_give_eshutdown),
       cmocka_unit_test(test_shutdown_lets_running_tasks_finish_and_rejects_new_ones),
+      cmocka_unit_test(test_shutdown_runs_what_exited_threads_submitted),
       cmocka_unit_test(test_ten_init_run_shutdown_cycles),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
