@@ -25,7 +25,7 @@
 #include "core/perthread.h"
 
 #define RT_CREDIT_SMALL 1024                 /* reservations up to this size use credit */
-#define RT_CREDIT_REFILL (16u << 10)         /* taken from the shared counter at once */
+#define RT_CREDIT_REFILL ((size_t)16 << 10)  /* taken from the shared counter at once */
 #define RT_CREDIT_MAX (2 * RT_CREDIT_REFILL) /* kept at most; the rest goes back */
 
 typedef struct rt_credit {
