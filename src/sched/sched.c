@@ -100,6 +100,8 @@
  * batch instead of per job; without it the consumers of a burst of outside
  * submissions queue up on that lock one job at a time. */
 #define RT_SCHED_INJECTOR_BATCH 32
+/* An outside thread that finds more than this many jobs in the injector
+ * after its push yields once (the same backpressure as a full ring). */
 #define RT_SCHED_BACKLOG 1024
 /* Threads outside the pool that get a ring of their own (ring.h); later
  * ones use the injector. Rings are kept until destroy, even when their
@@ -270,9 +272,7 @@ static rt_job *spin_one(rt_sched *s, rt_worker *w);
 static void notify_one(rt_sched *s);
 static bool work_visible(rt_sched *s);
 
-/* The oldest injector job, with a share of those behind it moved to w's
- * deque (pushed youngest first: w pops them oldest first, thieves take the
- * youngest). NULL: none for us right now (see rt_injector_pop). */
+/* How many of `queued` jobs one worker takes at once: its share. */
 static size_t batch_share(rt_sched *s, size_t queued) {
   /* relaxed: only sizes the batch (0 while the first threads start). */
   int threads = atomic_load_explicit(&s->nthreads, memory_order_relaxed);
@@ -303,6 +303,10 @@ static size_t take_rings(rt_sched *s, rt_worker *w, rt_job **got) {
   return 0;
 }
 
+/* The oldest job of a ring or the injector, with a share of those behind it
+ * moved to w's deque (pushed youngest first: w pops them oldest first,
+ * thieves take the youngest). NULL: none for us right now (see
+ * rt_injector_pop). */
 static rt_job *take_injector(rt_sched *s, rt_worker *w) {
   rt_job *got[RT_SCHED_INJECTOR_BATCH];
   size_t n = take_rings(s, w, got);
