@@ -578,6 +578,59 @@ static void test_a_get_outside_the_pool_runs_its_queued_task(void **state) {
   assert_int_equal(settled_objects(0), 0);
 }
 
+/* Help while waiting runs only the waiting task's own children. Here the
+ * one worker takes A and B from the driver's queue together; A waits for X
+ * (sealed later by the driver) and then seals Y; B waits for Y. Had A's wait
+ * run B on top of itself, B would wait for Y forever under A. */
+struct handoff {
+  ray_ref *wait_for, *then_seal;
+  void *seal_data;
+};
+
+static ray_status wait_then_seal(ray_ctx *ctx) {
+  ray_view v;
+  ray_status s = ray_ctx_arg(ctx, 0, NULL, &v);
+  if (s != RAY_OK) return s;
+  struct handoff h = *(const struct handoff *)v.data;
+  ray_view x;
+  if ((s = ray_get(h.wait_for, NULL, -1, &x)) != RAY_OK) return s;
+  ray_view_release(&x);
+  if (h.then_seal) {
+    memset(h.seal_data, 7, 8);
+    if ((s = ray_seal(h.then_seal)) != RAY_OK) return s;
+  }
+  int64_t one = 1;
+  return ray_ctx_return(ctx, 0, &one, sizeof one, &ray_type_i64);
+}
+
+static void test_a_wait_does_not_run_jobs_queued_before_its_task(void **state) {
+  (void)state; /* one worker */
+  atomic_store(&g_release_gate, 0);
+  atomic_store(&g_busy_started, 0);
+  ray_ref *busy = submit1(busy_until_gate, NULL, 0, "busy");
+  while (!atomic_load(&g_busy_started)) usleep(1000);
+  void *xd, *yd;
+  ray_ref *x, *y;
+  assert_int_equal(ray_create(8, NULL, &xd, &x), RAY_OK);
+  assert_int_equal(ray_create(8, NULL, &yd, &y), RAY_OK);
+  struct handoff ha = {x, y, yd}, hb = {y, NULL, NULL};
+  ray_arg aa = ray_arg_value(&ha, sizeof ha, NULL), ab = ray_arg_value(&hb, sizeof hb, NULL);
+  ray_ref *a = submit1(wait_then_seal, &aa, 1, "A");
+  ray_ref *b = submit1(wait_then_seal, &ab, 1, "B");
+  atomic_store(&g_release_gate, 1); /* the worker now takes A and B at once */
+  usleep(50000);                     /* A is waiting for X */
+  memset(xd, 1, 8);
+  assert_int_equal(ray_seal(x), RAY_OK);
+  ray_view v;
+  assert_int_equal(ray_get(b, &ray_type_i64, 10000, &v), RAY_OK);
+  ray_view_release(&v);
+  assert_int_equal(ray_get(a, &ray_type_i64, 10000, &v), RAY_OK);
+  ray_view_release(&v);
+  assert_int_equal(get_i64(busy), 0);
+  ray_ref *all[] = {busy, a, b, x, y};
+  for (int i = 0; i < 5; i++) ray_ref_release(all[i]);
+}
+
 /* A task that finishes and a ray_cancel race for each return: the finishing
  * task ends it without a lock unless a canceller holds the entry
  * (store/entry.h). Either side may win, never both, and nothing is lost. */
@@ -1050,6 +1103,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_recursive_cancel_reaches_the_children, setup, test_teardown),
       cmocka_unit_test_setup_teardown(test_cancel_racing_with_the_end_of_tasks, setup, test_teardown),
       cmocka_unit_test_setup_teardown(test_a_get_outside_the_pool_runs_its_queued_task,
+                                      setup_one_worker, test_teardown),
+      cmocka_unit_test_setup_teardown(test_a_wait_does_not_run_jobs_queued_before_its_task,
                                       setup_one_worker, test_teardown),
       cmocka_unit_test_setup_teardown(test_nested_chain_of_depth_200_with_one_worker,
                                       setup_one_worker, test_teardown),

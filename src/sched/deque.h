@@ -51,5 +51,12 @@ rt_deque_steal_result rt_deque_steal(rt_deque *d, void **out);
 /* Any thread; a hint only (exact when called by the owner). Used by the
  * parking re-check, after a seq_cst fence, see sched.c. */
 bool rt_deque_maybe_nonempty(const rt_deque *d);
+/* Owner only. A mark of the bottom end: an item pushed after the mark sits
+ * at or above it, so rt_deque_pop returns such an item only while
+ * rt_deque_mark(d) > the mark taken before its push. */
+static inline int64_t rt_deque_mark(const rt_deque *d) {
+  /* relaxed: the owner's own variable. */
+  return atomic_load_explicit(&((rt_deque *)d)->bottom, memory_order_relaxed);
+}
 
 #endif

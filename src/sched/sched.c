@@ -119,6 +119,10 @@ typedef struct rt_worker {
   uint32_t tick;     /* jobs started, owner only */
   uint32_t ring_cursor; /* the ring to look at first, owner only */
   int block_depth;   /* block_begin nesting, owner only */
+  /* Owner only: the deque's mark when the running job started. Jobs above
+   * it were pushed by that job (its children): the only ones it may run
+   * while it waits (rt_sched_help). */
+  int64_t help_floor;
   /* Under s->park_lock: */
   int state;
   struct rt_worker *prev, *next; /* idle list (doubly linked) or spare list */
@@ -478,6 +482,7 @@ static void *worker_main(void *arg) {
         continue;
       }
     }
+    w->help_floor = rt_deque_mark(&w->dq);
     j->run(j); /* may free j */
   }
   tls_worker = NULL;
@@ -730,11 +735,18 @@ void rt_sched_nest_exit(void) { tls_help_depth--; }
 bool rt_sched_help(rt_sched *s) {
   rt_worker *w = tls_worker;
   if (!ours(s, w) || tls_help_depth >= RT_SCHED_HELP_DEPTH) return false;
+  /* Only what the waiting job pushed itself: a job queued before it (a
+   * batch from a ring, an older sibling) may wait for something the waiting
+   * job makes after its wait, and running it on top would deadlock. */
+  if (rt_deque_mark(&w->dq) <= w->help_floor) return false;
   rt_job *j = rt_deque_pop(&w->dq);
   if (!j) return false;
+  int64_t floor = w->help_floor;
+  w->help_floor = rt_deque_mark(&w->dq);
   tls_help_depth++;
   j->run(j); /* may free j */
   tls_help_depth--;
+  w->help_floor = floor;
   return true;
 }
 
