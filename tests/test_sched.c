@@ -421,45 +421,38 @@ static void *submitter(void *arg) {
   return NULL;
 }
 
-static void test_concurrent_outside_submitters(void **state) {
-  (void)state;
-  const size_t per = SCALE(250000);
-  counted_job *jobs = counted_jobs(SUBMITTERS * per);
+/* `threads` outside threads each submit `per` jobs and exit; then destroy,
+ * which drains: every job must have run exactly once. */
+static void run_outside_submitters(int threads, size_t per) {
+  counted_job *jobs = counted_jobs((size_t)threads * per);
   rt_sched *s;
   assert_int_equal(rt_sched_create(2, &s), 0);
-  pthread_t th[SUBMITTERS];
-  submit_arg args[SUBMITTERS];
-  for (int i = 0; i < SUBMITTERS; i++) {
+  pthread_t *th = calloc((size_t)threads, sizeof *th);
+  submit_arg *args = calloc((size_t)threads, sizeof *args);
+  assert_true(th && args);
+  for (int i = 0; i < threads; i++) {
     args[i] = (submit_arg){s, jobs + (size_t)i * per, per};
     assert_int_equal(pthread_create(&th[i], NULL, submitter, &args[i]), 0);
   }
-  for (int i = 0; i < SUBMITTERS; i++) pthread_join(th[i], NULL);
+  for (int i = 0; i < threads; i++) pthread_join(th[i], NULL);
   rt_sched_destroy(s);
-  assert_each_ran_once(jobs, SUBMITTERS * per);
+  assert_each_ran_once(jobs, (size_t)threads * per);
+  free(args);
+  free(th);
   free(jobs);
+}
+
+static void test_concurrent_outside_submitters(void **state) {
+  (void)state;
+  run_outside_submitters(SUBMITTERS, SCALE(250000));
 }
 
 /* More outside threads than the scheduler has rings for (64): the first
  * ones queue in rings of their own, the rest in the injector; each job runs
  * exactly once either way, also after its submitting thread has exited. */
-enum { MANY_SUBMITTERS = 80 };
-
 static void test_more_outside_threads_than_rings(void **state) {
   (void)state;
-  const size_t per = SCALE(5000);
-  counted_job *jobs = counted_jobs(MANY_SUBMITTERS * per);
-  rt_sched *s;
-  assert_int_equal(rt_sched_create(2, &s), 0);
-  pthread_t th[MANY_SUBMITTERS];
-  submit_arg args[MANY_SUBMITTERS];
-  for (int i = 0; i < MANY_SUBMITTERS; i++) {
-    args[i] = (submit_arg){s, jobs + (size_t)i * per, per};
-    assert_int_equal(pthread_create(&th[i], NULL, submitter, &args[i]), 0);
-  }
-  for (int i = 0; i < MANY_SUBMITTERS; i++) pthread_join(th[i], NULL);
-  rt_sched_destroy(s);
-  assert_each_ran_once(jobs, MANY_SUBMITTERS * per);
-  free(jobs);
+  run_outside_submitters(80, SCALE(5000));
 }
 
 /* Each link submits the next and blocks until it is done, like a task that
