@@ -35,14 +35,6 @@ static int setup_four(void **state) {
   (void)state; /* methods that sleep do not free their worker: room for 3 */
   return init_workers(4);
 }
-static int64_t get_i64(ray_ref *r) {
-  ray_view v;
-  ray_status s = ray_get(r, &ray_type_i64, -1, &v);
-  if (s != RAY_OK) fail_msg("ray_get: %s: %s", ray_status_name(s), ray_last_error());
-  int64_t x = *(const int64_t *)v.data;
-  ray_view_release(&v);
-  return x;
-}
 
 /* Calls method and returns its i64 result (releases the ref). */
 static int64_t call_i64(ray_actor *a, size_t m, const ray_arg *args, size_t n) {

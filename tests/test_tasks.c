@@ -45,15 +45,6 @@ static uint64_t settled_objects(uint64_t want) {
   return s.objects;
 }
 
-static int64_t get_i64(ray_ref *r) {
-  ray_view v;
-  ray_status s = ray_get(r, &ray_type_i64, -1, &v);
-  if (s != RAY_OK) fail_msg("ray_get: %s: %s", ray_status_name(s), ray_last_error());
-  int64_t x = *(const int64_t *)v.data;
-  ray_view_release(&v);
-  return x;
-}
-
 static ray_ref *submit1(ray_task_fn fn, const ray_arg *args, size_t n, const char *name) {
   ray_task_opts o = RAY_TASK_OPTS_INIT;
   o.name = name;

@@ -53,6 +53,16 @@ static inline ray_stats stats(void) {
   return s;
 }
 
+/* The i64 value of an object, waiting for it; fails the test on an error. */
+static inline int64_t get_i64(ray_ref *r) {
+  ray_view v;
+  ray_status s = ray_get(r, &ray_type_i64, -1, &v);
+  if (s != RAY_OK) fail_msg("ray_get: %s: %s", ray_status_name(s), ray_last_error());
+  int64_t x = *(const int64_t *)v.data;
+  ray_view_release(&v);
+  return x;
+}
+
 /* The thread's last error message contains text. */
 #define assert_error_contains(text) \
   do { \

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/array.h"
 #include "core/prim.h"
 #include "store/slots.h"
 
@@ -46,13 +47,9 @@ void rt_slots_destroy(rt_slots *s) {
 
 /* Under s->lock: make room for `more` slots on the shared free list. */
 static bool free_reserve(rt_slots *s, size_t more) {
-  if (s->nfree + more <= s->free_cap) return true;
-  size_t cap = s->free_cap ? s->free_cap * 2 : 4096;
-  while (cap < s->nfree + more) cap *= 2;
-  uint32_t *f = realloc(s->free, cap * sizeof *f);
+  uint32_t *f = rt_array_reserve(s->free, &s->free_cap, s->nfree + more, sizeof *f, 4096);
   if (!f) return false;
   s->free = f;
-  s->free_cap = cap;
   return true;
 }
 

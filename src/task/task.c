@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "actor/actor.h"
+#include "core/array.h"
 #include "core/prim.h"
 #include "runtime.h"
 #include "task/ctx.h"
@@ -257,17 +258,14 @@ static bool task_layout(rt_task *t, size_t nargs, size_t nrets, size_t bytes) {
 void rt_task_note_child(rt_task *parent, ray_ref *first_ret) {
   while (atomic_flag_test_and_set_explicit(&parent->child_lock, memory_order_acquire))
     rt_prim_pause();
-  if (parent->nchildren == parent->children_cap) {
-    size_t cap = parent->children_cap ? parent->children_cap * 2 : 8;
-    ray_ref **c = realloc(parent->children, cap * sizeof *c);
-    if (c) {
-      parent->children = c;
-      parent->children_cap = cap;
-    }
-  }
+  ray_ref **c = rt_array_reserve(parent->children, &parent->children_cap, parent->nchildren + 1,
+                                 sizeof *c, 8);
   /* Not retained: ray_cancel resolves it, and a freed object's handle no
    * longer resolves (generation check). Dropped if memory ran out. */
-  if (parent->nchildren < parent->children_cap) parent->children[parent->nchildren++] = first_ret;
+  if (c) {
+    parent->children = c;
+    c[parent->nchildren++] = first_ret;
+  }
   atomic_flag_clear_explicit(&parent->child_lock, memory_order_release);
 }
 
@@ -534,13 +532,17 @@ static void task_run(rt_job *job) {
   task_release(rt, t);
 }
 
-/* Under the stripe lock of the awaited return, which keeps the record
- * alive: hold it for the caller, if it is a plain task. */
-static void hold_plain_task(void *producer, void *arg) {
-  rt_task *t = producer;
-  if (t->actor) return; /* an actor's calls run in its turn, in order */
+/* Under the stripe lock of one of the task's returns, which keeps the
+ * record alive: one more reference on it, for the caller (*arg). */
+static void hold_record(rt_task *t, void *arg) {
   atomic_fetch_add_explicit(&t->rc, 1, memory_order_relaxed); /* record is alive: relaxed */
   *(rt_task **)arg = t;
+}
+
+/* rt_store_with_producer callback: holds the record if it is a plain task. */
+static void hold_plain_task(void *producer, void *arg) {
+  rt_task *t = producer;
+  if (!t->actor) hold_record(t, arg); /* an actor's calls run in its turn, in order */
 }
 
 bool rt_task_run_awaited(rt_runtime *rt, ray_ref *ref) {
@@ -579,14 +581,13 @@ bool rt_task_claim_end(rt_task *t) {
                                                  memory_order_acq_rel, memory_order_acquire);
 }
 
-/* Under the stripe lock of one of the task's returns, which keeps the
- * record alive: mark it, and hold it for the canceller. */
+/* rt_store_with_producer callback: marks the task and holds it for the
+ * canceller. */
 static void cancel_locked(void *producer, void *arg) {
   rt_task *t = producer;
   /* release: a running task that reads the flag (acquire) sees the cancel. */
   atomic_store_explicit(&t->cancel, 1, memory_order_release);
-  atomic_fetch_add_explicit(&t->rc, 1, memory_order_relaxed); /* record is alive: relaxed */
-  *(rt_task **)arg = t;
+  hold_record(t, arg);
 }
 
 static void cancel_task(rt_runtime *rt, ray_ref *ref, bool recursive) {

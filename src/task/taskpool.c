@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/array.h"
 #include "core/prim.h"
 #include "task/task.h"
 
@@ -46,25 +47,18 @@ static void cache_check(rt_tasks *ts) {
 
 /* Under pool_lock: room for `more` pointers in the shared pool. */
 static bool pool_reserve(rt_tasks *ts, size_t more) {
-  if (ts->nfree + more <= ts->free_cap) return true;
-  size_t cap = ts->free_cap ? ts->free_cap * 2 : SLAB_TASKS;
-  while (cap < ts->nfree + more) cap *= 2;
-  rt_task **f = realloc(ts->pool_free, cap * sizeof *f);
+  rt_task **f = rt_array_reserve(ts->pool_free, &ts->free_cap, ts->nfree + more, sizeof *f,
+                                 SLAB_TASKS);
   if (!f) return false;
   ts->pool_free = f;
-  ts->free_cap = cap;
   return true;
 }
 
 /* Under pool_lock: a new slab into the shared pool. */
 static bool grow(rt_tasks *ts) {
-  if (ts->nslabs == ts->slabs_cap) {
-    size_t cap = ts->slabs_cap ? ts->slabs_cap * 2 : 16;
-    void **s = realloc(ts->slabs, cap * sizeof *s);
-    if (!s) return false;
-    ts->slabs = s;
-    ts->slabs_cap = cap;
-  }
+  void **s = rt_array_reserve(ts->slabs, &ts->slabs_cap, ts->nslabs + 1, sizeof *s, 16);
+  if (!s) return false;
+  ts->slabs = s;
   if (!pool_reserve(ts, SLAB_TASKS)) return false;
   rt_task *slab = rt_prim_map_large(SLAB_BYTES, SLAB_BYTES); /* zeroed pages */
   if (!slab) return false;
