@@ -337,9 +337,12 @@ typedef struct ray_task_opts {
 
 /*
  * Submits fn(args). On RAY_OK returns[0 .. num_returns-1] are new refs to the
- * task's results (release each); fn runs later on the pool. opts NULL: one
- * return, no retries. Submitting from inside a task records the new task as
- * a child of the running one (see ray_cancel).
+ * task's results (release each); fn runs later on the pool (or on the thread
+ * that waits for it, see ray_get). opts NULL: one return, no retries.
+ * Submitting from inside a task records the new task as a child of the
+ * running one (see ray_cancel). It never blocks; a thread outside the pool
+ * with 1024 tasks of its own still queued yields the CPU once, so that the
+ * workers catch up.
  * Errors: RAY_EINVAL (fn NULL, args NULL with nargs > 0, a bad or released
  * ref argument, a value argument with NULL data or size 0, num_returns out of
  * range or returns NULL, max_retries < -1; the message names the argument);
