@@ -15,8 +15,10 @@
 /* Monotonic clock in nanoseconds. */
 uint64_t rt_prim_now_ns(void);
 
-/* The absolute monotonic deadline for a ray timeout_ms: UINT64_MAX for -1
- * (forever), now for 0, now + ms otherwise. */
+/* The absolute monotonic deadline for a ray timeout_ms: UINT64_MAX (none)
+ * for a negative one and for one so long that now + ms does not fit in 64
+ * bits of nanoseconds (about 584 years: INT64_MAX, INT64_MAX / 2), now for
+ * 0, now + ms otherwise. */
 uint64_t rt_prim_deadline(int64_t timeout_ms);
 
 /*

@@ -21,7 +21,12 @@ uint64_t rt_prim_now_ns(void) {
 
 uint64_t rt_prim_deadline(int64_t timeout_ms) {
   if (timeout_ms < 0) return UINT64_MAX;
-  return rt_prim_now_ns() + (uint64_t)timeout_ms * 1000000ull;
+  /* Saturating: INT64_MAX ms in nanoseconds, or added to now, does not fit
+   * in 64 bits, and a wrapped deadline would lie in the past. A deadline
+   * past UINT64_MAX - 1 ns (584 years of uptime) is as good as none. */
+  uint64_t now = rt_prim_now_ns(), ms = (uint64_t)timeout_ms;
+  if (ms > (UINT64_MAX - 1 - now) / 1000000ull) return UINT64_MAX;
+  return now + ms * 1000000ull;
 }
 
 bool rt_prim_futex_wait(_Atomic uint32_t *word, uint32_t expect, uint64_t deadline_ns) {

@@ -791,6 +791,9 @@ ray_status ray_get(ray_ref *ref, const ray_type *expect, int64_t timeout_ms, ray
   rt_store *st = rt_store_for("ray_get");
   if (!st) return RAY_ESHUTDOWN;
   if (!out) return rt_fail(RAY_EINVAL, "ray_get: out is NULL");
+  if (RT_UNLIKELY(timeout_ms < -1))
+    return rt_fail(RAY_EINVAL, "ray_get: timeout_ms %lld is below -1 (-1 waits forever)",
+                   (long long)timeout_ms);
   uint32_t slot;
   rt_entry *e = rt_handle_resolve(&st->slots, ref, &slot);
   if (!e) return bad_handle("ray_get", ref);
@@ -873,6 +876,9 @@ ray_status ray_wait(ray_ref *const refs[], size_t n, size_t num_ready, int64_t t
   if (n && (!refs || !ready)) return rt_fail(RAY_EINVAL, "ray_wait: refs or ready is NULL");
   if (num_ready > n)
     return rt_fail(RAY_EINVAL, "ray_wait: num_ready %zu is more than the %zu refs", num_ready, n);
+  if (timeout_ms < -1)
+    return rt_fail(RAY_EINVAL, "ray_wait: timeout_ms %lld is below -1 (-1 waits forever)",
+                   (long long)timeout_ms);
   if (n == 0) return RAY_OK;
 
   uint32_t *slots = malloc(n * sizeof *slots);
