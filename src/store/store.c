@@ -321,22 +321,14 @@ static void finalize(rt_store *st, uint32_t slot, rt_entry *e) {
   rt_slots_free(&st->slots, slot);
 }
 
-/* Drops one ref or view; frees the entry if that was the last hold. */
-static void hold_drop(rt_store *st, uint32_t slot, rt_entry *e, uint64_t what) {
-  /* acq_rel: release makes this thread's reads of the payload happen before
-   * the free; the thread that reaches zero acquires every other thread's. */
-  uint64_t old = atomic_fetch_sub_explicit(&e->holds, what, memory_order_acq_rel);
-  if (old != what) {
-    if (what == RT_HOLD_VIEW && RT_HOLD_VIEWS(old) == 1 && (e->flags & RT_EF_SPILLABLE))
-      lru_touch(st, slot, e); /* the last view went: spillable again */
-    return;
-  }
-  /* Last hold: we own the entry. Unlink it from its LRU list first, because
-   * the finalize list reuses the link field. */
-  if (e->locked_flags & RT_LF_ON_LRU) {
-    rt_stripe *sp = stripe_of(st, slot);
-    pthread_mutex_lock(&sp->lock);
-    rt_lru_remove(&sp->lru, &st->slots, slot);
+/* We dropped the last hold: the entry is ours. Finalizes it, and every
+ * entry its finalization frees in turn, on this thread without recursion.
+ * For a spillable entry, sp is its stripe, locked by the caller (see
+ * hold_drop), which unlocks it here once the entry is off its LRU list:
+ * the finalize list reuses the link field. */
+static void entry_last_hold(rt_store *st, rt_stripe *sp, uint32_t slot, rt_entry *e) {
+  if (sp) {
+    if (e->locked_flags & RT_LF_ON_LRU) rt_lru_remove(&sp->lru, &st->slots, slot);
     pthread_mutex_unlock(&sp->lock);
   }
   e->lru_next = t_fin.head;
@@ -351,6 +343,55 @@ static void hold_drop(rt_store *st, uint32_t slot, rt_entry *e, uint64_t what) {
     finalize(st, s, f);
   }
   t_fin.active = false;
+}
+
+/*
+ * Drops one ref or view; frees the entry if that was the last hold.
+ *
+ * After a drop that was not the last, this thread must not touch the entry
+ * any more: another thread may drop the last hold at once, free the entry
+ * and reuse its lru_next as a finalize-list link. The one follow-up a drop
+ * needs, putting a spillable entry back on its LRU list when its last view
+ * goes, therefore happens under the stripe lock together with the drop
+ * itself, and the last drop of a spillable entry takes that lock before it
+ * unlinks the entry: whichever of the two comes first runs whole. (Both
+ * take the lock only where the LRU can change: a view drop that leaves
+ * other views is one CAS, and entries that are never spilled never lock.)
+ */
+static void hold_drop(rt_store *st, uint32_t slot, rt_entry *e, uint64_t what) {
+  /* flags are fixed once published, and we still hold the entry here. */
+  bool spillable = e->flags & RT_EF_SPILLABLE;
+  if (what == RT_HOLD_VIEW && spillable) {
+    uint64_t h = atomic_load_explicit(&e->holds, memory_order_relaxed);
+    /* release: as below; not the last hold, since another view remains. */
+    while (RT_HOLD_VIEWS(h) > 1)
+      if (atomic_compare_exchange_weak_explicit(&e->holds, &h, h - what, memory_order_release,
+                                                memory_order_relaxed))
+        return;
+    rt_stripe *sp = stripe_of(st, slot);
+    pthread_mutex_lock(&sp->lock);
+    /* acq_rel: as below. */
+    if (atomic_fetch_sub_explicit(&e->holds, what, memory_order_acq_rel) == what) {
+      entry_last_hold(st, sp, slot, e);
+      return;
+    }
+    lru_update(st, sp, slot, e); /* the last view went: spillable again */
+    pthread_mutex_unlock(&sp->lock);
+    return;
+  }
+  /* acq_rel: release makes this thread's reads of the payload happen before
+   * the free; the thread that reaches zero acquires every other thread's. */
+  uint64_t old = atomic_fetch_sub_explicit(&e->holds, what, memory_order_acq_rel);
+  if (old != what) return;
+  rt_stripe *sp = NULL;
+  if (spillable) {
+    /* A view drop that put the entry on its LRU list did so under this
+     * lock before its own decrement, which ours acquired: locking now waits
+     * for it to finish and then sees its link. */
+    sp = stripe_of(st, slot);
+    pthread_mutex_lock(&sp->lock);
+  }
+  entry_last_hold(st, sp, slot, e);
 }
 
 /* ------------------------------------------------------------------------ */
