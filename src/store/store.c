@@ -807,16 +807,24 @@ static ray_status wait_sealed(rt_store *st, ray_ref *ref, uint32_t slot, rt_entr
 }
 
 /* A view of a sealed entry: type-checked against expect (the message starts
- * with `what`), then one more view hold. */
+ * with `what`), then one more view hold. A user's view (ray_get) owns a view
+ * record (viewtab.h), so that only one release of it counts; the task
+ * layer's views (rt_store_view) carry their ref and are dropped by
+ * rt_store_view_drop. */
 static inline __attribute__((always_inline)) ray_status
-view_sealed(rt_store *st, uint32_t slot, rt_entry *e, ray_ref *ref,
-                              const ray_type *expect, const char *what, ray_view *out) {
+view_sealed(rt_store *st, uint32_t slot, rt_entry *e, ray_ref *ref, const ray_type *expect,
+            const char *what, bool user, ray_view *out) {
+  char id[33];
   if (expect && !rt_type_equal(e->type, expect)) {
-    char id[33], a[96], b[96];
+    char a[96], b[96];
     return rt_fail(RAY_ETYPE, "%s: object %s has type %s, expected %s", what,
                    ENTRY_ID(st, slot, e, id), rt_type_describe(e->type, a, sizeof a),
                    rt_type_describe(expect, b, sizeof b));
   }
+  void *priv = ref;
+  if (user && RT_UNLIKELY(!rt_viewtab_open(&st->views, ref, &priv)))
+    return rt_fail(RAY_ENOMEM, "%s: no memory to record a view of object %s", what,
+                   ENTRY_ID(st, slot, e, id));
   /* Relaxed: the caller holds a ref, so the entry cannot be freed under us;
    * the count only has to be atomic. */
   uint64_t old = atomic_fetch_add_explicit(&e->holds, RT_HOLD_VIEW, memory_order_relaxed);
@@ -824,7 +832,7 @@ view_sealed(rt_store *st, uint32_t slot, rt_entry *e, ray_ref *ref,
   out->data = e->data;
   out->size = e->size;
   out->type = e->type;
-  out->priv_ = (void *)ref;
+  out->priv_ = priv;
   return RAY_OK;
 }
 
@@ -857,26 +865,48 @@ ray_status ray_get(ray_ref *ref, const ray_type *expect, int64_t timeout_ms, ray
       return rt_fail(err->status, "%s", err->msg);
     }
   }
-  ray_status s = view_sealed(st, slot, e, ref, expect, "ray_get", out);
+  ray_status s = view_sealed(st, slot, e, ref, expect, "ray_get", true, out);
   if (s == RAY_OK) atomic_fetch_add_explicit(&st->gets, 1, memory_order_relaxed);
   return s;
+}
+
+/* Drops the view hold of ref's object. */
+static void view_drop(rt_store *st, ray_ref *ref, const char *fn) {
+  uint32_t slot;
+  rt_entry *e = rt_handle_resolve(&st->slots, ref, &slot);
+  if (!e || RT_HOLD_VIEWS(atomic_load_explicit(&e->holds, memory_order_relaxed)) == 0) {
+    rt_warn("%s: view of ref %p was already released", fn, (void *)ref);
+    return;
+  }
+  hold_drop(st, slot, e, RT_HOLD_VIEW);
 }
 
 void ray_view_release(ray_view *view) {
   if (!view || !view->priv_) return;
   rt_runtime *rt = rt_current();
-  void *h = view->priv_;
+  void *priv = view->priv_;
   view->priv_ = NULL;
   view->data = NULL;
   view->size = 0;
   if (!rt) return; /* the runtime is gone and freed the object with it */
-  uint32_t slot;
-  rt_entry *e = rt_handle_resolve(&rt->store.slots, h, &slot);
-  if (!e || RT_HOLD_VIEWS(atomic_load_explicit(&e->holds, memory_order_relaxed)) == 0) {
-    rt_warn("ray_view_release: view of ref %p was already released", h);
+  ray_ref *ref = rt_viewtab_close(&rt->store.views, priv);
+  if (RT_UNLIKELY(!ref)) {
+    /* A copy of a view released before (or a view of an earlier runtime):
+     * the hold it names is gone or belongs to another view. */
+    rt_warn("ray_view_release: view %p was already released (through a copy of it?); "
+            "ignored",
+            priv);
     return;
   }
-  hold_drop(&rt->store, slot, e, RT_HOLD_VIEW);
+  view_drop(&rt->store, ref, "ray_view_release");
+}
+
+void rt_store_view_drop(rt_store *st, ray_view *view) {
+  if (!view->priv_) return;
+  view_drop(st, view->priv_, "rt_store_view_drop");
+  view->priv_ = NULL;
+  view->data = NULL;
+  view->size = 0;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1358,7 +1388,7 @@ ray_status rt_store_view(rt_store *st, ray_ref *ref, const ray_type *expect, con
                                             ((const rt_error *)e->data)->msg);
   if (state != RT_ST_SEALED)
     return rt_fail(RAY_EINVAL, "%s: object %s is not ready", what, ENTRY_ID(st, slot, e, id));
-  return view_sealed(st, slot, e, ref, expect, what, out);
+  return view_sealed(st, slot, e, ref, expect, what, false, out);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1374,6 +1404,10 @@ ray_status rt_store_init(rt_store *st, const rt_config *cfg, uint64_t epoch) {
   st->put_timeout_ms = cfg->put_timeout_ms;
   if (rt_slots_init(&st->slots, epoch, rnd[2]) != 0)
     return rt_fail(RAY_ENOMEM, "ray_init: cannot allocate the object table");
+  if (rt_viewtab_init(&st->views, epoch, rnd[2] ^ rnd[0]) != 0) {
+    rt_slots_destroy(&st->slots);
+    return rt_fail(RAY_ENOMEM, "ray_init: cannot allocate the view table");
+  }
   size_t budget = st->limit / 4 < ((size_t)1 << 30) ? st->limit / 4 : ((size_t)1 << 30);
   rt_bufpool_init(&st->pool, budget);
   for (int i = 0; i < RT_STRIPES; i++) {
@@ -1429,5 +1463,6 @@ void rt_store_destroy(rt_store *st) {
   free(st->accounts);
   pthread_mutex_destroy(&st->accounts_lock);
   pthread_cond_destroy(&st->mem_cond);
+  rt_viewtab_destroy(&st->views);
   rt_slots_destroy(&st->slots);
 }

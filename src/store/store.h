@@ -19,6 +19,7 @@
 #include "store/credit.h"
 #include "store/lru.h"
 #include "store/slots.h"
+#include "store/viewtab.h"
 
 #define RT_STRIPES 64
 #define RT_MAX_ACCOUNTS 65535
@@ -77,6 +78,7 @@ typedef struct rt_stripe {
 
 typedef struct rt_store {
   rt_slots slots;
+  rt_viewtab views; /* a record per user view: one release each (viewtab.h) */
   rt_stripe stripes[RT_STRIPES];
   rt_bufpool pool;
   size_t limit;
@@ -158,6 +160,9 @@ uint16_t rt_store_set_account(uint16_t account);
  * its bytes; the caller holds a ref, so the entry is alive. */
 ray_status rt_store_view(rt_store *st, ray_ref *ref, const ray_type *expect, const char *what,
                          ray_view *out);
+/* Ends a view from rt_store_view (not one from ray_get); a view already
+ * ended (priv_ NULL) is left alone. */
+void rt_store_view_drop(rt_store *st, ray_view *view);
 /* Frees every object, live or not; warns about unreleased refs and views. */
 void rt_store_destroy(rt_store *st);
 

@@ -87,7 +87,7 @@ void rt_ctx_run(rt_runtime *rt, rt_task *t, rt_task_outcome *out) {
   for (uint32_t i = 0; i < t->nargs; i++) {
     rt_task_arg *a = &t->args[i];
     if (a->viewed) {
-      ray_view_release(&a->view);
+      rt_store_view_drop(&rt->store, &a->view);
       a->viewed = false;
     }
   }

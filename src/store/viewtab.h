@@ -1,0 +1,70 @@
+/*
+ * viewtab.h - one record per live ray_view, so a view is released once.
+ *
+ * A ray_view is a plain struct the user may copy. If its release only named
+ * the object, releasing a copy of a view that was already released would
+ * drop a hold that belongs to another, live view of the same object, which
+ * could then be freed under its reader. So every view from ray_get owns a
+ * record here, and the view's priv_ names the record and the record's
+ * sequence number at the time: a release claims the record by a CAS from
+ * that number, which only one release of one get can win. A copy released
+ * late finds another number (the record was released, and maybe reused by
+ * another get) and is reported instead.
+ *
+ * Layout and caches follow slots.h: records live in chunks that are never
+ * moved or freed before the table goes, so a lookup is two loads with no
+ * lock; free records go through a small per-thread LIFO cache over a shared
+ * list, so a get + release on one thread touches no shared line but the
+ * record's own.
+ *
+ * Encoding of priv_: ((seq ^ salt) << 32) | (index + 1). seq is odd while a
+ * view holds the record and even while it is free. The salt is new per
+ * runtime, so a view kept across ray_shutdown + ray_init does not name a
+ * record of the new runtime (but for a 2^-32 chance).
+ */
+#ifndef RT_VIEWTAB_H
+#define RT_VIEWTAB_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "ray.h"
+
+#define RT_VIEW_CHUNK_SHIFT 12
+#define RT_VIEW_CHUNK (1u << RT_VIEW_CHUNK_SHIFT)
+#define RT_VIEW_MAX_CHUNKS (1u << 16) /* 268 M live views */
+
+typedef struct rt_viewrec {
+  /* Odd: held by the view whose priv_ carries this number. Only the CAS of
+   * a release and the store of a get (on a record it owns) change it. */
+  _Atomic uint32_t seq;
+  uint32_t unused_;
+  ray_ref *ref; /* the object the view holds; written by the get that owns the record */
+} rt_viewrec;
+
+typedef struct rt_viewtab {
+  _Atomic(rt_viewrec *) *chunks; /* RT_VIEW_MAX_CHUNKS pointers */
+  pthread_mutex_t lock;          /* guards the free list and growth */
+  uint32_t nchunks;              /* under lock */
+  uint32_t *free;                /* under lock */
+  size_t nfree, free_cap;
+  uint32_t salt;
+  uint64_t epoch; /* ties thread caches to one runtime, as in slots.c */
+} rt_viewtab;
+
+int rt_viewtab_init(rt_viewtab *t, uint64_t epoch, uint32_t salt);
+void rt_viewtab_destroy(rt_viewtab *t);
+
+/* A record for a new view of ref; its priv_ value goes to *priv. false when
+ * memory ran out. */
+bool rt_viewtab_open(rt_viewtab *t, ray_ref *ref, void **priv);
+
+/* Claims the record that priv names: returns the view's ref exactly once
+ * per rt_viewtab_open, and NULL for a priv that names no held record
+ * (released already, through this copy of the view or another, or not a
+ * view of this runtime). */
+ray_ref *rt_viewtab_close(rt_viewtab *t, void *priv);
+
+#endif
