@@ -4,10 +4,13 @@
  * The runtime pointer is published with a release store once everything in
  * it is built, and every public call begins with an acquire load of it, so a
  * call sees either no runtime (RAY_ESHUTDOWN) or a complete one. ray_init and
- * ray_shutdown serialise on g_life_lock. Shutdown first drains the tasks
- * (refusing outside submissions), stops the pool, then unpublishes and
- * frees; the contract forbids outside calls to race with that last step,
- * which is what lets it free without a reader count.
+ * ray_shutdown serialise on g_life_lock. Shutdown first refuses outside
+ * submissions and waits for those already inside a submission call (each
+ * outside thread passes a gate of its own: core/gate.h), drains the tasks,
+ * stops the pool, then unpublishes and frees. Submissions may race
+ * shutdown (they are refused, or finish before anything is freed); other
+ * calls must not, which is what lets it free without a reader count on the
+ * hot paths of gets and puts.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -26,6 +29,29 @@ rt_store *rt_store_for(const char *fn) {
   if (RT_LIKELY(rt != NULL)) return &rt->store;
   rt_set_error("%s: the runtime is not running (call ray_init first)", fn);
   return NULL;
+}
+
+ray_status rt_runtime_enter(const char *fn, rt_runtime **rt_out, rt_gate **gate_out) {
+  rt_gate *gate = NULL;
+  if (!rt_task_current() && !(gate = rt_gate_enter()))
+    return rt_fail(RAY_ENOMEM, "%s: out of memory for this thread's submission gate", fn);
+  rt_runtime *rt = rt_current();
+  if (!rt) {
+    rt_runtime_leave(gate);
+    return rt_fail(RAY_ESHUTDOWN, "%s: the runtime is not running (call ray_init first)", fn);
+  }
+  /* seq_cst: the second half of the gate's Dekker pattern (gate.h), against
+   * ray_shutdown's seq_cst store of closing. */
+  if (gate && atomic_load(&rt->tasks.tally.closing)) {
+    rt_runtime_leave(gate);
+    return rt_fail(RAY_ESHUTDOWN,
+                   "%s: ray_shutdown has begun; only tasks and actor methods may "
+                   "submit now",
+                   fn);
+  }
+  *rt_out = rt;
+  *gate_out = gate;
+  return RAY_OK;
 }
 
 ray_status ray_init(const ray_config *cfg) {
@@ -89,8 +115,11 @@ ray_status ray_shutdown(void) {
   rt_runtime *rt = rt_current();
   ray_status ts = RAY_OK;
   if (rt) {
-    /* Outside submissions are refused from here; submitted work, and the
-     * work it submits, runs to the end. Then the pool stops. */
+    /* Outside submissions are refused from here, and those already inside
+     * a submission call finish it; submitted work, and the work it submits,
+     * runs to the end. Then the pool stops. */
+    rt_tallies_close(&rt->tasks.tally);
+    rt_gate_wait_all();
     rt_tasks_drain(&rt->tasks);
     rt_actors_end_all(rt); /* queued calls ran above; now on_stop, once each */
     rt_tasks_drain(&rt->tasks); /* what on_stop submitted */

@@ -573,12 +573,8 @@ static ray_status check_class(const ray_actor_class *cls) {
   return RAY_OK;
 }
 
-ray_status ray_actor_create(const ray_actor_class *cls, const ray_arg *args, size_t nargs,
-                            const ray_actor_opts *opts, ray_actor **out) {
-  rt_runtime *rt = rt_current();
-  if (!rt) return rt_fail(RAY_ESHUTDOWN, "ray_actor_create: the runtime is not running (call ray_init first)");
-  if (!rt_task_current() && atomic_load_explicit(&rt->tasks.tally.closing, memory_order_acquire))
-    return rt_fail(RAY_ESHUTDOWN, "ray_actor_create: ray_shutdown has begun");
+static ray_status actor_create(rt_runtime *rt, const ray_actor_class *cls, const ray_arg *args,
+                               size_t nargs, const ray_actor_opts *opts, ray_actor **out) {
   ray_status s = check_class(cls);
   if (s != RAY_OK) return s;
   static const ray_actor_opts defaults;
@@ -670,12 +666,19 @@ ray_status ray_actor_create(const ray_actor_class *cls, const ray_arg *args, siz
   return RAY_OK;
 }
 
-static ray_status make_call(rt_actor **ap, ray_actor *h, size_t method, const ray_arg *args,
+ray_status ray_actor_create(const ray_actor_class *cls, const ray_arg *args, size_t nargs,
+                            const ray_actor_opts *opts, ray_actor **out) {
+  rt_runtime *rt;
+  rt_gate *gate;
+  ray_status s = rt_runtime_enter("ray_actor_create", &rt, &gate);
+  if (s != RAY_OK) return s;
+  s = actor_create(rt, cls, args, nargs, opts, out);
+  rt_runtime_leave(gate);
+  return s;
+}
+
+static ray_status make_call(rt_runtime *rt, ray_actor *h, size_t method, const ray_arg *args,
                             size_t nargs, ray_ref **ret, bool send, const char *fn) {
-  rt_runtime *rt = rt_current();
-  if (!rt) return rt_fail(RAY_ESHUTDOWN, "%s: the runtime is not running (call ray_init first)", fn);
-  if (!rt_task_current() && atomic_load_explicit(&rt->tasks.tally.closing, memory_order_acquire))
-    return rt_fail(RAY_ESHUTDOWN, "%s: ray_shutdown has begun; only tasks may call", fn);
   rt_actor *a = rt_actor_resolve(rt, h);
   if (!a) return rt_fail(RAY_EINVAL, "%s: actor handle %p is %s", fn, (void *)h, h ? "released or invalid" : "NULL");
   if (method >= a->cls->num_methods)
@@ -717,23 +720,30 @@ static ray_status make_call(rt_actor **ap, ray_actor *h, size_t method, const ra
     rt_task_start(rt, t, 1);
   }
   if (send) ray_ref_release(dropped); /* nobody reads it; failures are logged */
-  *ap = a;
   return RAY_OK;
 }
 
 ray_status ray_actor_call(ray_actor *h, size_t method, const ray_arg *args, size_t nargs,
                           ray_ref **ret) {
-  rt_actor *a;
-  return make_call(&a, h, method, args, nargs, ret, false, "ray_actor_call");
+  rt_runtime *rt;
+  rt_gate *gate;
+  ray_status s = rt_runtime_enter("ray_actor_call", &rt, &gate);
+  if (s != RAY_OK) return s;
+  s = make_call(rt, h, method, args, nargs, ret, false, "ray_actor_call");
+  rt_runtime_leave(gate);
+  return s;
 }
 
 ray_status ray_actor_send(ray_actor *h, size_t method, const ray_arg *args, size_t nargs) {
-  rt_actor *a;
-  ray_status s = make_call(&a, h, method, args, nargs, NULL, true, "ray_actor_send");
-  if (s != RAY_OK && rt_current()) {
-    atomic_fetch_add_explicit(&rt_current()->tasks.sends_failed, 1, memory_order_relaxed);
-    rt_warn("%s", ray_last_error());
+  rt_runtime *rt;
+  rt_gate *gate;
+  ray_status s = rt_runtime_enter("ray_actor_send", &rt, &gate);
+  if (s == RAY_OK) {
+    s = make_call(rt, h, method, args, nargs, NULL, true, "ray_actor_send");
+    if (s != RAY_OK) atomic_fetch_add_explicit(&rt->tasks.sends_failed, 1, memory_order_relaxed);
+    rt_runtime_leave(gate);
   }
+  if (s != RAY_OK) rt_warn("%s", ray_last_error()); /* nobody would see it otherwise */
   return s;
 }
 

@@ -69,8 +69,13 @@ static bool quiet(rt_tallies *ts) {
   return submitted == freed;
 }
 
+void rt_tallies_close(rt_tallies *ts) {
+  /* seq_cst: see rt_tally_out, and the gate's pattern in core/gate.h. */
+  atomic_store(&ts->closing, 1);
+}
+
 void rt_tallies_drain(rt_tallies *ts) {
-  atomic_store(&ts->closing, 1); /* seq_cst: see rt_tally_out */
+  rt_tallies_close(ts);
   for (;;) {
     uint32_t seen = atomic_load(&ts->ended);
     if (quiet(ts)) return;

@@ -47,6 +47,8 @@ void rt_tallies_destroy(rt_tallies *ts);
 void rt_tally_in(rt_tallies *ts);
 /* Counts a record out; wakes a drain in progress. */
 void rt_tally_out(rt_tallies *ts);
+/* Marks the runtime closing (seq_cst: see core/gate.h); idempotent. */
+void rt_tallies_close(rt_tallies *ts);
 /* Marks the runtime closing, then waits until no counted record is alive. */
 void rt_tallies_drain(rt_tallies *ts);
 

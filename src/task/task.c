@@ -387,12 +387,8 @@ void rt_task_start(rt_runtime *rt, rt_task *t, int extra_rc) {
   }
 }
 
-ray_status ray_submit(ray_task_fn fn, const ray_arg *args, size_t nargs,
-                      const ray_task_opts *opts, ray_ref **returns) {
-  rt_runtime *rt = rt_current();
-  if (!rt) return rt_fail(RAY_ESHUTDOWN, "ray_submit: the runtime is not running (call ray_init first)");
-  if (!rt_task_current() && atomic_load_explicit(&rt->tasks.tally.closing, memory_order_acquire))
-    return rt_fail(RAY_ESHUTDOWN, "ray_submit: ray_shutdown has begun; only tasks may submit");
+static ray_status submit(rt_runtime *rt, ray_task_fn fn, const ray_arg *args, size_t nargs,
+                         const ray_task_opts *opts, ray_ref **returns) {
   static const ray_task_opts defaults = RAY_TASK_OPTS_INIT;
   if (!opts) opts = &defaults;
   if (!fn) return rt_fail(RAY_EINVAL, "ray_submit: fn is NULL");
@@ -411,6 +407,17 @@ ray_status ray_submit(ray_task_fn fn, const ray_arg *args, size_t nargs,
   if (s != RAY_OK) return s;
   rt_task_start(rt, t, 0);
   return RAY_OK;
+}
+
+ray_status ray_submit(ray_task_fn fn, const ray_arg *args, size_t nargs,
+                      const ray_task_opts *opts, ray_ref **returns) {
+  rt_runtime *rt;
+  rt_gate *gate;
+  ray_status s = rt_runtime_enter("ray_submit", &rt, &gate);
+  if (s != RAY_OK) return s;
+  s = submit(rt, fn, args, nargs, opts, returns);
+  rt_runtime_leave(gate);
+  return s;
 }
 
 /* ------------------------------------------------------------------------ */
