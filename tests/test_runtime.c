@@ -58,35 +58,6 @@ static int teardown(void **state) {
   } while (0)
 
 
-/* ------------------------------------------------------------------------ */
-/* stderr capture: fd 2 goes to an anonymous temp file around a call.       */
-/* ------------------------------------------------------------------------ */
-
-typedef struct capture {
-  FILE *file;
-  int saved_fd;
-} capture;
-
-static void capture_begin(capture *c) {
-  fflush(stderr);
-  c->file = tmpfile();
-  assert_non_null(c->file);
-  c->saved_fd = dup(2);
-  assert_true(c->saved_fd >= 0);
-  assert_true(dup2(fileno(c->file), 2) == 2);
-}
-
-/* Restores fd 2 and returns what was written (NUL-terminated, truncated). */
-static void capture_end(capture *c, char *buf, size_t cap) {
-  fflush(stderr);
-  dup2(c->saved_fd, 2);
-  close(c->saved_fd);
-  rewind(c->file);
-  size_t n = fread(buf, 1, cap - 1, c->file);
-  buf[n] = '\0';
-  fclose(c->file);
-}
-
 /* ray_shutdown with stderr captured into buf. */
 static ray_status shutdown_captured(char *buf, size_t cap) {
   capture c;

@@ -5,7 +5,9 @@
 #ifndef RAY_TEST_UTIL_H
 #define RAY_TEST_UTIL_H
 
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "ray.h"
 
@@ -76,5 +78,31 @@ static inline int64_t get_i64(ray_ref *r) {
     ray_status s_ = (call); \
     if (s_ != RAY_OK) fail_msg("%s: %s: %s", #call, ray_status_name(s_), ray_last_error()); \
   } while (0)
+
+/* stderr capture: fd 2 goes to an anonymous temp file around a call. */
+typedef struct capture {
+  FILE *file;
+  int saved_fd;
+} capture;
+
+static inline void capture_begin(capture *c) {
+  fflush(stderr);
+  c->file = tmpfile();
+  assert_non_null(c->file);
+  c->saved_fd = dup(2);
+  assert_true(c->saved_fd >= 0);
+  assert_true(dup2(fileno(c->file), 2) == 2);
+}
+
+/* Restores fd 2 and returns what was written (NUL-terminated, truncated). */
+static inline void capture_end(capture *c, char *buf, size_t cap) {
+  fflush(stderr);
+  dup2(c->saved_fd, 2);
+  close(c->saved_fd);
+  rewind(c->file);
+  size_t n = fread(buf, 1, cap - 1, c->file);
+  buf[n] = '\0';
+  fclose(c->file);
+}
 
 #endif
