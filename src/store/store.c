@@ -359,9 +359,9 @@ static void entry_last_hold(rt_store *st, rt_stripe *sp, uint32_t slot, rt_entry
  * other views is one CAS, and entries that are never spilled never lock.)
  */
 static void hold_drop(rt_store *st, uint32_t slot, rt_entry *e, uint64_t what) {
-  /* flags are fixed once published, and we still hold the entry here. */
-  bool spillable = e->flags & RT_EF_SPILLABLE;
-  if (what == RT_HOLD_VIEW && spillable) {
+  /* A view is only taken of a sealed entry, whose flags are fixed (those of
+   * a PENDING one are written when it ends): safe to read while we hold it. */
+  if (what == RT_HOLD_VIEW && (e->flags & RT_EF_SPILLABLE)) {
     uint64_t h = atomic_load_explicit(&e->holds, memory_order_relaxed);
     /* release: as below; not the last hold, since another view remains. */
     while (RT_HOLD_VIEWS(h) > 1)
@@ -384,7 +384,7 @@ static void hold_drop(rt_store *st, uint32_t slot, rt_entry *e, uint64_t what) {
   uint64_t old = atomic_fetch_sub_explicit(&e->holds, what, memory_order_acq_rel);
   if (old != what) return;
   rt_stripe *sp = NULL;
-  if (spillable) {
+  if (e->flags & RT_EF_SPILLABLE) { /* ours now: every writer's flags are visible */
     /* A view drop that put the entry on its LRU list did so under this
      * lock before its own decrement, which ours acquired: locking now waits
      * for it to finish and then sees its link. */
