@@ -9,7 +9,10 @@
  *  - A fallible call returns ray_status. Outputs go through pointer arguments
  *    and are written only on RAY_OK; on failure they are left untouched and
  *    ray_last_error() gives a one-line description naming the object involved.
- *  - timeout_ms: -1 waits forever, 0 polls once, > 0 waits that many ms.
+ *  - timeout_ms: -1 waits forever, 0 polls once, > 0 waits that many ms. A
+ *    wait too long to reach on the monotonic clock (INT64_MAX, INT64_MAX / 2:
+ *    centuries) waits forever as -1 does. Below -1 is RAY_EINVAL: a computed
+ *    timeout that went negative is a bug, not a wish to wait forever.
  *  - Every handle you receive (ray_ref *, ray_view) you release exactly once.
  *    Handles are opaque: never dereference a ray_ref *.
  *  - Bad arguments (NULL, size 0 where data is needed, a released handle where
@@ -83,7 +86,8 @@ typedef struct ray_config {
    * string is copied by ray_init. */
   const char *spill_dir;
   /* How long a put waits for memory before RAY_ESTOREFULL: -1 forever, 0 not
-   * at all, > 0 milliseconds. ray_config_init sets 10000. */
+   * at all, > 0 milliseconds (INT64_MAX: as good as forever); below -1 makes
+   * ray_init fail RAY_EINVAL. ray_config_init sets 10000. */
   int64_t put_timeout_ms;
   /* Chrome trace JSON written at shutdown; NULL: off. Copied by ray_init. */
   const char *timeline_path;
@@ -121,8 +125,15 @@ RAY_API ray_status ray_init(const ray_config *cfg);
  * and every object and all memory are freed. Handles still held become
  * invalid; a warning on stderr counts the refs, views and actor handles the
  * program never released. Idempotent: RAY_OK when not running. ray_init may
- * follow. Must not run concurrently with other rayc calls of the program's
- * threads outside the pool. A task that waits on an object nobody will seal
+ * follow.
+ * Concurrency: ray_submit, ray_actor_create, ray_actor_call and
+ * ray_actor_send may race ray_shutdown from any thread: each either returns
+ * RAY_ESHUTDOWN, or is let in, completes before anything is freed, and its
+ * work runs to the end like work submitted earlier. Every other call
+ * (gets, puts, waits, releases, ray_init) must not run concurrently with
+ * ray_shutdown on threads outside the pool: finish them first, and release
+ * nothing after it (handles are invalid then; releasing one is a no-op once
+ * shutdown has returned). A task that waits on an object nobody will seal
  * (a ray_create never sealed) keeps shutdown waiting: seal or release it
  * first.
  * Errors: RAY_EINVAL (called from inside a task or actor); RAY_EIO (the
@@ -187,8 +198,8 @@ typedef struct ray_view {
 /*
  * Copies size bytes from data into a new object. type NULL means
  * ray_type_bytes. On RAY_OK *out is a new ref (release it).
- * Errors: RAY_EINVAL (data/out NULL, size 0, size not a multiple of
- * type->elem_size); RAY_ESTOREFULL (no room within put_timeout_ms, or the
+ * Errors: RAY_EINVAL (data/out NULL, size 0, a type whose name is NULL, size
+ * not a multiple of type->elem_size); RAY_ESTOREFULL (no room within put_timeout_ms, or the
  * object is larger than the whole limit: the message gives asked, in use,
  * pinned and limit; the store is unchanged); RAY_ENOMEM; RAY_ESHUTDOWN.
  */
@@ -239,24 +250,32 @@ RAY_API ray_status ray_put_refs(ray_ref *const refs[], size_t n, ray_ref **out);
  * tasks this thread submitted and no worker has started it yet (it is what
  * the call waits for), or, inside a task, jobs queued by that task. So task
  * functions must not rely on which thread runs them.
- * Errors: RAY_EINVAL (NULL, released ref); RAY_ETIMEOUT (not sealed in time;
- * nothing changed, a later get still works); RAY_ETYPE (message names the
- * object and both types); RAY_ESHUTDOWN.
+ * Errors: RAY_EINVAL (NULL, released ref, timeout_ms < -1); RAY_ETIMEOUT (not
+ * sealed in time; nothing changed, a later get still works); RAY_ETYPE
+ * (message names the object and both types); RAY_ENOMEM (no memory to
+ * record the view); the object's own error if it failed (RAY_ETASK,
+ * RAY_ECANCELLED, RAY_EACTOR, with its message); RAY_ESHUTDOWN.
  */
 RAY_API ray_status ray_get(ray_ref *ref, const ray_type *expect, int64_t timeout_ms,
                            ray_view *out);
 
-/* Ends a view from ray_get. NULL or an already released view is ignored. */
+/* Ends a view from ray_get; the view's fields are cleared. NULL, a view with
+ * priv_ NULL (released through this struct, or borrowed from ray_ctx_arg)
+ * and a view of an earlier runtime are ignored. Releasing one view twice,
+ * also through a struct copy of it, is detected: the second release is
+ * reported on stderr and changes nothing (it never ends another view of the
+ * same object). */
 RAY_API void ray_view_release(ray_view *view);
 
 /*
  * Waits until at least num_ready of the n refs are ready (sealed, or failed:
  * a failed object counts as ready) or the timeout passes. ready[i] is set for
  * every ref, ready or not, on RAY_OK and on RAY_ETIMEOUT. n == 0 with
- * num_ready == 0 returns RAY_OK at once.
+ * num_ready == 0 returns RAY_OK at once while the runtime runs (before
+ * ray_init or after ray_shutdown it is RAY_ESHUTDOWN, as for every call).
  * Errors: RAY_EINVAL (NULL refs/ready with n > 0, num_ready > n, a NULL,
- * released or duplicated ref); RAY_ETIMEOUT (fewer than num_ready ready);
- * RAY_ESHUTDOWN.
+ * released or duplicated ref, timeout_ms < -1); RAY_ETIMEOUT (fewer than
+ * num_ready ready); RAY_ESHUTDOWN.
  */
 RAY_API ray_status ray_wait(ray_ref *const refs[], size_t n, size_t num_ready, int64_t timeout_ms,
                             bool ready[]);
@@ -273,9 +292,10 @@ RAY_API void ray_ref_release(ray_ref *ref);
 
 /*
  * Pins an object in memory: it is never spilled while pinned. Pins nest (up
- * to 65535); each ray_pin needs one ray_unpin. Pinned bytes are reported in ray_stats and in
- * RAY_ESTOREFULL messages. Errors: RAY_EINVAL (NULL, released, ray_unpin of
- * an unpinned object, the object is not sealed); RAY_ESHUTDOWN.
+ * to 65535); each ray_pin needs one ray_unpin. Pinned bytes are reported in
+ * ray_stats and in RAY_ESTOREFULL messages. Errors: RAY_EINVAL (NULL,
+ * released, ray_unpin of an unpinned object, the object is not sealed, a
+ * 65536th nested ray_pin: "pinned too often"); RAY_ESHUTDOWN.
  */
 RAY_API ray_status ray_pin(ray_ref *ref);
 RAY_API ray_status ray_unpin(ray_ref *ref);
@@ -344,11 +364,12 @@ typedef struct ray_task_opts {
  * with 1024 tasks of its own still queued yields the CPU once, so that the
  * workers catch up.
  * Errors: RAY_EINVAL (fn NULL, args NULL with nargs > 0, a bad or released
- * ref argument, a value argument with NULL data or size 0, num_returns out of
- * range or returns NULL, max_retries < -1; the message names the argument);
+ * ref argument, a value argument with NULL data, size 0 or a type whose name
+ * is NULL, num_returns out of range or returns NULL, max_retries < -1; the
+ * message names the argument);
  * RAY_ESHUTDOWN (no runtime, or ray_shutdown has begun and the caller is not
- * a task); RAY_ENOMEM. On failure nothing is submitted and returns is
- * untouched.
+ * a task or actor method; see ray_shutdown for calls that race it);
+ * RAY_ENOMEM. On failure nothing is submitted and returns is untouched.
  */
 RAY_API ray_status ray_submit(ray_task_fn fn, const ray_arg *args, size_t nargs,
                               const ray_task_opts *opts, ray_ref **returns);
@@ -360,6 +381,11 @@ RAY_API ray_status ray_submit(ray_task_fn fn, const ray_arg *args, size_t nargs,
  * its returns fail RAY_ECANCELLED. A finished task, or an object no task
  * makes, is left alone (RAY_OK). recursive: also cancels, the same way, the
  * tasks the task submitted while running.
+ * An actor call's result ref cancels that call: queued (or waiting for its
+ * arguments), it never runs and fails RAY_ECANCELLED; running, it runs to
+ * its end, its effects on the actor's state stay, and its result fails
+ * RAY_ECANCELLED all the same (the method can poll ray_ctx_cancelled()).
+ * The actor itself, and the calls after it, are not affected.
  * Errors: RAY_EINVAL (NULL or released ref); RAY_ESHUTDOWN.
  */
 RAY_API ray_status ray_cancel(ray_ref *ref, bool recursive);

@@ -455,6 +455,45 @@ static void test_type_with_null_name_is_rejected(void **state) {
   assert_error_contains("type has a NULL name");
 }
 
+/* ray_cancel of actor calls: a queued call never runs; a running one keeps
+ * its effect on the state, but its result is RAY_ECANCELLED. */
+static _Atomic int g_slow_started;
+static ray_status slow_inc(void *state, ray_ctx *ctx) {
+  ++*(int64_t *)state;
+  atomic_store(&g_slow_started, 1);
+  for (int i = 0; i < 5000 && !ray_ctx_cancelled(ctx); i++) usleep(1000);
+  return ray_ctx_return(ctx, 0, state, sizeof(int64_t), &ray_type_i64);
+}
+static ray_status read_count(void *state, ray_ctx *ctx) {
+  return ray_ctx_return(ctx, 0, state, sizeof(int64_t), &ray_type_i64);
+}
+static const ray_method k_slow_methods[] = {{"slow_inc", slow_inc}, {"read", read_count}};
+static const ray_actor_class k_slow = {"slow", sizeof(int64_t), NULL, NULL, k_slow_methods, 2};
+
+static void test_cancelling_actor_calls(void **state) {
+  (void)state;
+  ray_actor *a;
+  CHECK_OK(ray_actor_create(&k_slow, NULL, 0, NULL, &a));
+  atomic_store(&g_slow_started, 0);
+  ray_ref *running, *queued, *after;
+  CHECK_OK(ray_actor_call(a, 0, NULL, 0, &running));
+  CHECK_OK(ray_actor_call(a, 0, NULL, 0, &queued));
+  unsigned n = 0;
+  while (!atomic_load(&g_slow_started)) spin_pause(&n);
+  CHECK_OK(ray_cancel(queued, false));
+  CHECK_OK(ray_cancel(running, false));
+  CHECK_OK(ray_actor_call(a, 1, NULL, 0, &after));
+  ray_view v;
+  assert_int_equal(ray_get(running, NULL, 10000, &v), RAY_ECANCELLED);
+  assert_int_equal(ray_get(queued, NULL, 10000, &v), RAY_ECANCELLED);
+  assert_error_contains("cancelled");
+  assert_int_equal(get_i64(after), 1); /* the running call's effect stays; the queued never ran */
+  ray_ref_release(running);
+  ray_ref_release(queued);
+  ray_ref_release(after);
+  ray_actor_release(a);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_last_view_and_last_ref_released_at_once_lose_nothing,
@@ -472,6 +511,7 @@ int main(void) {
                                       test_teardown),
       cmocka_unit_test(test_submitters_racing_shutdown_are_refused_and_nothing_is_freed_under_them),
       cmocka_unit_test(test_empty_wait_before_init_is_eshutdown),
+      cmocka_unit_test_setup_teardown(test_cancelling_actor_calls, setup, test_teardown),
       cmocka_unit_test_setup_teardown(test_pins_nest_up_to_65535, setup, test_teardown),
       cmocka_unit_test_setup_teardown(test_type_with_null_name_is_rejected, setup, test_teardown),
   };
