@@ -149,8 +149,7 @@ ray_status ray_stats_get(ray_stats *out) {
   out->bytes_in_memory = rt_store_bytes_in_memory(st);
   out->bytes_pinned = atomic_load_explicit(&st->bytes_pinned, memory_order_relaxed);
   out->objects = atomic_load_explicit(&st->objects, memory_order_relaxed);
-  out->puts = atomic_load_explicit(&st->puts, memory_order_relaxed);
-  out->gets = atomic_load_explicit(&st->gets, memory_order_relaxed);
+  rt_counts_sum(&st->counts, &out->puts, &out->gets);
   rt_tasks *ts = &rt_current()->tasks;
   out->tasks_submitted = atomic_load_explicit(&ts->submitted, memory_order_relaxed);
   out->tasks_finished = atomic_load_explicit(&ts->finished, memory_order_relaxed);

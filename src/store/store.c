@@ -527,7 +527,7 @@ static ray_ref *entry_publish(rt_store *st, uint32_t slot, rt_entry *e, uint32_t
   atomic_store_explicit(&e->state, state, memory_order_release);
   if (state == RT_ST_SEALED && (e->flags & RT_EF_SPILLABLE)) lru_touch(st, slot, e);
   atomic_fetch_add_explicit(&st->objects, 1, memory_order_relaxed);
-  if (state != RT_ST_PENDING) atomic_fetch_add_explicit(&st->puts, 1, memory_order_relaxed);
+  if (state != RT_ST_PENDING) rt_count_put(&st->counts);
   return rt_handle_make(&st->slots, slot, atomic_load_explicit(&e->gen, memory_order_relaxed));
 }
 
@@ -866,7 +866,7 @@ ray_status ray_get(ray_ref *ref, const ray_type *expect, int64_t timeout_ms, ray
     }
   }
   ray_status s = view_sealed(st, slot, e, ref, expect, "ray_get", true, out);
-  if (s == RAY_OK) atomic_fetch_add_explicit(&st->gets, 1, memory_order_relaxed);
+  if (s == RAY_OK) rt_count_get(&st->counts);
   return s;
 }
 
@@ -1417,6 +1417,7 @@ ray_status rt_store_init(rt_store *st, const rt_config *cfg, uint64_t epoch) {
   pthread_mutex_init(&st->mem_lock, NULL);
   pthread_mutex_init(&st->accounts_lock, NULL);
   rt_credits_init(&st->credits, epoch);
+  rt_counts_init(&st->counts, epoch);
   pthread_condattr_t ca;
   pthread_condattr_init(&ca);
   pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* deadlines are monotonic */
@@ -1459,6 +1460,7 @@ void rt_store_destroy(rt_store *st) {
   for (int i = 0; i < RT_STRIPES; i++) pthread_mutex_destroy(&st->stripes[i].lock);
   pthread_mutex_destroy(&st->mem_lock);
   rt_credits_destroy(&st->credits);
+  rt_counts_destroy(&st->counts);
   for (uint32_t i = 1; st->accounts && i <= st->naccounts; i++) free(st->accounts[i]);
   free(st->accounts);
   pthread_mutex_destroy(&st->accounts_lock);

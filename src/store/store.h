@@ -16,6 +16,7 @@
 #include "core/config.h"
 #include "sched/sched.h"
 #include "store/bufpool.h"
+#include "store/counts.h"
 #include "store/credit.h"
 #include "store/lru.h"
 #include "store/slots.h"
@@ -92,8 +93,7 @@ typedef struct rt_store {
   _Alignas(64) _Atomic size_t bytes_in_memory;
   _Alignas(64) _Atomic size_t bytes_pinned;
   _Alignas(64) _Atomic uint64_t objects;
-  _Alignas(64) _Atomic uint64_t puts;
-  _Alignas(64) _Atomic uint64_t gets;
+  rt_counts counts; /* puts and gets, per thread (counts.h) */
 
   /* Memory-quota accounts (actors with a memory_quota), by number; 0 is
    * "none". Entries are allocated once and kept until the store goes. */
