@@ -57,14 +57,74 @@ typedef struct rt_viewtab {
 int rt_viewtab_init(rt_viewtab *t, uint64_t epoch, uint32_t salt);
 void rt_viewtab_destroy(rt_viewtab *t);
 
+/* The calling thread's free records, for the runtime of `epoch` only. The
+ * records in the cache of a thread that exits stay unused (at most
+ * RT_VIEW_CACHE per thread, for the runtime's life). */
+#define RT_VIEW_BATCH 32
+#define RT_VIEW_CACHE (2 * RT_VIEW_BATCH)
+typedef struct rt_viewcache {
+  uint64_t epoch;
+  uint32_t n;
+  uint32_t idx[RT_VIEW_CACHE];
+} rt_viewcache;
+extern _Thread_local rt_viewcache rt_t_viewcache;
+
+/* The slow paths of the two calls below: the cache is empty, full, or of
+ * another runtime. */
+bool rt_viewtab_open_slow(rt_viewtab *t, ray_ref *ref, void **priv);
+void rt_viewtab_put_back_slow(rt_viewtab *t, uint32_t idx);
+
+static inline rt_viewrec *rt_viewtab_rec(rt_viewtab *t, uint32_t idx) {
+  if ((idx >> RT_VIEW_CHUNK_SHIFT) >= RT_VIEW_MAX_CHUNKS) return NULL;
+  /* acquire: pairs with the release store that publishes a new chunk, so
+   * its zeroed records are visible; once seen, a chunk never changes. */
+  rt_viewrec *c =
+      atomic_load_explicit(&t->chunks[idx >> RT_VIEW_CHUNK_SHIFT], memory_order_acquire);
+  return c ? &c[idx & (RT_VIEW_CHUNK - 1)] : NULL;
+}
+
 /* A record for a new view of ref; its priv_ value goes to *priv. false when
  * memory ran out. */
-bool rt_viewtab_open(rt_viewtab *t, ray_ref *ref, void **priv);
+static inline bool rt_viewtab_open(rt_viewtab *t, ray_ref *ref, void **priv) {
+  rt_viewcache *c = &rt_t_viewcache;
+  if (__builtin_expect(c->epoch != t->epoch || c->n == 0, 0))
+    return rt_viewtab_open_slow(t, ref, priv);
+  uint32_t idx = c->idx[--c->n];
+  rt_viewrec *r = rt_viewtab_rec(t, idx);
+  if (!r) __builtin_unreachable(); /* a cached index's chunk exists */
+  /* relaxed: the record is this thread's until a release claims it, and a
+   * release learns of the view (and so of ref and seq) only through the
+   * program's own hand-off of the view, which orders these stores first. A
+   * stale copy's CAS only has to fail, which any other value makes it do. */
+  uint32_t seq = atomic_load_explicit(&r->seq, memory_order_relaxed) + 1; /* odd: held */
+  r->ref = ref;
+  atomic_store_explicit(&r->seq, seq, memory_order_relaxed);
+  *priv = (void *)(uintptr_t)(((uint64_t)(seq ^ t->salt) << 32) | ((uint64_t)idx + 1));
+  return true;
+}
 
 /* Claims the record that priv names: returns the view's ref exactly once
  * per rt_viewtab_open, and NULL for a priv that names no held record
  * (released already, through this copy of the view or another, or not a
  * view of this runtime). */
-ray_ref *rt_viewtab_close(rt_viewtab *t, void *priv);
+static inline ray_ref *rt_viewtab_close(rt_viewtab *t, void *priv) {
+  uint64_t v = (uint64_t)(uintptr_t)priv;
+  uint32_t idx = (uint32_t)v - 1; /* 0 - 1 wraps out of range */
+  rt_viewrec *r = rt_viewtab_rec(t, idx);
+  uint32_t seq = (uint32_t)(v >> 32) ^ t->salt;
+  if (!r || !(seq & 1)) return NULL;
+  /* relaxed: the CAS only decides which release of this get wins; what the
+   * winner reads next (ref) was written before the view reached it. */
+  if (!atomic_compare_exchange_strong_explicit(&r->seq, &seq, seq + 1, memory_order_relaxed,
+                                               memory_order_relaxed))
+    return NULL;
+  ray_ref *ref = r->ref;
+  rt_viewcache *c = &rt_t_viewcache;
+  if (__builtin_expect(c->epoch == t->epoch && c->n < RT_VIEW_CACHE, 1))
+    c->idx[c->n++] = idx;
+  else
+    rt_viewtab_put_back_slow(t, idx);
+  return ref;
+}
 
 #endif
