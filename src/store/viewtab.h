@@ -6,10 +6,10 @@
  * drop a hold that belongs to another, live view of the same object, which
  * could then be freed under its reader. So every view from ray_get owns a
  * record here, and the view's priv_ names the record and the record's
- * sequence number at the time: a release claims the record by a CAS from
- * that number, which only one release of one get can win. A copy released
- * late finds another number (the record was released, and maybe reused by
- * another get) and is reported instead.
+ * sequence number at the time: a release claims the record if it still holds
+ * that number (see rt_viewtab_close for why a load and a store do), and
+ * moves it on. A copy released late finds another number (the record was
+ * released, and maybe reused by another get) and is reported instead.
  *
  * Layout and caches follow slots.h: records live in chunks that are never
  * moved or freed before the table goes, so a lookup is two loads with no
@@ -113,11 +113,15 @@ static inline ray_ref *rt_viewtab_close(rt_viewtab *t, void *priv) {
   rt_viewrec *r = rt_viewtab_rec(t, idx);
   uint32_t seq = (uint32_t)(v >> 32) ^ t->salt;
   if (!r || !(seq & 1)) return NULL;
-  /* relaxed: the CAS only decides which release of this get wins; what the
-   * winner reads next (ref) was written before the view reached it. */
-  if (!atomic_compare_exchange_strong_explicit(&r->seq, &seq, seq + 1, memory_order_relaxed,
-                                               memory_order_relaxed))
-    return NULL;
+  /* A load and a store, not a CAS: a release in program order after another
+   * release of the same view (the bug this catches: a struct copy released
+   * later) sees the new number. Two releases of one view at the same
+   * instant on two threads would be a data race in the program, like a
+   * double free from two threads; a locked instruction here to catch that
+   * too would cost a third of a small get. relaxed: what we read next (ref)
+   * was written before the view reached this thread. */
+  if (atomic_load_explicit(&r->seq, memory_order_relaxed) != seq) return NULL;
+  atomic_store_explicit(&r->seq, seq + 1, memory_order_relaxed);
   ray_ref *ref = r->ref;
   rt_viewcache *c = &rt_t_viewcache;
   if (__builtin_expect(c->epoch == t->epoch && c->n < RT_VIEW_CACHE, 1))
