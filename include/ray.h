@@ -264,7 +264,8 @@ RAY_API ray_status ray_get(ray_ref *ref, const ray_type *expect, int64_t timeout
  * and a view of an earlier runtime are ignored. Releasing one view twice,
  * also through a struct copy of it, is detected: the second release is
  * reported on stderr and changes nothing (it never ends another view of the
- * same object). */
+ * same object). Two releases of one view at the same instant on two threads
+ * are a data race in the program, like a double free, and are not. */
 RAY_API void ray_view_release(ray_view *view);
 
 /*
