@@ -265,7 +265,7 @@ RAY_API ray_status ray_get(ray_ref *ref, const ray_type *expect, int64_t timeout
  * also through a struct copy of it, is detected: the second release is
  * reported on stderr and changes nothing (it never ends another view of the
  * same object). Two releases of one view at the same instant on two threads
- * are a data race in the program, like a double free, and are not. */
+ * are a data race in the program, like a double free, and may go unseen. */
 RAY_API void ray_view_release(ray_view *view);
 
 /*
