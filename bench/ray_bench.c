@@ -1,7 +1,7 @@
 /*
  * ray_bench.c - microbenchmarks for rayc, with Ray's metric names.
  *
- *   ray_bench [--quick] [--json FILE] [--filter SUBSTR]
+ *   ray_bench [--quick] [--json FILE] [--filter SUBSTR] [--workers N]
  *
  * Prints one row per metric: value, unit, the baseline it is compared with
  * (measured in the same run), the ratio value/baseline and the goal from
@@ -134,6 +134,7 @@ static struct {
   int many_reps;       /* rows marked REPS_MANY: 21 / 5 */
   uint64_t min_rep_ns; /* a throughput sample runs at least this long */
   size_t file_bytes;   /* file baseline size: 1 GiB, 256 MiB with --quick */
+  int workers;         /* rayc workers, OpenMP threads, clients and actors: 2 (the cores here) */
 } g_opt;
 
 #define MIB ((size_t)1 << 20)
@@ -146,8 +147,7 @@ enum {
   OMP_ASYNC_TASKS = 1000000, /* tasks per baseline_openmp_tasks_async sample */
   TASKS_ASYNC = 1000000,     /* tasks per single_client_tasks_async sample (1/10 quick) */
   TASK_BATCH = 1000,         /* tasks per single_client_tasks_and_get_batch batch */
-  MULTI_CLIENTS = 2,         /* client tasks in multi_client_tasks_async */
-  ACTORS_N = 2,              /* actors (and client tasks) in the 1_n / n_n rows: the cores */
+  MAX_WORKERS = 256,         /* --workers at most */
   ACTOR_CALLS = 1000000,     /* calls per n_n actor sample (1/10 quick) */
   ACTOR_BATCH = 1000,        /* calls per batch in the async actor rows, as Ray's */
 };
@@ -320,15 +320,16 @@ static ray_status client_task(ray_ctx *ctx) {
 
 static double rep_multi_client(void *st) {
   (void)st;
-  size_t per = (g_opt.quick ? TASKS_ASYNC / 10 : TASKS_ASYNC) / MULTI_CLIENTS;
-  ray_ref *clients[MULTI_CLIENTS];
+  int nc = g_opt.workers; /* one client task per worker */
+  size_t per = (g_opt.quick ? TASKS_ASYNC / 10 : TASKS_ASYNC) / (size_t)nc;
+  ray_ref *clients[MAX_WORKERS];
   uint64_t t0 = now_ns();
-  for (int c = 0; c < MULTI_CLIENTS; c++) {
+  for (int c = 0; c < nc; c++) {
     ray_arg a = ray_arg_value(&per, sizeof per, NULL);
     RAY_CHECK(ray_submit(client_task, &a, 1, NULL, &clients[c]));
   }
-  for (int c = 0; c < MULTI_CLIENTS; c++) get_and_drop(clients[c]);
-  return (double)(per * MULTI_CLIENTS) / secs(now_ns() - t0);
+  for (int c = 0; c < nc; c++) get_and_drop(clients[c]);
+  return (double)(per * (size_t)nc) / secs(now_ns() - t0);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -351,7 +352,9 @@ static ray_status actor_with_arg(void *state, ray_ctx *ctx) {
 static const ray_method k_bench_methods[] = {{"small", actor_small}, {"with_arg", actor_with_arg}};
 static const ray_actor_class k_bench_actor = {"Bench", 0, NULL, NULL, k_bench_methods, 2};
 
-static ray_actor *g_actors[ACTORS_N];
+/* Actors (and client tasks) in the 1_n / n_n rows: one per worker. */
+#define ACTORS_N g_opt.workers
+static ray_actor *g_actors[MAX_WORKERS];
 
 static void *setup_actors(void) {
   for (int i = 0; i < ACTORS_N; i++)
@@ -430,15 +433,15 @@ static ray_status nn_client(ray_ctx *ctx) {
 }
 
 static double nn_run(void) {
-  size_t per = actor_calls() / ACTORS_N;
-  ray_ref *clients[ACTORS_N];
+  size_t per = actor_calls() / (size_t)ACTORS_N;
+  ray_ref *clients[MAX_WORKERS];
   uint64_t t0 = now_ns();
   for (int c = 0; c < ACTORS_N; c++) {
     ray_arg a = ray_arg_value(&per, sizeof per, NULL);
     RAY_CHECK(ray_submit(nn_client, &a, 1, NULL, &clients[c]));
   }
   for (int c = 0; c < ACTORS_N; c++) get_and_drop(clients[c]);
-  return (double)(per * ACTORS_N) / secs(now_ns() - t0);
+  return (double)(per * (size_t)ACTORS_N) / secs(now_ns() - t0);
 }
 
 static double rep_actor_n_n_async(void *st) {
@@ -728,15 +731,15 @@ static void teardown_file_read(void *st) {
   teardown_file_buf(st);
 }
 
-/* OpenMP task baselines: the peer that rayc tasks are compared with. Two
- * threads, as many as there are cores and rayc workers. */
+/* OpenMP task baselines: the peer that rayc tasks are compared with. As
+ * many threads as rayc workers (--workers; 2, the cores here). */
 
 /* The "empty" task body. A literally empty `#pragma omp task {}` is deleted by
  * GCC at -O2 (it measured 5e12 tasks/s), so the body is an out-of-line call
  * the optimiser cannot see through; its cost (~1 ns) is noise next to a task. */
 static __attribute__((noinline)) void omp_task_body(void) { __asm__ volatile("" ::: "memory"); }
 static void *setup_omp(void) {
-  omp_set_num_threads(2);
+  omp_set_num_threads(g_opt.workers);
   return NULL;
 }
 
@@ -1005,10 +1008,12 @@ static void write_json(const char *path) {
 /* ------------------------------------------------------------------------ */
 
 static void usage(FILE *to) {
-  fprintf(to, "usage: ray_bench [--quick] [--json FILE] [--filter SUBSTR]\n"
+  fprintf(to, "usage: ray_bench [--quick] [--json FILE] [--filter SUBSTR] [--workers N]\n"
               "  --quick          fewer repetitions and smaller files (about 30 s)\n"
               "  --json FILE      also write {\"metrics\": {name: {value, unit}}} to FILE\n"
-              "  --filter SUBSTR  only metrics whose name contains SUBSTR (and their baselines)\n");
+              "  --filter SUBSTR  only metrics whose name contains SUBSTR (and their baselines)\n"
+              "  --workers N      rayc workers, OpenMP threads, client tasks and actors (default 2,\n"
+              "                   the cores of the project machine; more to see scaling)\n");
 }
 
 int main(int argc, char **argv) {
@@ -1020,6 +1025,11 @@ int main(int argc, char **argv) {
       json_path = argv[++i];
     } else if (strcmp(argv[i], "--filter") == 0 && i + 1 < argc) {
       filter = argv[++i];
+    } else if (strcmp(argv[i], "--workers") == 0 && i + 1 < argc) {
+      char *end;
+      long w = strtol(argv[++i], &end, 10);
+      if (*end || w < 1 || w > MAX_WORKERS) die("--workers: '%s' is not in 1..%d", argv[i], MAX_WORKERS);
+      g_opt.workers = (int)w;
     } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
       usage(stdout);
       return 0;
@@ -1029,6 +1039,7 @@ int main(int argc, char **argv) {
       return 2;
     }
   }
+  if (!g_opt.workers) g_opt.workers = 2;
   g_opt.reps = g_opt.quick ? 3 : 5;
   g_opt.many_reps = g_opt.quick ? 5 : 21;
   g_opt.min_rep_ns = g_opt.quick ? 50000000u : 200000000u; /* 50 ms / 200 ms */
@@ -1049,12 +1060,12 @@ int main(int argc, char **argv) {
 
   /* One runtime for the whole run. Explicit values override any RAY_*
    * environment so that runs are comparable: 4 GiB so a 1 GiB object fits
-   * next to the others, 2 workers for the 2 cores. */
+   * next to the others, 2 workers for the 2 cores (or --workers). */
   ray_config cfg;
   ray_config_init(&cfg);
   cfg.object_store_memory = 4 * GIB;
   cfg.put_timeout_ms = 10000;
-  cfg.num_workers = 2;
+  cfg.num_workers = g_opt.workers;
   RAY_CHECK(ray_init(&cfg));
 
   for (int i = 0; i < NROWS; i++)
