@@ -3,7 +3,8 @@
  *
  * Loop counts shrink under sanitizers (SCALE) so every test stays well under
  * its time limit there too. No test asserts on timing except the idle-CPU
- * sanity check, whose margin is generous (50 ms of CPU in 200 ms of idling).
+ * sanity check, whose margin is generous (50 ms of CPU in 200 ms of idling),
+ * and test_sleeping_jobs_overlap, which needs four wake-ups in 100 ms.
  */
 #define _GNU_SOURCE
 #include <stdarg.h>
@@ -680,6 +681,131 @@ static void test_create_and_destroy_repeatedly(void **state) {
   free(jobs);
 }
 
+/* ---- parallelism: no queued job waits while a worker sleeps ------------- */
+
+/* A gang: GANG jobs that can only finish together, each waiting (up to
+ * GANG_WAIT_MS) until all GANG have started, on a pool with more workers
+ * than that. If the pool leaves one queued while a worker sleeps, it starts
+ * only when a running member gives up: its mates see fewer than GANG start. */
+enum { GANG_WORKERS = 6, GANG = 5, GANG_WAIT_MS = 10000, GANG_SLEEP_MS = 100 };
+#ifdef RT_TEST_SLOW
+enum { GANG_ROUNDS = 12, SLEEPY_ROUNDS = 4 };
+#else
+enum { GANG_ROUNDS = 40, SLEEPY_ROUNDS = 10 };
+#endif
+
+typedef struct gang {
+  rt_sched *s;
+  bool sleepy;              /* members sleep GANG_SLEEP_MS instead of waiting */
+  _Atomic uint32_t started; /* futex word: members that have started */
+  _Atomic uint32_t saw_all; /* members that saw all GANG start */
+  _Atomic uint32_t running; /* sleepy members running now */
+  _Atomic uint32_t max_running;
+  _Atomic uint32_t finished; /* futex word */
+  struct gang_job {
+    rt_job job;
+    struct gang *g;
+  } members[GANG], driver;
+} gang;
+
+static void gang_member_run(rt_job *j) {
+  gang *g = container_of(j, struct gang_job, job)->g;
+  if (g->sleepy) {
+    uint32_t now = atomic_fetch_add(&g->running, 1) + 1;
+    for (uint32_t m = atomic_load(&g->max_running); m < now;)
+      if (atomic_compare_exchange_weak(&g->max_running, &m, now)) break;
+    struct timespec ts = {0, GANG_SLEEP_MS * 1000000L};
+    nanosleep(&ts, NULL);
+    atomic_fetch_sub(&g->running, 1);
+  } else {
+    if (atomic_fetch_add(&g->started, 1) + 1 == GANG) rt_prim_futex_wake(&g->started, INT_MAX);
+    uint64_t deadline = rt_prim_deadline(GANG_WAIT_MS);
+    uint32_t n;
+    while ((n = atomic_load(&g->started)) < GANG && rt_prim_futex_wait(&g->started, n, deadline)) {
+    }
+    if (atomic_load(&g->started) == GANG) atomic_fetch_add(&g->saw_all, 1);
+  }
+  atomic_fetch_add(&g->finished, 1);
+  rt_prim_futex_wake(&g->finished, INT_MAX);
+}
+
+/* A job that submits the whole gang from inside a worker, then returns. */
+static void gang_driver_run(rt_job *j) {
+  gang *g = container_of(j, struct gang_job, job)->g;
+  for (int i = 0; i < GANG; i++) rt_sched_submit(g->s, &g->members[i].job);
+}
+
+/* Runs one gang, submitted from this thread or (from_job) by a job, and
+ * waits until every member has finished. */
+static void run_gang(gang *g, rt_sched *s, bool from_job, bool sleepy) {
+  memset(g, 0, sizeof *g);
+  g->s = s;
+  g->sleepy = sleepy;
+  for (int i = 0; i < GANG; i++) g->members[i] = (struct gang_job){{NULL, gang_member_run}, g};
+  g->driver = (struct gang_job){{NULL, gang_driver_run}, g};
+  if (from_job)
+    rt_sched_submit(s, &g->driver.job);
+  else
+    for (int i = 0; i < GANG; i++) rt_sched_submit(s, &g->members[i].job);
+  for (uint32_t n; (n = atomic_load(&g->finished)) < GANG;)
+    rt_prim_futex_wait(&g->finished, n, UINT64_MAX);
+}
+
+/* Between rounds the pool is left busy, spinning or parked, in turn: the
+ * three states a submission can meet. */
+static void pause_between_rounds(int round) {
+  static const long ns[] = {0, 20 * 1000L, 2 * 1000000L};
+  struct timespec ts = {0, ns[round % 3]};
+  if (ts.tv_nsec) nanosleep(&ts, NULL);
+}
+
+static void run_gang_rounds(bool from_job) {
+  rt_sched *s;
+  assert_int_equal(rt_sched_create(GANG_WORKERS, &s), 0);
+  gang *g = malloc(sizeof *g);
+  assert_non_null(g);
+  for (int r = 0; r < GANG_ROUNDS; r++) {
+    run_gang(g, s, from_job, false);
+    if (atomic_load(&g->saw_all) != GANG)
+      fail_msg("round %d: %u of %d jobs saw all %d start within %d ms, with %d workers", r,
+               atomic_load(&g->saw_all), GANG, GANG, GANG_WAIT_MS, GANG_WORKERS);
+    pause_between_rounds(r);
+  }
+  rt_sched_destroy(s);
+  free(g);
+}
+
+static void test_outside_submissions_run_at_once_on_idle_workers(void **state) {
+  (void)state;
+  run_gang_rounds(false);
+}
+
+static void test_jobs_submitted_by_a_job_run_at_once_on_idle_workers(void **state) {
+  (void)state;
+  run_gang_rounds(true);
+}
+
+/* Ray's slow-function shape: tasks that sleep must overlap. Asserts the
+ * concurrency reached, not the time taken; it relies only on all GANG
+ * starting within GANG_SLEEP_MS of the first, a chain of at most GANG - 1
+ * wake-ups (the gang tests above have no such bound). */
+static void test_sleeping_jobs_overlap(void **state) {
+  (void)state;
+  rt_sched *s;
+  assert_int_equal(rt_sched_create(GANG_WORKERS, &s), 0);
+  gang *g = malloc(sizeof *g);
+  assert_non_null(g);
+  for (int r = 0; r < SLEEPY_ROUNDS; r++) {
+    run_gang(g, s, r % 2 == 1, true);
+    if (atomic_load(&g->max_running) != GANG)
+      fail_msg("round %d: at most %u of %d sleeping jobs ran at once, with %d workers", r,
+               atomic_load(&g->max_running), GANG, GANG_WORKERS);
+    pause_between_rounds(r);
+  }
+  rt_sched_destroy(s);
+  free(g);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_deque_pop_is_lifo_and_steal_is_fifo),
@@ -701,6 +827,9 @@ int main(void) {
       cmocka_unit_test(test_worker_index_names_the_calling_worker),
       cmocka_unit_test(test_idle_pool_parks_and_uses_no_cpu),
       cmocka_unit_test(test_create_and_destroy_repeatedly),
+      cmocka_unit_test(test_outside_submissions_run_at_once_on_idle_workers),
+      cmocka_unit_test(test_jobs_submitted_by_a_job_run_at_once_on_idle_workers),
+      cmocka_unit_test(test_sleeping_jobs_overlap),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

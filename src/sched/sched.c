@@ -22,18 +22,60 @@
  * check. The sleeper (1) puts itself on the list, nidle++, (2) seq_cst fence,
  * (3) re-checks every queue, (4) sleeps only if it found nothing and nobody
  * took it off the list meanwhile. The submitter (a) publishes the job (deque
- * bottom, ring tail, or the injector's len), (b) seq_cst fence, (c) reads nidle and, only if it
- * is non-zero, takes one worker off the list and wakes it. This is the
+ * bottom, ring tail, or the injector's len), (b) seq_cst fence, (c) reads
+ * nsearching and nidle and, only if no worker is searching (below) and one
+ * is idle, takes one worker off the list and wakes it. This is the
  * store-buffering (Dekker) pattern: by the C11 rule for two seq_cst fences,
  * whichever fence comes first in the total order S, the other side's load sees
  * the first side's store; so either the sleeper's re-check sees the job or the
- * submitter sees nidle > 0 and wakes someone. No lost wake-up, no timed poll,
- * and a busy pool pays one fence and one load per submit (no syscall, no
- * lock). Exactly one worker is taken off the list per submission. Because the
- * waker removes the sleeper from the list itself, nidle drops at once and a
- * burst of submissions wakes distinct workers instead of hammering one. The
- * lock is only taken on the way to sleep and to wake, where a syscall is paid
+ * submitter sees nidle > 0. No lost wake-up, no timed poll, and a busy pool
+ * pays one fence and two loads per submit (no syscall, no lock). The waker
+ * removes the sleeper from the list itself, so nidle drops at once. The lock
+ * is only taken on the way to sleep and to wake, where a syscall is paid
  * anyway.
+ *
+ * Searching (Go's spinning Ms, Tokio's searching workers). Dekker alone only
+ * rules out that *every* worker sleeps while a job is queued; the pool must
+ * also never leave a job queued while *one* worker sleeps, or jobs that could
+ * run side by side run one after another. A worker is searching while it is
+ * counted in nsearching: it spins for work, or a waker took it off the idle
+ * list for a job, or its parking re-check saw a job. The invariant: while a
+ * job is queued, a worker is searching (awake, or being woken), or the job's
+ * submitter has yet to reach (c), or no worker is idle. Three rules keep it:
+ *  (W) a submitter that sees nsearching > 0 wakes nobody: a searcher answers
+ *      for its job. Otherwise it wakes one idle worker and counts it in
+ *      nsearching for it, under park_lock, so that a burst of submissions
+ *      wakes one searcher instead of a herd.
+ *  (H) a searcher that takes a job leaves nsearching, fences and, if no
+ *      worker searches, one is idle and any job is still visible, wakes one
+ *      (rule W's wake-up) before it runs its own: the hand-on. A burst is
+ *      taken by a chain of wake-ups, one per job, not one run per job.
+ *      One look is enough: the submitter of a job it misses fenced after
+ *      it, so that submitter sees the decrement and applies W itself.
+ *      (Without it, a worker woken for a burst whose other submitters had
+ *      skipped their wake-ups, because a spinner was counted, ran one job
+ *      and left the rest queued until a running job returned.)
+ *  (P) a searcher that finds nothing (or may not spin: max_spinning are
+ *      spinning) leaves nsearching and parks; a parking re-check (fenced,
+ *      after the decrement) that sees a job makes the worker a searcher
+ *      instead of a sleeper. A surplus thread that retires does the same
+ *      re-check and hands the job on (park_spare).
+ * Why no job J is missed when its submitter saw nsearching > 0: each
+ * searcher T counted in that load leaves nsearching after it in the
+ * modification order, then fences, then looks (H or P). Had T's fence come
+ * before the submitter's in S, the submitter's load would have seen T's
+ * decrement; so the submitter's fence comes first, and T's look sees J or
+ * sees it taken. T then acts for J by H or P, and if T in turn sees
+ * nsearching > 0 the same argument passes J on to a searcher whose fence is
+ * later still in S, hence after J's: the chain ends in a wake-up, or with J
+ * taken. A worker woken by rule W fences after its waker did (park_lock and
+ * park_word order the two), so it too sees J. Workers that take a job
+ * without searching (from their own deque, or a steal before they start to
+ * search) answer for nothing, so the hot paths are unchanged: a busy worker
+ * pushing to its own deque or an outside thread pushing to its ring pays one
+ * fence and two loads. The price is paid by the idle side: a searcher that
+ * finds a job pays a fence and a look at every queue (work_visible) before
+ * running it.
  *
  * Spare threads. active counts threads that may run jobs: not blocked in
  * block_begin/end and not parked as spares (an idle-parked worker counts; it
@@ -57,13 +99,13 @@
  * for it. The last thread to settle wakes the destroyer, which then sets stop
  * and wakes everyone.
  *
- * Spinning (Go, Tokio): an idle worker searches for up to RT_SCHED_SPIN_NS
- * before parking, at most half the workers at a time; a submission makes no
- * wake-up while one spins, and a spinner that finds a job wakes a successor
- * if more work is visible. Waiting (rt_sched_help): a worker about to block
- * first runs jobs from its own deque. Trade-offs: spares are created on
- * demand (the fallback for waits helping cannot resolve) and kept until
- * destroy.
+ * Spinning (Go, Tokio): an idle worker spins for up to RT_SCHED_SPIN_NS
+ * before parking, at most half the workers at a time (nspinning; a worker
+ * woken for a job counts only once it spins, so it never keeps a worker that
+ * has just run out of work from spinning for the next one). Waiting
+ * (rt_sched_help): a worker about to block first runs jobs from its own
+ * deque. Trade-offs: spares are created on demand (the fallback for waits
+ * helping cannot resolve) and kept until destroy.
  */
 #define _GNU_SOURCE
 #include "sched/sched.h"
@@ -119,6 +161,11 @@ typedef struct rt_worker {
   uint32_t tick;     /* jobs started, owner only */
   uint32_t ring_cursor; /* the ring to look at first, owner only */
   int block_depth;   /* block_begin nesting, owner only */
+  /* Counted in s->nsearching ("Searching"). Owner only, except that the
+   * waker that takes this worker off the idle list sets it (under
+   * park_lock); the worker reads it after re-taking park_lock or after
+   * park_wait's acquire, both of which order the waker's write before. */
+  bool searching;
   /* Owner only: the deque's mark when the running job started. Jobs above
    * it were pushed by that job (its children): the only ones it may run
    * while it waits (rt_sched_help). */
@@ -149,8 +196,15 @@ struct rt_sched {
   _Alignas(64) _Atomic int active;
   /* Length of the idle list, read lock-free by submitters. */
   _Alignas(64) _Atomic int nidle;
-  /* Workers spinning for work before they park; at most max_spinning. A
-   * counter guarding a resource (CPU time), no data: relaxed RMWs. */
+  /* Workers searching for work ("Searching"). No data is published through
+   * it: relaxed RMWs, and the loads that decide a wake-up follow a seq_cst
+   * fence (the Dekker argument in the opening comment). */
+  _Alignas(64) _Atomic int nsearching;
+  /* Of those, the ones spinning now; at most max_spinning. A counter
+   * guarding a resource (CPU time), no data and no duty to wake anyone:
+   * relaxed RMWs. Kept apart from nsearching so that a worker just woken for
+   * a job does not stop a worker that has just run out of work from
+   * spinning: that one would park, and be woken for the next job. */
   _Alignas(64) _Atomic int nspinning;
   int max_spinning;
   pthread_mutex_t park_lock;
@@ -274,7 +328,6 @@ static bool work_visible(rt_sched *s) {
 
 static rt_job *spin_one(rt_sched *s, rt_worker *w);
 static void notify_one(rt_sched *s);
-static bool work_visible(rt_sched *s);
 
 /* How many of `queued` jobs one worker takes at once: its share. */
 static size_t batch_share(rt_sched *s, size_t queued) {
@@ -324,29 +377,59 @@ static rt_job *take_injector(rt_sched *s, rt_worker *w) {
   for (size_t i = n; i-- > 1;)
     if (rt_deque_push(&w->dq, got[i]) != 0)
       rt_injector_push(&s->inj, got[i]); /* the deque could not grow: back it goes */
-  /* Others may now steal what we took: wake one if all are asleep. */
-  if (n > 1) notify_one(s);
+  /* Others may now steal what we took: wake one if none searches. A
+   * searcher skips this: its hand-on (search_end) does the same. */
+  if (n > 1 && !w->searching) notify_one(s);
   return got[0];
+}
+
+static void wake_searcher(rt_sched *s);
+
+/* Leave nsearching (rules H and P). With a job in hand (took_job): hand the
+ * search on if jobs are still queued and nobody else searches, before the
+ * caller runs the job. Without: the caller parks or retires next, and the
+ * re-check there does the same after its own fence. */
+static void search_end(rt_sched *s, rt_worker *w, bool took_job) {
+  w->searching = false;
+  /* relaxed: the fence below (or the caller's parking fence) orders it
+   * before our look at the queues, which is all the argument needs. */
+  atomic_fetch_sub_explicit(&s->nsearching, 1, memory_order_relaxed);
+  if (!took_job) return;
+  rt_sched_fence_seq_cst(); /* decrement ; fence ; look: as a sleeper's re-check */
+  /* relaxed: ordered by the fence. nsearching > 0: those searchers answer
+   * for what is queued (they leave after this load and look after their
+   * fence). nidle == 0: whoever parks next re-checks after its own fence.
+   * Both are cheaper than work_visible's scan, so they go first. */
+  if (atomic_load_explicit(&s->nsearching, memory_order_relaxed) > 0) return;
+  if (atomic_load_explicit(&s->nidle, memory_order_relaxed) == 0) return;
+  if (work_visible(s)) wake_searcher(s);
 }
 
 /* Spinning workers compete for cores with the threads that feed them; as in
  * Go and Tokio, at most half the workers (at least one) spin, the rest park
- * at once. */
+ * at once, searchers too (a searcher has made its pass over the queues by
+ * now, as Go's spinning Ms do). Returns a job with the search still on
+ * (worker_main ends it), or NULL with it ended. */
 static rt_job *spin_for_job(rt_sched *s, rt_worker *w) {
+  /* relaxed: see nspinning. */
   int n = atomic_load_explicit(&s->nspinning, memory_order_relaxed);
   do {
-    if (n >= s->max_spinning) return NULL;
+    if (n >= s->max_spinning) {
+      /* A searcher that may not spin parks instead: its re-check answers
+       * for what it was searching for (rule P). */
+      if (w->searching) search_end(s, w, false);
+      return NULL;
+    }
   } while (!atomic_compare_exchange_weak_explicit(&s->nspinning, &n, n + 1, memory_order_relaxed,
                                                   memory_order_relaxed));
+  if (!w->searching) {
+    w->searching = true;
+    /* relaxed: see nsearching. */
+    atomic_fetch_add_explicit(&s->nsearching, 1, memory_order_relaxed);
+  }
   rt_job *j = spin_one(s, w);
   atomic_fetch_sub_explicit(&s->nspinning, 1, memory_order_relaxed);
-  /* Submitters skip the wake-up while we spin, so more jobs may be queued
-   * behind the one we found, with the other workers parked: hand the
-   * spinning role on (Go's rule), or the pool would run them one by one. */
-  if (j) {
-    rt_sched_fence_seq_cst(); /* work_visible's contract */
-    if (work_visible(s)) notify_one(s);
-  }
+  if (!j) search_end(s, w, false);
   return j;
 }
 
@@ -366,36 +449,52 @@ static rt_job *spin_one(rt_sched *s, rt_worker *w) {
 
 /* ---- waking ------------------------------------------------------------- */
 
-/* Wake one idle-parked worker, if any. The caller has just published work. */
-static void notify_one(rt_sched *s) {
-  /* The submitter half of the Dekker pattern: publish ; fence ; load nidle. */
-  rt_sched_fence_seq_cst();
-  /* A spinning worker will find the job: no wake-up (and no syscall). It
-   * cannot miss it: a spinner that gives up decrements nspinning before its
-   * own seq_cst fence and re-check of the queues, so if our load below still
-   * sees it spinning, the two fences order our job before its re-check.
-   * relaxed: ordered by the fence above. */
-  if (atomic_load_explicit(&s->nspinning, memory_order_relaxed) > 0) return;
+/* Rule W: unless a worker searches, take one idle worker off the list as a
+ * searcher and wake it. The caller has published work and then issued a
+ * seq_cst fence. */
+static void wake_searcher(rt_sched *s) {
+  /* A searcher will find the job: no wake-up (and no syscall). It cannot
+   * miss it: it leaves nsearching before its own fence and look at the
+   * queues, so if our load still counts it, the two fences order our job
+   * before its look ("Searching"). relaxed: ordered by the caller's fence. */
+  if (atomic_load_explicit(&s->nsearching, memory_order_relaxed) > 0) return;
   /* relaxed: ordered by the fence; 0 means every worker that could have
    * missed our job has not yet done its own fence + re-check. */
   if (atomic_load_explicit(&s->nidle, memory_order_relaxed) == 0) return;
   pthread_mutex_lock(&s->park_lock);
   rt_worker *w = s->idle;
   bool was_settled = false;
-  if (w) {
+  /* relaxed, under the lock: a searcher counted by another waker since our
+   * load above (it read the same fence-ordered state) answers for our job
+   * as well, by the argument above; waking a second one would be a herd. */
+  if (w && atomic_load_explicit(&s->nsearching, memory_order_relaxed) == 0) {
     idle_remove(s, w);
     was_settled = w->state == W_SETTLED;
     if (was_settled) s->nsettled--;
     w->state = W_RUNNING; /* an announced worker sees this and does not sleep */
+    /* It answers for our job from now on, before it even runs. relaxed: as
+     * every nsearching RMW. */
+    w->searching = true;
+    atomic_fetch_add_explicit(&s->nsearching, 1, memory_order_relaxed);
   }
   pthread_mutex_unlock(&s->park_lock);
   if (was_settled) unpark(w);
 }
 
+/* Called after publishing a job: the submitter half of the Dekker pattern,
+ * publish ; fence ; load nsearching and nidle. */
+static void notify_one(rt_sched *s) {
+  rt_sched_fence_seq_cst();
+  wake_searcher(s);
+}
+
 /*
- * Park on the idle list. Returns true when the pool is stopping.
+ * Park on the idle list. Returns true when the pool is stopping; false when
+ * the worker should look for work again, then as a searcher if a waker or
+ * its re-check sent it (w->searching).
  */
 static bool park_idle(rt_sched *s, rt_worker *w) {
+  assert(!w->searching);
   pthread_mutex_lock(&s->park_lock);
   w->state = W_ANNOUNCED;
   idle_push(s, w);
@@ -407,16 +506,20 @@ static bool park_idle(rt_sched *s, rt_worker *w) {
 
   pthread_mutex_lock(&s->park_lock);
   if (w->state != W_ANNOUNCED) {
-    /* A submitter took us off the list: we are awake for its job. If we had
-     * found other work too, pass the wake-up on so no parallelism is lost. */
+    /* A waker took us off the list and made us a searcher for its job
+     * (wake_searcher): the hand-on after we take a job covers the rest. */
     pthread_mutex_unlock(&s->park_lock);
-    if (found) notify_one(s);
     return false;
   }
   if (found) {
+    /* Rule P: the submitters of what we saw may have skipped their wake-up
+     * (they saw us or another searcher counted, or nidle == 0 before our
+     * push): search for it, and hand on. relaxed: see nsearching. */
     idle_remove(s, w);
     w->state = W_RUNNING;
     pthread_mutex_unlock(&s->park_lock);
+    w->searching = true;
+    atomic_fetch_add_explicit(&s->nsearching, 1, memory_order_relaxed);
     return false;
   }
   w->state = W_SETTLED;
@@ -425,7 +528,7 @@ static bool park_idle(rt_sched *s, rt_worker *w) {
 
   park_wait(w);
   /* relaxed: the destroyer stores stop before unpark's release store, which
-   * park_wait acquired. */
+   * park_wait acquired. (A waker may also have set w->searching.) */
   return atomic_load_explicit(&s->stop, memory_order_relaxed);
 }
 
@@ -443,11 +546,13 @@ static bool claim_surplus(rt_sched *s) {
 static bool park_spare(rt_sched *s, rt_worker *w) {
   /* We may have been woken for a job that we now leave to others: the
    * submitter took us off the idle list under park_lock after publishing it,
-   * so the job is visible to us unless someone took it already. Hand the
-   * wake-up on, and do it before settling: settling first could let the
-   * destroyer see every thread settled while that job still waits. */
+   * so the job is visible to us unless someone took it already. Stop
+   * searching, then hand the wake-up on (rule P), and do it before settling:
+   * settling first could let the destroyer see every thread settled while
+   * that job still waits. */
+  if (w->searching) search_end(s, w, false);
   rt_sched_fence_seq_cst();
-  if (work_visible(s)) notify_one(s);
+  if (work_visible(s)) wake_searcher(s);
   pthread_mutex_lock(&s->park_lock);
   w->state = W_SETTLED;
   spare_push(s, w);
@@ -482,6 +587,8 @@ static void *worker_main(void *arg) {
         continue;
       }
     }
+    /* Rule H: a searcher hands the search on before it runs its job. */
+    if (w->searching) search_end(s, w, true);
     w->help_floor = rt_deque_mark(&w->dq);
     j->run(j); /* may free j */
   }
@@ -594,6 +701,8 @@ int rt_sched_create(int nworkers, rt_sched **out) {
   atomic_init(&s->nthreads, 0);
   atomic_init(&s->active, nworkers);
   atomic_init(&s->nidle, 0);
+  atomic_init(&s->nsearching, 0);
+  atomic_init(&s->nspinning, 0);
   atomic_init(&s->quiesced, 0);
   atomic_init(&s->stop, false);
   int rc = pthread_mutex_init(&s->park_lock, NULL);

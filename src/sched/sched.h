@@ -9,7 +9,9 @@
  * starve outside submitters), then steals (FIFO end) from random victims,
  * spins briefly, and finally parks on a futex. A parked pool costs no CPU: no
  * timed polling anywhere. A submission wakes at most one parked worker and
- * issues no syscall when none is parked.
+ * issues no syscall when none is parked or one is already searching; a
+ * searching worker that takes a job wakes the next one while more are
+ * queued, so no queued job waits while a worker sleeps.
  *
  * A job about to block (ray_get on a pending object) first runs jobs from its
  * own deque (rt_sched_help), which resolves nested waits of any depth and
@@ -65,9 +67,11 @@ void rt_sched_destroy(rt_sched *s);
 
 /*
  * Queues job. From a worker thread of s: pushed on that worker's own deque
- * (LIFO, for locality; thieves take the oldest). From any other thread: the
- * global injector (FIFO, safe for many concurrent submitters). Wakes at most
- * one parked worker, and only if one is parked. Never fails.
+ * (LIFO, for locality; thieves take the oldest). From any other thread: that
+ * thread's own ring (ring.h), or the global injector when none is left for
+ * it (both FIFO, safe for many concurrent submitters). Wakes at most
+ * one parked worker, and only if one is parked and none is searching for
+ * work. Never fails.
  */
 void rt_sched_submit(rt_sched *s, rt_job *job);
 
