@@ -535,6 +535,9 @@ RAY_API ray_status ray_actor_lookup(const char *name, ray_actor **out);
 /* no_restart false: restarts the actor as after a crash (on_stop runs
  * first), or ends it when no restart is left. true: ends it; queued calls
  * fail RAY_EACTOR. Takes effect after the method running now, if any.
+ * Kills are requests, not a queue: those that reach the actor before it
+ * has acted on an earlier one merge with it (several kill(a, false) in a
+ * row may restart it once), and an end request wins over a restart.
  * Errors: RAY_EINVAL (bad handle); RAY_ESHUTDOWN. */
 RAY_API ray_status ray_actor_kill(ray_actor *a, bool no_restart);
 
