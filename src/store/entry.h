@@ -84,6 +84,9 @@ typedef struct rt_entry {
   uint32_t lru_next; /* also links entries on a thread's finalize list */
   size_t size;
   const ray_type *type;
+  /* The payload; an rt_error when FAILED; while PENDING, the head of the
+   * entry's list of task dependencies (rt_waiter, under the stripe lock;
+   * store.c, rt_store_add_waiter), as it has no payload yet. */
   void *data;
   union {
     void (*free_fn)(void *); /* RT_EF_OWNED */

@@ -1136,6 +1136,20 @@ ray_status rt_store_new_pending(rt_store *st, const char *fn, void *producer, ra
   return RAY_OK;
 }
 
+/*
+ * A task's dependency on a PENDING entry waits on the entry itself, not on
+ * its stripe's list. Every end of an entry with waiters walks its stripe's
+ * whole list (fire_waiters), and a chain of n tasks submitted ahead keeps
+ * n / RT_STRIPES dependency waiters on each stripe: each hop of the chain,
+ * run, failed or cancelled, cost O(n) (about 90 us a task at n = 100,000).
+ * A PENDING entry has no payload yet, so its `data` holds the head of its
+ * dependency list, under the stripe lock. RT_ST_WAITERS is set with the
+ * first one, so the lock-free sealer's CAS from exactly PENDING fails and
+ * every end of such an entry takes the locked path, which unlinks the list
+ * (take_deps) before the outcome overwrites `data`. Thread waiters, and
+ * dependencies on a CREATING or ENDING entry (whose end, ray_seal or the
+ * lock-free sealer, only fires the stripe's list), stay on the stripe.
+ */
 bool rt_store_add_waiter(rt_store *st, ray_ref *ref, rt_waiter *w) {
   uint32_t slot;
   rt_entry *e = rt_handle_resolve(&st->slots, ref, &slot);
@@ -1144,11 +1158,18 @@ bool rt_store_add_waiter(rt_store *st, ray_ref *ref, rt_waiter *w) {
   rt_stripe *sp = stripe_of(st, slot);
   bool registered = false;
   pthread_mutex_lock(&sp->lock);
-  if (flag_waiting(e)) {
+  /* acq_rel, as in flag_waiting; the old state also says which list. */
+  uint32_t old = atomic_fetch_or_explicit(&e->state, RT_ST_WAITERS, memory_order_acq_rel);
+  if (!state_ready(old)) {
     w->slot = slot;
     w->deferred = true;
-    w->next = sp->waiters;
-    sp->waiters = w;
+    if ((old & RT_ST_MASK) == RT_ST_PENDING) {
+      w->next = e->data;
+      e->data = w;
+    } else {
+      w->next = sp->waiters;
+      sp->waiters = w;
+    }
     registered = true;
   }
   pthread_mutex_unlock(&sp->lock);
@@ -1224,15 +1245,34 @@ void rt_store_payload_discard(rt_store *st, rt_payload *p) {
   p->data = NULL;
 }
 
+/* Under the stripe lock, on a claimed PENDING entry: unlinks its
+ * dependency waiters (see rt_store_add_waiter), oldest first as the
+ * stripe's list fires them. Before the outcome is written into `data`. */
+static rt_waiter *take_deps(rt_entry *e) {
+  rt_waiter *w = e->data, *oldest_first = NULL;
+  e->data = NULL;
+  while (w) {
+    rt_waiter *next = w->next;
+    w->next = oldest_first;
+    oldest_first = w;
+    w = next;
+  }
+  return oldest_first;
+}
+
 /* Under the stripe lock: ends a PENDING entry in `state`, firing waiters.
- * Returns the deferred waiters to fire after unlocking. */
+ * Returns the deferred waiters to fire after unlocking: the stripe's, then
+ * deps (from take_deps). */
 static rt_waiter *end_pending(rt_store *st, rt_stripe *sp, uint32_t slot, rt_entry *e,
-                              uint32_t state) {
+                              uint32_t state, rt_waiter *deps) {
   /* release: the payload or error written above is visible to whoever
    * acquires the state (getters, waiters, dependent tasks). */
   uint32_t old = atomic_exchange_explicit(&e->state, state, memory_order_acq_rel);
   rt_waiter *deferred = (old & RT_ST_WAITERS) ? fire_waiters(sp, slot) : NULL;
   lru_update(st, sp, slot, e);
+  rt_waiter **tail = &deferred;
+  while (*tail) tail = &(*tail)->next;
+  *tail = deps;
   return deferred;
 }
 
@@ -1290,8 +1330,9 @@ bool rt_store_seal_pending(rt_store *st, ray_ref *ref, rt_payload *p) {
     rt_store_payload_discard(st, p);
     return false;
   }
+  rt_waiter *deps = take_deps(e);
   entry_take_payload(e, p);
-  rt_waiter *deferred = end_pending(st, sp, slot, e, RT_ST_SEALED);
+  rt_waiter *deferred = end_pending(st, sp, slot, e, RT_ST_SEALED, deps);
   pthread_mutex_unlock(&sp->lock);
   fire_deferred(deferred);
   return true;
@@ -1332,6 +1373,7 @@ bool rt_store_fail_pending(rt_store *st, ray_ref *ref, ray_status status, const 
     free(err);
     return false;
   }
+  rt_waiter *deps = take_deps(e);
   e->size = 0;
   e->type = NULL;
   if (err) { /* the entry owns it now; finalize frees it */
@@ -1341,7 +1383,7 @@ bool rt_store_fail_pending(rt_store *st, ray_ref *ref, ray_status status, const 
     e->data = (void *)&k_error_nomem;
     e->flags = 0;
   }
-  rt_waiter *deferred = end_pending(st, sp, slot, e, RT_ST_FAILED);
+  rt_waiter *deferred = end_pending(st, sp, slot, e, RT_ST_FAILED, deps);
   pthread_mutex_unlock(&sp->lock);
   fire_deferred(deferred);
   return true;

@@ -32,7 +32,10 @@ typedef struct rt_account {
 } rt_account;
 
 /* A parked thread or a task waiting for one slot to become ready (sealed or
- * failed). It lives on its stripe's list. A thread waiter's fire() runs
+ * failed). It lives on its stripe's list, except a task's dependency on a
+ * PENDING entry, which hangs off the entry itself (its `data`, so that
+ * ending one entry does not walk every waiter of the stripe: see
+ * rt_store_add_waiter). A thread waiter's fire() runs
  * under the stripe lock, after the node is unlinked, so the thread may free
  * the node once it has taken the stripe lock itself. A deferred waiter (a
  * task's dependency) is fired after the lock is dropped, because firing may
