@@ -480,6 +480,7 @@ int rt_task_execute(rt_runtime *rt, rt_task *t, bool *exit_actor, char **crash_r
   if (!retry) release_args(t);
   if (cancelled) {
     rt_ctx_discard(rt, &out);
+    free(out.reason); /* a cancelled task that also failed: the cancel wins */
     count(t, &rt->tasks.cancelled);
     fail_cancelled(rt, t, " while running");
   } else if (out.status != RAY_OK) {
