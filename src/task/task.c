@@ -7,9 +7,11 @@
  * waiter on every argument that is not ready. The last dependency to become
  * ready (the seal of the object, on whatever thread sealed it) pushes the
  * task to the scheduler: from a worker that is its own deque, so a consumer
- * runs where its input is still in cache. A worker runs the function with a
- * ray_ctx (ctx.c), then seals the returns it staged, or fails them, which in
- * turn wakes getters and dependent tasks. Notification, never polling.
+ * runs where its input is still in cache; if one of them failed, that
+ * thread fails the task at once instead (fail_unrun). A worker runs the
+ * function with a ray_ctx (ctx.c), then seals the returns it staged, or
+ * fails them, which in turn wakes getters and dependent tasks.
+ * Notification, never polling.
  *
  * Errors flow as FAILED entries that carry the failing task's name and
  * reason, so a dependent's message can say which argument came from which
@@ -148,6 +150,48 @@ static void fail_cancelled(rt_runtime *rt, rt_task *t, const char *how) {
 /* ------------------------------------------------------------------------ */
 
 static void task_run(rt_job *job);
+static bool upstream_failed(rt_runtime *rt, rt_task *t);
+
+/*
+ * A plain task whose argument failed will not run, so it is failed at once
+ * by the thread that failed the argument, not queued for a worker: a queued
+ * one would wait behind whatever the workers are busy with (a get of it,
+ * and a cancel made after that get, would wait as long), and a failure or
+ * cancel would cross the queue once per task of a chain. Failing a task
+ * fails its returns, which fires its own dependents, so the cascade runs
+ * on a per-thread worklist rather than recursively: a chain of any length
+ * needs no more stack than one hop.
+ */
+static _Thread_local struct {
+  rt_task *head; /* linked through unrun_next */
+  bool active;   /* a drain loop runs further up this thread's stack */
+} t_unrun;
+
+/* t is claimed (WAITING -> RUNNING) and its dependency path's reference is
+ * ours: fails it, then drops that reference. */
+static void end_unrun(rt_runtime *rt, rt_task *t) {
+  if (!upstream_failed(rt, t)) { /* cannot happen (FAILED is final); run it after all */
+    atomic_store_explicit(&t->state, RT_T_QUEUED, memory_order_release);
+    rt_sched_submit(rt->sched, &t->job);
+    return;
+  }
+  release_args(t);
+  atomic_store_explicit(&t->state, RT_T_DONE, memory_order_release);
+  task_release(rt, t);
+}
+
+static void fail_unrun(rt_runtime *rt, rt_task *t) {
+  t->unrun_next = t_unrun.head;
+  t_unrun.head = t;
+  if (t_unrun.active) return;
+  t_unrun.active = true;
+  while (t_unrun.head) {
+    rt_task *u = t_unrun.head;
+    t_unrun.head = u->unrun_next;
+    end_unrun(rt, u);
+  }
+  t_unrun.active = false;
+}
 
 static void deps_ready(rt_runtime *rt, rt_task *t) {
   /* A call is in its actor's queue already, and once QUEUED the actor may
@@ -157,12 +201,18 @@ static void deps_ready(rt_runtime *rt, rt_task *t) {
    * this path owns one itself (relaxed suffices). */
   bool call = t->actor != NULL;
   if (call) atomic_fetch_add_explicit(&t->rc, 1, memory_order_relaxed);
+  /* An actor call goes to its actor even so: calls keep their order there.
+   * relaxed: our caller's acq_rel decrement of deps ordered every
+   * dep_fire's store before this load. */
+  bool unrun = !call && atomic_load_explicit(&t->arg_failed, memory_order_relaxed);
   uint32_t expect = RT_T_WAITING;
   /* acq_rel: a worker that later claims the task (QUEUED -> RUNNING) sees
    * the record as submit and the dependency waiters left it. */
-  if (atomic_compare_exchange_strong_explicit(&t->state, &expect, RT_T_QUEUED,
+  if (atomic_compare_exchange_strong_explicit(&t->state, &expect,
+                                              unrun ? RT_T_RUNNING : RT_T_QUEUED,
                                               memory_order_acq_rel, memory_order_acquire)) {
     if (call) rt_actor_call_ready(rt, t);
+    else if (unrun) fail_unrun(rt, t);
     else rt_sched_submit(rt->sched, &t->job);
   } else {
     /* Cancelled while waiting: the canceller failed the returns; the last
@@ -175,9 +225,13 @@ static void deps_ready(rt_runtime *rt, rt_task *t) {
 static void dep_fire(rt_waiter *w) {
   rt_task_arg *a = (rt_task_arg *)((char *)w - offsetof(rt_task_arg, dep));
   rt_task *t = a->task;
+  rt_runtime *rt = rt_current();
+  /* The entry is ready now and stays so (the task holds a ref on it).
+   * relaxed: published by the decrement below. */
+  if (rt_store_state(&rt->store, a->ref) == RT_ST_FAILED)
+    atomic_store_explicit(&t->arg_failed, 1, memory_order_relaxed);
   /* acq_rel: the last decrement sees every other waiter's effects. */
-  if (atomic_fetch_sub_explicit(&t->deps, 1, memory_order_acq_rel) == 1)
-    deps_ready(rt_current(), t);
+  if (atomic_fetch_sub_explicit(&t->deps, 1, memory_order_acq_rel) == 1) deps_ready(rt, t);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -315,6 +369,7 @@ ray_status rt_task_build(rt_runtime *rt, const char *fn_name, ray_task_fn fn,
   atomic_flag_clear_explicit(&t->child_lock, memory_order_relaxed); /* private until started */
   atomic_store_explicit(&t->state, RT_T_WAITING, memory_order_relaxed);
   atomic_store_explicit(&t->cancel, 0, memory_order_relaxed);
+  atomic_store_explicit(&t->arg_failed, 0, memory_order_relaxed);
   atomic_store_explicit(&t->rc, 1, memory_order_relaxed);
   atomic_store_explicit(&t->deps, 1, memory_order_relaxed); /* guard while registering */
 
@@ -424,23 +479,59 @@ ray_status ray_submit(ray_task_fn fn, const ray_arg *args, size_t nargs,
 /* Running                                                                  */
 /* ------------------------------------------------------------------------ */
 
+/*
+ * The message of a task not run because an argument failed names the task
+ * the argument comes from and why that one failed. When that one was not
+ * run either, the reason it passes on is the first link of the chain, which
+ * names the task that did fail and its reason:
+ *   task 'sum' not run: argument 0 comes from task 'parse', which failed: invalid input -5
+ *   task 'third' not run: argument 0 comes from task 'sum', which failed:
+ *     not run: argument 0 comes from task 'parse', which failed: invalid input -5
+ *   task 'fourth' not run: argument 0 comes from task 'third', which failed:
+ *     ... not run: argument 0 comes from task 'parse', which failed: invalid input -5
+ * ("..." stands for the links between). A task not run stores that first
+ * link as its reason (rt_error.reason) instead of nesting its upstream's,
+ * so the message stays bounded along a chain of any length and the root
+ * cause is never cut off. A cancelled chain says "which was cancelled".
+ */
+
+/* For the error of a task that was not run ("task 'NAME' not run: ..."): 1
+ * if its reason is its own link (its upstream failed itself), 2 if it passed
+ * its upstream's on. 0 for a task that failed itself. */
+static int unrun_depth(const rt_error *err) {
+  if (!err->task || !err->reason) return 0;
+  size_t n = strlen(err->task);
+  const char *m = err->msg;
+  if (strncmp(m, "task '", 6) != 0 || strncmp(m + 6, err->task, n) != 0 ||
+      strncmp(m + 6 + n, "' not run: ", 11) != 0)
+    return 0;
+  return strcmp(m + 6 + n + 2, err->reason) == 0 ? 1 : 2;
+}
+
 /* If an argument failed, fails the task's returns and returns true. */
 static bool upstream_failed(rt_runtime *rt, rt_task *t) {
   for (uint32_t i = 0; i < t->nargs; i++) {
     if (t->args[i].kind != RT_ARG_REF) continue;
     const rt_error *err = rt_store_error(&rt->store, t->args[i].ref);
     if (!err) continue;
-    char reason[400], msg[480];
+    char said[400], msg[480];
+    const char *reason = said; /* passed on to our dependents */
     ray_status status = err->status == RAY_ECANCELLED ? RAY_ECANCELLED : RAY_ETASK;
-    if (err->task && err->status == RAY_ECANCELLED)
-      snprintf(reason, sizeof reason, "not run: argument %u comes from task '%s', which was cancelled",
+    int depth = unrun_depth(err);
+    if (err->task && err->status == RAY_ECANCELLED) {
+      snprintf(said, sizeof said, "not run: argument %u comes from task '%s', which was cancelled",
                i, err->task);
-    else if (err->task)
-      snprintf(reason, sizeof reason, "not run: argument %u comes from task '%s', which failed: %s",
-               i, err->task, err->reason ? err->reason : err->msg);
-    else
-      snprintf(reason, sizeof reason, "not run: argument %u failed: %s", i, err->msg);
-    snprintf(msg, sizeof msg, "task '%s' %s", t->name, reason);
+    } else if (err->task && depth) {
+      snprintf(said, sizeof said, "not run: argument %u comes from task '%s', which failed: %s%s",
+               i, err->task, depth == 1 ? "" : "... ", err->reason);
+      reason = err->reason; /* valid while we hold the argument */
+    } else if (err->task) {
+      snprintf(said, sizeof said, "not run: argument %u comes from task '%s', which failed: %s", i,
+               err->task, err->reason ? err->reason : err->msg);
+    } else {
+      snprintf(said, sizeof said, "not run: argument %u failed: %s", i, err->msg);
+    }
+    snprintf(msg, sizeof msg, "task '%s' %s", t->name, said);
     /* Counted before the returns fail: whoever sees the result sees the
      * stats include it (the same order everywhere below). */
     count(t, status == RAY_ECANCELLED ? &rt->tasks.cancelled : &rt->tasks.failed);

@@ -5,6 +5,7 @@
  * last dependency waiter has fired. Its `state` says who may act on it:
  *   WAITING  (dependencies outstanding) --deps ready--> QUEUED --worker--> RUNNING
  *   WAITING / QUEUED --ray_cancel--> CANCELLED
+ *   WAITING --deps ready, one failed--> RUNNING (failed at once, no queue)
  * A CAS decides each transition, so a canceller and the worker cannot both
  * claim the task. `rc` counts who still uses the record: 1 for the task's
  * own path through the states, +1 while a canceller works on it.
@@ -96,9 +97,15 @@ struct rt_task {
   uint32_t method;
   int max_retries;
   atomic_flag child_lock;
+  /* A dependency the task waited for failed (set by dep_fire, read by the
+   * last one): the task will not run, and fails at once (deps_ready). */
+  _Atomic uint32_t arg_failed;
   size_t nchildren, children_cap;
   uint64_t submitter;
-  rt_task *q_next;    /* the actor's per-submitter queue */
+  union {
+    rt_task *q_next;     /* an actor call: the actor's per-submitter queue */
+    rt_task *unrun_next; /* a plain task: its thread's list of tasks to fail (task.c) */
+  };
   /* cold and inline */
   rt_actor_msg enq_msg, ready_msg;
   char name_inl[RT_TASK_NAME_INLINE];
