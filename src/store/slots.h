@@ -8,44 +8,41 @@
  * released handle is reported as such until its slot has been reused 2^32
  * times, and a handle from an earlier runtime does not resolve (new salt).
  *
- * Free slots: each thread keeps a small cache (LIFO, hot in cache); it refills
- * from and spills to the shared free list in batches under one mutex, so the
- * mutex is taken once per RT_SLOT_BATCH puts, not per put.
+ * Slots come and go through core/idtable.h: chunks of RT_CHUNK_SLOTS
+ * entries, and a per-thread cache of free slots over a shared free list.
  */
 #ifndef RT_SLOTS_H
 #define RT_SLOTS_H
 
-#include <pthread.h>
-
+#include "core/idtable.h"
 #include "store/entry.h"
 
 #define RT_CHUNK_SHIFT 12
 #define RT_CHUNK_SLOTS (1u << RT_CHUNK_SHIFT)
 #define RT_MAX_CHUNKS (1u << 16) /* 268 M objects */
-#define RT_SLOT_BATCH 32
 
 typedef struct rt_slots {
-  _Atomic(rt_entry *) *chunks; /* RT_MAX_CHUNKS pointers */
-  pthread_mutex_t lock;        /* guards free list and growth */
-  uint32_t nchunks;            /* under lock */
-  uint32_t *free;              /* shared free list of slot numbers, under lock */
-  size_t nfree, free_cap;
+  rt_idtable tab; /* of rt_entry */
   uint32_t salt;
-  uint64_t epoch; /* tells a thread's cache which runtime it belongs to */
 } rt_slots;
 
 int rt_slots_init(rt_slots *s, uint64_t epoch, uint32_t salt);
 void rt_slots_destroy(rt_slots *s);
 
+/* The calling thread's free slots (idtable.h). */
+extern _Thread_local rt_idcache rt_t_slot_cache;
+
 /* A free slot, or RT_NO_SLOT when the table is full or memory ran out. */
-uint32_t rt_slots_alloc(rt_slots *s);
+static inline uint32_t rt_slots_alloc(rt_slots *s) {
+  return rt_idtable_alloc(&s->tab, &rt_t_slot_cache);
+}
 /* Returns a slot whose entry has been reset to FREE. */
-void rt_slots_free(rt_slots *s, uint32_t slot);
+static inline void rt_slots_free(rt_slots *s, uint32_t slot) {
+  rt_idtable_free(&s->tab, &rt_t_slot_cache, slot);
+}
 
 static inline rt_entry *rt_slots_entry(const rt_slots *s, uint32_t slot) {
-  /* acquire pairs with the release store that publishes a new chunk, so the
-   * chunk's zeroed contents are visible; once seen, a chunk never changes. */
-  rt_entry *c = atomic_load_explicit(&s->chunks[slot >> RT_CHUNK_SHIFT], memory_order_acquire);
+  rt_entry *c = rt_idtable_chunk(&s->tab, slot);
   return c ? &c[slot & (RT_CHUNK_SLOTS - 1)] : NULL;
 }
 
@@ -64,8 +61,7 @@ static inline ray_ref *rt_handle_make(const rt_slots *s, uint32_t slot, uint32_t
  * released, freed). *slot_out gets the slot. Relaxed loads suffice for the
  * generation and state here: a caller that legitimately holds the handle got
  * it through a happens-before chain from the put that published the entry. */
-static inline rt_entry *rt_handle_resolve(const rt_slots *s, const ray_ref *h,
-                                          uint32_t *slot_out) {
+static inline rt_entry *rt_handle_resolve(const rt_slots *s, const ray_ref *h, uint32_t *slot_out) {
   uint64_t v = (uint64_t)(uintptr_t)h;
   uint32_t lo = (uint32_t)v;
   if (lo == 0 || ((lo - 1) >> RT_CHUNK_SHIFT) >= RT_MAX_CHUNKS) return NULL;

@@ -1470,9 +1470,9 @@ ray_status rt_store_init(rt_store *st, const rt_config *cfg, uint64_t epoch) {
 
 void rt_store_destroy(rt_store *st) {
   uint64_t live = 0, refs = 0, views = 0;
-  uint32_t nchunks = st->slots.nchunks;
+  uint32_t nchunks = st->slots.tab.nchunks;
   for (uint32_t c = 0; c < nchunks; c++) {
-    rt_entry *chunk = atomic_load_explicit(&st->slots.chunks[c], memory_order_relaxed);
+    rt_entry *chunk = atomic_load_explicit(&st->slots.tab.chunks[c], memory_order_relaxed);
     for (uint32_t i = 0; i < RT_CHUNK_SLOTS; i++) {
       rt_entry *e = &chunk[i];
       if ((atomic_load_explicit(&e->state, memory_order_relaxed) & RT_ST_MASK) == RT_ST_FREE)

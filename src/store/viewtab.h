@@ -11,11 +11,9 @@
  * moves it on. A copy released late finds another number (the record was
  * released, and maybe reused by another get) and is reported instead.
  *
- * Layout and caches follow slots.h: records live in chunks that are never
- * moved or freed before the table goes, so a lookup is two loads with no
- * lock; free records go through a small per-thread LIFO cache over a shared
- * list, so a get + release on one thread touches no shared line but the
- * record's own.
+ * Records and free-record caches are a core/idtable.h table, as entries
+ * are: a lookup is two loads with no lock, and a get + release on one
+ * thread touches no shared line but the record's own.
  *
  * Encoding of priv_: ((seq ^ salt) << 32) | (index + 1). seq is odd while a
  * view holds the record and even while it is free. The salt is new per
@@ -25,11 +23,11 @@
 #ifndef RT_VIEWTAB_H
 #define RT_VIEWTAB_H
 
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "core/idtable.h"
 #include "ray.h"
 
 #define RT_VIEW_CHUNK_SHIFT 12
@@ -37,65 +35,40 @@
 #define RT_VIEW_MAX_CHUNKS (1u << 16) /* 268 M live views */
 
 typedef struct rt_viewrec {
-  /* Odd: held by the view whose priv_ carries this number. Only the CAS of
-   * a release and the store of a get (on a record it owns) change it. */
+  /* Odd: held by the view whose priv_ carries this number. Only the release
+   * that claims the record and the get that owns it change it. */
   _Atomic uint32_t seq;
   uint32_t unused_;
   ray_ref *ref; /* the object the view holds; written by the get that owns the record */
 } rt_viewrec;
 
 typedef struct rt_viewtab {
-  _Atomic(rt_viewrec *) *chunks; /* RT_VIEW_MAX_CHUNKS pointers */
-  pthread_mutex_t lock;          /* guards the free list and growth */
-  uint32_t nchunks;              /* under lock */
-  uint32_t *free;                /* under lock */
-  size_t nfree, free_cap;
+  rt_idtable tab; /* of rt_viewrec */
   uint32_t salt;
-  uint64_t epoch; /* ties thread caches to one runtime, as in slots.c */
 } rt_viewtab;
 
 int rt_viewtab_init(rt_viewtab *t, uint64_t epoch, uint32_t salt);
 void rt_viewtab_destroy(rt_viewtab *t);
 
-/* The calling thread's free records, for the runtime of `epoch` only. The
- * records in the cache of a thread that exits stay unused (at most
- * RT_VIEW_CACHE per thread, for the runtime's life). */
-#define RT_VIEW_BATCH 32
-#define RT_VIEW_CACHE (2 * RT_VIEW_BATCH)
-typedef struct rt_viewcache {
-  uint64_t epoch;
-  uint32_t n;
-  uint32_t idx[RT_VIEW_CACHE];
-} rt_viewcache;
-extern _Thread_local rt_viewcache rt_t_viewcache;
-
-/* The slow paths of the two calls below: the cache is empty, full, or of
- * another runtime. */
-bool rt_viewtab_open_slow(rt_viewtab *t, ray_ref *ref, void **priv);
-void rt_viewtab_put_back_slow(rt_viewtab *t, uint32_t idx);
+/* The calling thread's free records (idtable.h). */
+extern _Thread_local rt_idcache rt_t_view_cache;
 
 static inline rt_viewrec *rt_viewtab_rec(rt_viewtab *t, uint32_t idx) {
-  if ((idx >> RT_VIEW_CHUNK_SHIFT) >= RT_VIEW_MAX_CHUNKS) return NULL;
-  /* acquire: pairs with the release store that publishes a new chunk, so
-   * its zeroed records are visible; once seen, a chunk never changes. */
-  rt_viewrec *c =
-      atomic_load_explicit(&t->chunks[idx >> RT_VIEW_CHUNK_SHIFT], memory_order_acquire);
+  rt_viewrec *c = rt_idtable_chunk(&t->tab, idx);
   return c ? &c[idx & (RT_VIEW_CHUNK - 1)] : NULL;
 }
 
 /* A record for a new view of ref; its priv_ value goes to *priv. false when
  * memory ran out. */
 static inline bool rt_viewtab_open(rt_viewtab *t, ray_ref *ref, void **priv) {
-  rt_viewcache *c = &rt_t_viewcache;
-  if (__builtin_expect(c->epoch != t->epoch || c->n == 0, 0))
-    return rt_viewtab_open_slow(t, ref, priv);
-  uint32_t idx = c->idx[--c->n];
+  uint32_t idx = rt_idtable_alloc(&t->tab, &rt_t_view_cache);
+  if (__builtin_expect(idx == RT_IDTABLE_NONE, 0)) return false;
   rt_viewrec *r = rt_viewtab_rec(t, idx);
   if (!r) __builtin_unreachable(); /* a cached index's chunk exists */
   /* relaxed: the record is this thread's until a release claims it, and a
    * release learns of the view (and so of ref and seq) only through the
    * program's own hand-off of the view, which orders these stores first. A
-   * stale copy's CAS only has to fail, which any other value makes it do. */
+   * stale copy's check only has to fail, which any other value makes it do. */
   uint32_t seq = atomic_load_explicit(&r->seq, memory_order_relaxed) + 1; /* odd: held */
   r->ref = ref;
   atomic_store_explicit(&r->seq, seq, memory_order_relaxed);
@@ -123,11 +96,7 @@ static inline ray_ref *rt_viewtab_close(rt_viewtab *t, void *priv) {
   if (atomic_load_explicit(&r->seq, memory_order_relaxed) != seq) return NULL;
   atomic_store_explicit(&r->seq, seq + 1, memory_order_relaxed);
   ray_ref *ref = r->ref;
-  rt_viewcache *c = &rt_t_viewcache;
-  if (__builtin_expect(c->epoch == t->epoch && c->n < RT_VIEW_CACHE, 1))
-    c->idx[c->n++] = idx;
-  else
-    rt_viewtab_put_back_slow(t, idx);
+  rt_idtable_free(&t->tab, &rt_t_view_cache, idx);
   return ref;
 }
 
