@@ -494,6 +494,53 @@ static void test_cancelling_actor_calls(void **state) {
   ray_actor_release(a);
 }
 
+/* ------------------------------------------------------------------------ */
+/* Idle workers and queued tasks                                            */
+/* ------------------------------------------------------------------------ */
+
+#define GANG 5
+static _Atomic int g_started;
+
+/* Returns 1 if all GANG tasks were running at once within 10 s. */
+static ray_status gang_member(ray_ctx *ctx) {
+  atomic_fetch_add(&g_started, 1);
+  int64_t all = 0;
+  for (int i = 0; i < 10000 && !all; i++) {
+    all = atomic_load(&g_started) >= GANG;
+    if (!all) usleep(1000);
+  }
+  return ray_ctx_return(ctx, 0, &all, sizeof all, &ray_type_i64);
+}
+
+/* The driver submits 5 tasks to 6 workers that must all run at once.
+ * Before the fix, in about 1 run of 6 only 3 or 4 started while the other
+ * workers stayed parked, and the rest started only when a running task
+ * returned (here: after its 10 s bound, so the round fails). */
+static void test_idle_workers_start_every_queued_task(void **state) {
+  (void)state;
+  int rounds = 30 / SCALE + 3;
+  for (int r = 0; r < rounds; r++) {
+    assert_int_equal(test_init(6, 0, 10000), 0);
+    if (r % 2) usleep(2000); /* let the workers park; else they may still spin */
+    atomic_store(&g_started, 0);
+    ray_ref *refs[GANG];
+    for (int i = 0; i < GANG; i++) {
+      ray_task_opts o = RAY_TASK_OPTS_INIT;
+      o.name = "gang";
+      CHECK_OK(ray_submit(gang_member, NULL, 0, &o, &refs[i]));
+    }
+    for (int i = 0; i < GANG; i++) {
+      ray_view v;
+      CHECK_OK(ray_get(refs[i], &ray_type_i64, 30000, &v)); /* timed: no running it here */
+      if (*(const int64_t *)v.data != 1)
+        fail_msg("round %d: task %d did not see all %d tasks running at once", r, i, GANG);
+      ray_view_release(&v);
+      ray_ref_release(refs[i]);
+    }
+    CHECK_OK(ray_shutdown());
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_last_view_and_last_ref_released_at_once_lose_nothing,
@@ -510,6 +557,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_timeouts_below_minus_one_are_rejected, setup,
                                       test_teardown),
       cmocka_unit_test(test_submitters_racing_shutdown_are_refused_and_nothing_is_freed_under_them),
+      cmocka_unit_test(test_idle_workers_start_every_queued_task),
       cmocka_unit_test(test_empty_wait_before_init_is_eshutdown),
       cmocka_unit_test_setup_teardown(test_cancelling_actor_calls, setup, test_teardown),
       cmocka_unit_test_setup_teardown(test_pins_nest_up_to_65535, setup, test_teardown),
