@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/prim.h"
 #include "runtime.h"
 
 _Atomic(rt_runtime *) rt_g_runtime;
@@ -133,6 +134,12 @@ ray_status ray_shutdown(void) {
     rt_store_destroy(&rt->store);
     rt_config_free(&rt->cfg);
     free(rt);
+    /* Memory freed on another thread than it was allocated on stays in
+     * glibc's per-thread arenas, and each runtime's threads are new: a
+     * program that starts and stops runtimes would see its resident size
+     * ratchet up (about 13 MiB in 10 minutes of ray_stress --soak) though
+     * nothing leaks. */
+    rt_prim_heap_trim();
   }
   pthread_mutex_unlock(&g_life_lock);
   return ts;

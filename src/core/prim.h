@@ -34,6 +34,11 @@ void rt_prim_futex_wake(_Atomic uint32_t *word, int count); /* count INT32_MAX: 
 int rt_prim_cpu_count(void);
 uint64_t rt_prim_ram_bytes(void);
 
+/* Gives the C heap's free pages back to the OS (glibc: malloc_trim, which
+ * also releases free pages inside the per-thread arenas; elsewhere a
+ * no-op). For ray_shutdown, after it freed everything. */
+void rt_prim_heap_trim(void);
+
 /* Unmaps pages from rt_prim_map_large. */
 void rt_prim_unmap(void *p, size_t size);
 size_t rt_prim_page_size(void);

@@ -6,6 +6,9 @@
 
 #include <errno.h>
 #include <limits.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include <linux/futex.h>
 #include <sys/mman.h>
 #include <sys/random.h>
@@ -58,6 +61,12 @@ uint64_t rt_prim_ram_bytes(void) {
   long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
   if (pages <= 0 || psz <= 0) return 1ull << 30;
   return (uint64_t)pages * (uint64_t)psz;
+}
+
+void rt_prim_heap_trim(void) {
+#if defined(__GLIBC__)
+  malloc_trim(0);
+#endif
 }
 
 void rt_prim_unmap(void *p, size_t size) {
