@@ -272,6 +272,33 @@ static _Thread_local struct {
 
 static void hold_drop(rt_store *st, uint32_t slot, rt_entry *e, uint64_t what);
 
+/* Releases what a finalized entry's payload owns; the kinds exclude each
+ * other (flags): an error message, an alias's hold on its target, a refs
+ * object's refs (and its array, unless inline), or a buffer. */
+static void payload_release(rt_store *st, rt_entry *e, size_t size) {
+  uint16_t f = e->flags;
+  if (f & (RT_EF_ERROR | RT_EF_HEAP)) {
+    free(e->data);
+  } else if (f & RT_EF_ALIAS) {
+    uint32_t s2;
+    rt_entry *e2 = rt_handle_resolve(&st->slots, e->aux.target, &s2);
+    if (e2) hold_drop(st, s2, e2, RT_HOLD_REF);
+  } else if (f & RT_EF_REFS) {
+    ray_ref *const *refs = e->data;
+    size_t n = size / sizeof(ray_ref *);
+    for (size_t i = 0; i < n; i++) {
+      uint32_t s2;
+      rt_entry *e2 = rt_handle_resolve(&st->slots, refs[i], &s2);
+      if (e2) hold_drop(st, s2, e2, RT_HOLD_REF);
+    }
+    if (!(f & RT_EF_INLINE)) free(e->data);
+  } else if (f & RT_EF_OWNED) {
+    if (e->aux.free_fn) e->aux.free_fn(e->data);
+  } else if (f & RT_EF_POOL) {
+    rt_bufpool_put(&st->pool, e->data, e->aux.cap);
+  }
+}
+
 static void finalize(rt_store *st, uint32_t slot, rt_entry *e) {
   size_t size = e->size;
   /* An alias's bytes are charged to its target, an error has none. */
@@ -281,32 +308,7 @@ static void finalize(rt_store *st, uint32_t slot, rt_entry *e) {
   if (e->account)
     atomic_fetch_sub_explicit(&account_of(st, e->account)->used, size, memory_order_relaxed);
   e->account = 0;
-  if (e->flags & RT_EF_ERROR) free(e->data);
-  if (e->flags & RT_EF_ALIAS) {
-    uint32_t s2;
-    rt_entry *e2 = rt_handle_resolve(&st->slots, e->aux.target, &s2);
-    if (e2) hold_drop(st, s2, e2, RT_HOLD_REF);
-  }
-  switch (e->flags & (RT_EF_INLINE | RT_EF_OWNED | RT_EF_POOL | RT_EF_HEAP)) {
-  case RT_EF_OWNED:
-    if (e->aux.free_fn) e->aux.free_fn(e->data);
-    break;
-  case RT_EF_POOL: rt_bufpool_put(&st->pool, e->data, e->aux.cap); break;
-  case RT_EF_HEAP: free(e->data); break;
-  default: break;
-  }
-  if (e->flags & RT_EF_REFS) {
-    /* The contained handles are released after the payload bookkeeping, so
-     * a cascade sees consistent counters. */
-    ray_ref *const *refs = e->data;
-    size_t n = size / sizeof(ray_ref *);
-    for (size_t i = 0; i < n; i++) {
-      uint32_t s2;
-      rt_entry *e2 = rt_handle_resolve(&st->slots, refs[i], &s2);
-      if (e2) hold_drop(st, s2, e2, RT_HOLD_REF);
-    }
-    if (!(e->flags & RT_EF_INLINE)) free(e->data);
-  }
+  payload_release(st, e, size);
   e->data = NULL;
   e->type = NULL;
   e->size = 0;
