@@ -37,30 +37,10 @@ static int setup_two_workers(void **state) {
   return test_init(2, 0, 10000);
 }
 
-static ray_ref *submit1(ray_task_fn fn, const ray_arg *args, size_t n, const char *name) {
-  ray_task_opts o = RAY_TASK_OPTS_INIT;
-  o.name = name;
-  ray_ref *r = NULL;
-  ray_status s = ray_submit(fn, args, n, &o, &r);
-  if (s != RAY_OK) fail_msg("ray_submit: %s: %s", ray_status_name(s), ray_last_error());
-  return r;
-}
-
 static uint64_t now_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-/* Objects settle a moment after a result is seen (a task drops its own
- * reference on each return just after ending it): wait for them, bounded. */
-static uint64_t settled_objects(uint64_t want) {
-  ray_stats s = stats();
-  for (int i = 0; i < 5000 && s.objects != want; i++) {
-    usleep(1000);
-    s = stats();
-  }
-  return s.objects;
 }
 
 static ray_status add_one(ray_ctx *ctx) {

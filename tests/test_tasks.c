@@ -33,27 +33,6 @@ static int setup_one_worker(void **state) {
   (void)state;
   return init_workers(1);
 }
-/* A finished task drops its own reference on each return just after
- * sealing it, so `objects` settles a moment after the result is seen: wait
- * for it (bounded) rather than assert at an instant. */
-static uint64_t settled_objects(uint64_t want) {
-  ray_stats s = stats();
-  for (int i = 0; i < 5000 && s.objects != want; i++) {
-    usleep(1000);
-    s = stats();
-  }
-  return s.objects;
-}
-
-static ray_ref *submit1(ray_task_fn fn, const ray_arg *args, size_t n, const char *name) {
-  ray_task_opts o = RAY_TASK_OPTS_INIT;
-  o.name = name;
-  ray_ref *r = NULL;
-  ray_status s = ray_submit(fn, args, n, &o, &r);
-  if (s != RAY_OK) fail_msg("ray_submit: %s: %s", ray_status_name(s), ray_last_error());
-  return r;
-}
-
 /* ------------------------------------------------------------------------ */
 /* Task functions                                                           */
 /* ------------------------------------------------------------------------ */

@@ -55,6 +55,28 @@ static inline ray_stats stats(void) {
   return s;
 }
 
+/* A finished task drops its own reference on each return just after
+ * sealing it, so `objects` settles a moment after the result is seen: wait
+ * for it (bounded) rather than assert at an instant. Returns the count. */
+static inline uint64_t settled_objects(uint64_t want) {
+  ray_stats s = stats();
+  for (int i = 0; i < 5000 && s.objects != want; i++) {
+    usleep(1000);
+    s = stats();
+  }
+  return s.objects;
+}
+
+/* Submits fn(args) named name with one return; fails the test on an error. */
+static inline ray_ref *submit1(ray_task_fn fn, const ray_arg *args, size_t n, const char *name) {
+  ray_task_opts o = RAY_TASK_OPTS_INIT;
+  o.name = name;
+  ray_ref *r = NULL;
+  ray_status s = ray_submit(fn, args, n, &o, &r);
+  if (s != RAY_OK) fail_msg("ray_submit: %s: %s", ray_status_name(s), ray_last_error());
+  return r;
+}
+
 /* The i64 value of an object, waiting for it; fails the test on an error. */
 static inline int64_t get_i64(ray_ref *r) {
   ray_view v;
