@@ -63,10 +63,8 @@ static inline ray_ref *rt_handle_make(const rt_slots *s, uint32_t slot, uint32_t
  * it through a happens-before chain from the put that published the entry. */
 static inline rt_entry *rt_handle_resolve(const rt_slots *s, const ray_ref *h, uint32_t *slot_out) {
   uint64_t v = (uint64_t)(uintptr_t)h;
-  uint32_t lo = (uint32_t)v;
-  if (lo == 0 || ((lo - 1) >> RT_CHUNK_SHIFT) >= RT_MAX_CHUNKS) return NULL;
-  uint32_t slot = lo - 1;
-  rt_entry *e = rt_slots_entry(s, slot);
+  uint32_t slot = (uint32_t)v - 1;       /* a NULL handle wraps out of range */
+  rt_entry *e = rt_slots_entry(s, slot); /* NULL when out of range (idtable.h) */
   if (!e) return NULL;
   if (atomic_load_explicit(&e->gen, memory_order_relaxed) != ((uint32_t)(v >> 32) ^ s->salt))
     return NULL;
