@@ -1008,12 +1008,13 @@ static void write_json(const char *path) {
 /* ------------------------------------------------------------------------ */
 
 static void usage(FILE *to) {
-  fprintf(to, "usage: ray_bench [--quick] [--json FILE] [--filter SUBSTR] [--workers N]\n"
-              "  --quick          fewer repetitions and smaller files (about 30 s)\n"
-              "  --json FILE      also write {\"metrics\": {name: {value, unit}}} to FILE\n"
-              "  --filter SUBSTR  only metrics whose name contains SUBSTR (and their baselines)\n"
-              "  --workers N      rayc workers, OpenMP threads, client tasks and actors (default 2,\n"
-              "                   the cores of the project machine; more to see scaling)\n");
+  fprintf(to,
+          "usage: ray_bench [--quick] [--json FILE] [--filter SUBSTR] [--workers N]\n"
+          "  --quick          fewer repetitions and smaller files (about 30 s)\n"
+          "  --json FILE      also write {\"metrics\": {name: {value, unit}}} to FILE\n"
+          "  --filter SUBSTR  only metrics whose name contains SUBSTR (and their baselines)\n"
+          "  --workers N      rayc workers, OpenMP threads, client tasks and actors (default 2,\n"
+          "                   the cores of the project machine; more to see scaling)\n");
 }
 
 int main(int argc, char **argv) {
@@ -1028,7 +1029,8 @@ int main(int argc, char **argv) {
     } else if (strcmp(argv[i], "--workers") == 0 && i + 1 < argc) {
       char *end;
       long w = strtol(argv[++i], &end, 10);
-      if (*end || w < 1 || w > MAX_WORKERS) die("--workers: '%s' is not in 1..%d", argv[i], MAX_WORKERS);
+      if (*end || w < 1 || w > MAX_WORKERS)
+        die("--workers: '%s' is not in 1..%d", argv[i], MAX_WORKERS);
       g_opt.workers = (int)w;
     } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
       usage(stdout);

@@ -4,11 +4,11 @@
 #ifndef RT_RUNTIME_H
 #define RT_RUNTIME_H
 
+#include "actor/actor.h"
 #include "core/config.h"
 #include "core/error.h"
 #include "core/gate.h"
 #include "store/store.h"
-#include "actor/actor.h"
 #include "task/task.h"
 #include "trace/timeline.h"
 
