@@ -43,14 +43,6 @@ static uint64_t now_ms(void) {
   return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-static ray_status add_one(ray_ctx *ctx) {
-  ray_view v;
-  ray_status s = ray_ctx_arg(ctx, 0, &ray_type_i64, &v);
-  if (s != RAY_OK) return s;
-  int64_t x = *(const int64_t *)v.data + 1;
-  return ray_ctx_return(ctx, 0, &x, sizeof x, &ray_type_i64);
-}
-
 /* ------------------------------------------------------------------------ */
 /* A cancel after timed gets of a cancelled chain                           */
 /* ------------------------------------------------------------------------ */

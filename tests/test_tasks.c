@@ -50,14 +50,6 @@ static ray_status sum_args(ray_ctx *ctx) {
   return ray_ctx_return(ctx, 0, &sum, sizeof sum, &ray_type_i64);
 }
 
-static ray_status add_one(ray_ctx *ctx) {
-  ray_view v;
-  ray_status s = ray_ctx_arg(ctx, 0, &ray_type_i64, &v);
-  if (s != RAY_OK) return s;
-  int64_t x = *(const int64_t *)v.data + 1;
-  return ray_ctx_return(ctx, 0, &x, sizeof x, &ray_type_i64);
-}
-
 static ray_status empty_task(ray_ctx *ctx) {
   int64_t z = 0;
   return ray_ctx_return(ctx, 0, &z, sizeof z, &ray_type_i64);

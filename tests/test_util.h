@@ -67,6 +67,15 @@ static inline uint64_t settled_objects(uint64_t want) {
   return s.objects;
 }
 
+/* A task: its i64 argument 0 plus one. */
+static inline ray_status add_one(ray_ctx *ctx) {
+  ray_view v;
+  ray_status s = ray_ctx_arg(ctx, 0, &ray_type_i64, &v);
+  if (s != RAY_OK) return s;
+  int64_t x = *(const int64_t *)v.data + 1;
+  return ray_ctx_return(ctx, 0, &x, sizeof x, &ray_type_i64);
+}
+
 /* Submits fn(args) named name with one return; fails the test on an error. */
 static inline ray_ref *submit1(ray_task_fn fn, const ray_arg *args, size_t n, const char *name) {
   ray_task_opts o = RAY_TASK_OPTS_INIT;
