@@ -82,7 +82,9 @@ static uint64_t now_ns(void) {
   return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-static double secs(uint64_t ns) { return (double)ns * 1e-9; }
+static double secs(uint64_t ns) {
+  return (double)ns * 1e-9;
+}
 
 static int cmp_double(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
@@ -174,7 +176,7 @@ static unsigned char *gib_buffer(void) {
  * Variadic so that commas in the body cannot split the macro arguments.
  * The clock is read once per batch so its ~20 ns cost does not inflate
  * per-call figures of ~100 ns. */
-#define RATE_LOOP(batch, ...)                                                                     \
+#define RATE_LOOP(batch, ...)                                                                      \
   do {                                                                                             \
     uint64_t t0_ = now_ns(), el_;                                                                  \
     uint64_t n_ = 0;                                                                               \
@@ -366,7 +368,9 @@ static void teardown_actors(void *st) {
   for (int i = 0; i < ACTORS_N; i++) ray_actor_release(g_actors[i]);
 }
 
-static size_t actor_calls(void) { return g_opt.quick ? ACTOR_CALLS / 10 : ACTOR_CALLS; }
+static size_t actor_calls(void) {
+  return g_opt.quick ? ACTOR_CALLS / 10 : ACTOR_CALLS;
+}
 
 /* 1_1_actor_calls_sync: call, get, repeat. */
 static double rep_actor_sync(void *st) {
@@ -423,8 +427,10 @@ static ray_status nn_client(ray_ctx *ctx) {
     for (size_t i = 0; i < k; i++) {
       ray_view rv;
       ray_status g = ray_get(refs[i], NULL, -1, &rv);
-      if (g == RAY_OK) ray_view_release(&rv);
-      else s = g;
+      if (g == RAY_OK)
+        ray_view_release(&rv);
+      else
+        s = g;
       ray_ref_release(refs[i]);
     }
   }
@@ -482,8 +488,10 @@ static double rep_wait(void *st) {
       RAY_CHECK(ray_wait(left, n, 1, -1, ready));
       size_t k = 0;
       for (size_t i = 0; i < n; i++) {
-        if (ready[i]) get_and_drop(left[i]);
-        else left[k++] = left[i];
+        if (ready[i])
+          get_and_drop(left[i]);
+        else
+          left[k++] = left[i];
       }
       if (k == n) die("single_client_wait_1k_refs: ray_wait returned RAY_OK with none ready");
       n = k;
@@ -574,7 +582,9 @@ static double rep_put_gb(void *st) {
  * keep the buffer and reuse it in every sample: once the ref is released the
  * object is gone and the buffer is ours again, unchanged (the store never
  * writes it), which avoids faulting in a fresh GiB per sample. */
-static void *setup_gib(void) { return gib_buffer(); }
+static void *setup_gib(void) {
+  return gib_buffer();
+}
 
 static double rep_put_owned(void *st) {
   ray_ref *r;
@@ -603,7 +613,7 @@ static double rep_get_gib(void *st) {
   uint64_t el = now_ns() - t0;
   if (v.size != GIB) die("get_1gib_latency_us: view size %zu, expected %zu", v.size, GIB);
   g_sink = ((const unsigned char *)v.data)[GIB - 1]; /* the view is real */
-  ray_view_release(&v);                             /* untimed */
+  ray_view_release(&v);                              /* untimed */
   return (double)el / 1e3;
 }
 
@@ -720,7 +730,8 @@ static double rep_file_read(void *st) {
     done += (size_t)r;
   }
   uint64_t el = now_ns() - t0;
-  if (done != g_opt.file_bytes) die("read %zu bytes of %s, expected %zu", done, g_file_path, g_opt.file_bytes);
+  if (done != g_opt.file_bytes)
+    die("read %zu bytes of %s, expected %zu", done, g_file_path, g_opt.file_bytes);
   return (double)done / 1e9 / secs(el);
 }
 
@@ -737,7 +748,9 @@ static void teardown_file_read(void *st) {
 /* The "empty" task body. A literally empty `#pragma omp task {}` is deleted by
  * GCC at -O2 (it measured 5e12 tasks/s), so the body is an out-of-line call
  * the optimiser cannot see through; its cost (~1 ns) is noise next to a task. */
-static __attribute__((noinline)) void omp_task_body(void) { __asm__ volatile("" ::: "memory"); }
+static __attribute__((noinline)) void omp_task_body(void) {
+  __asm__ volatile("" ::: "memory");
+}
 static void *setup_omp(void) {
   omp_set_num_threads(g_opt.workers);
   return NULL;
@@ -835,51 +848,125 @@ typedef struct bench_row {
  * baseline "baseline_openmp_tasks_async", ...) before the baselines.
  */
 static const bench_row rows[] = {
-    {.name = "single_client_put_calls", .unit = "calls/s", .rep = rep_put_calls,
-     .goal = GOAL_GE, .goal_value = 5e6},
-    {.name = "single_client_get_calls", .unit = "calls/s", .rep = rep_get_calls,
-     .setup = setup_get_calls, .teardown = teardown_get_calls, .goal = GOAL_GE, .goal_value = 1e7},
-    {.name = "single_client_tasks_async", .unit = "tasks/s", .rep = rep_tasks_async,
-     .setup = setup_task_refs, .teardown = teardown_task_refs,
-     .baseline = "baseline_openmp_tasks_async", .goal = GOAL_RATIO_GE, .goal_value = 1.0},
-    {.name = "single_client_tasks_sync", .unit = "tasks/s", .rep = rep_tasks_sync,
-     .baseline = "baseline_openmp_tasks_sync", .goal = GOAL_GE, .goal_value = 2e5},
-    {.name = "single_client_tasks_and_get_batch", .unit = "tasks/s", .rep = rep_tasks_batch,
-     .setup = setup_task_refs, .teardown = teardown_task_refs},
+    {.name = "single_client_put_calls",
+     .unit = "calls/s",
+     .rep = rep_put_calls,
+     .goal = GOAL_GE,
+     .goal_value = 5e6},
+    {.name = "single_client_get_calls",
+     .unit = "calls/s",
+     .rep = rep_get_calls,
+     .setup = setup_get_calls,
+     .teardown = teardown_get_calls,
+     .goal = GOAL_GE,
+     .goal_value = 1e7},
+    {.name = "single_client_tasks_async",
+     .unit = "tasks/s",
+     .rep = rep_tasks_async,
+     .setup = setup_task_refs,
+     .teardown = teardown_task_refs,
+     .baseline = "baseline_openmp_tasks_async",
+     .goal = GOAL_RATIO_GE,
+     .goal_value = 1.0},
+    {.name = "single_client_tasks_sync",
+     .unit = "tasks/s",
+     .rep = rep_tasks_sync,
+     .baseline = "baseline_openmp_tasks_sync",
+     .goal = GOAL_GE,
+     .goal_value = 2e5},
+    {.name = "single_client_tasks_and_get_batch",
+     .unit = "tasks/s",
+     .rep = rep_tasks_batch,
+     .setup = setup_task_refs,
+     .teardown = teardown_task_refs},
     {.name = "multi_client_tasks_async", .unit = "tasks/s", .rep = rep_multi_client},
     {.name = "single_client_wait_1k_refs", .unit = "cycles/s", .rep = rep_wait},
-    {.name = "1_1_actor_calls_sync", .unit = "calls/s", .rep = rep_actor_sync,
-     .setup = setup_actors, .teardown = teardown_actors, .goal = GOAL_GE, .goal_value = 1e5},
-    {.name = "1_1_actor_calls_async", .unit = "calls/s", .rep = rep_actor_1_1_async,
-     .setup = setup_actors_and_refs, .teardown = teardown_actors_and_refs, .goal = GOAL_GE,
+    {.name = "1_1_actor_calls_sync",
+     .unit = "calls/s",
+     .rep = rep_actor_sync,
+     .setup = setup_actors,
+     .teardown = teardown_actors,
+     .goal = GOAL_GE,
+     .goal_value = 1e5},
+    {.name = "1_1_actor_calls_async",
+     .unit = "calls/s",
+     .rep = rep_actor_1_1_async,
+     .setup = setup_actors_and_refs,
+     .teardown = teardown_actors_and_refs,
+     .goal = GOAL_GE,
      .goal_value = 3e6},
-    {.name = "1_n_actor_calls_async", .unit = "calls/s", .rep = rep_actor_1_n_async,
-     .setup = setup_actors_and_refs, .teardown = teardown_actors_and_refs},
-    {.name = "n_n_actor_calls_async", .unit = "calls/s", .rep = rep_actor_n_n_async,
-     .setup = setup_actors, .teardown = teardown_actors},
-    {.name = "n_n_actor_calls_with_arg_async", .unit = "calls/s", .rep = rep_actor_n_n_arg_async,
-     .setup = setup_actors, .teardown = teardown_actors},
-    {.name = "small_object_bytes", .unit = "bytes", .rep = rep_small, .setup = setup_small,
+    {.name = "1_n_actor_calls_async",
+     .unit = "calls/s",
+     .rep = rep_actor_1_n_async,
+     .setup = setup_actors_and_refs,
+     .teardown = teardown_actors_and_refs},
+    {.name = "n_n_actor_calls_async",
+     .unit = "calls/s",
+     .rep = rep_actor_n_n_async,
+     .setup = setup_actors,
+     .teardown = teardown_actors},
+    {.name = "n_n_actor_calls_with_arg_async",
+     .unit = "calls/s",
+     .rep = rep_actor_n_n_arg_async,
+     .setup = setup_actors,
+     .teardown = teardown_actors},
+    {.name = "small_object_bytes",
+     .unit = "bytes",
+     .rep = rep_small,
+     .setup = setup_small,
      .teardown = teardown_small},
-    {.name = "small_object_overhead_bytes", .unit = "bytes", .from = "small_object_bytes",
-     .derive = derive_overhead, .goal = GOAL_LE, .goal_value = 128},
-    {.name = "single_client_put_gigabytes", .unit = "GB/s", .rep = rep_put_gb,
-     .setup = setup_put_gb, .baseline = "baseline_memcpy_gbps", .goal = GOAL_RATIO_GE,
+    {.name = "small_object_overhead_bytes",
+     .unit = "bytes",
+     .from = "small_object_bytes",
+     .derive = derive_overhead,
+     .goal = GOAL_LE,
+     .goal_value = 128},
+    {.name = "single_client_put_gigabytes",
+     .unit = "GB/s",
+     .rep = rep_put_gb,
+     .setup = setup_put_gb,
+     .baseline = "baseline_memcpy_gbps",
+     .goal = GOAL_RATIO_GE,
      .goal_value = 0.8},
-    {.name = "put_owned_1gib_latency_us", .unit = "us", .rep = rep_put_owned, .setup = setup_gib,
-     .reps = REPS_MANY, .goal = GOAL_LT, .goal_value = 2},
-    {.name = "get_1gib_latency_us", .unit = "us", .rep = rep_get_gib, .setup = setup_get_gib,
-     .teardown = teardown_get_gib, .reps = REPS_MANY, .goal = GOAL_LT, .goal_value = 2},
+    {.name = "put_owned_1gib_latency_us",
+     .unit = "us",
+     .rep = rep_put_owned,
+     .setup = setup_gib,
+     .reps = REPS_MANY,
+     .goal = GOAL_LT,
+     .goal_value = 2},
+    {.name = "get_1gib_latency_us",
+     .unit = "us",
+     .rep = rep_get_gib,
+     .setup = setup_get_gib,
+     .teardown = teardown_get_gib,
+     .reps = REPS_MANY,
+     .goal = GOAL_LT,
+     .goal_value = 2},
     /* Baselines. */
-    {.name = "baseline_memcpy_gbps", .unit = "GB/s", .rep = rep_memcpy, .setup = setup_memcpy,
+    {.name = "baseline_memcpy_gbps",
+     .unit = "GB/s",
+     .rep = rep_memcpy,
+     .setup = setup_memcpy,
      .teardown = teardown_memcpy},
-    {.name = "baseline_file_write_gbps", .unit = "GB/s", .rep = rep_file_write,
-     .setup = setup_file_buf, .teardown = teardown_file_buf},
-    {.name = "baseline_file_read_gbps", .unit = "GB/s", .rep = rep_file_read,
-     .setup = setup_file_read, .teardown = teardown_file_read},
-    {.name = "baseline_openmp_tasks_async", .unit = "tasks/s", .rep = rep_omp_async,
-     .setup = setup_omp, .reps = REPS_MANY},
-    {.name = "baseline_openmp_tasks_sync", .unit = "tasks/s", .rep = rep_omp_sync,
+    {.name = "baseline_file_write_gbps",
+     .unit = "GB/s",
+     .rep = rep_file_write,
+     .setup = setup_file_buf,
+     .teardown = teardown_file_buf},
+    {.name = "baseline_file_read_gbps",
+     .unit = "GB/s",
+     .rep = rep_file_read,
+     .setup = setup_file_read,
+     .teardown = teardown_file_read},
+    {.name = "baseline_openmp_tasks_async",
+     .unit = "tasks/s",
+     .rep = rep_omp_async,
+     .setup = setup_omp,
+     .reps = REPS_MANY},
+    {.name = "baseline_openmp_tasks_sync",
+     .unit = "tasks/s",
+     .rep = rep_omp_sync,
      .setup = setup_omp},
 };
 
@@ -929,11 +1016,21 @@ static double row_ratio(int i) {
 
 static void goal_text(const bench_row *b, char *buf, size_t n) {
   switch (b->goal) {
-  case GOAL_NONE: snprintf(buf, n, "-"); break;
-  case GOAL_GE: snprintf(buf, n, ">= %g", b->goal_value); break;
-  case GOAL_LT: snprintf(buf, n, "< %g", b->goal_value); break;
-  case GOAL_LE: snprintf(buf, n, "<= %g", b->goal_value); break;
-  case GOAL_RATIO_GE: snprintf(buf, n, "ratio >= %g", b->goal_value); break;
+  case GOAL_NONE:
+    snprintf(buf, n, "-");
+    break;
+  case GOAL_GE:
+    snprintf(buf, n, ">= %g", b->goal_value);
+    break;
+  case GOAL_LT:
+    snprintf(buf, n, "< %g", b->goal_value);
+    break;
+  case GOAL_LE:
+    snprintf(buf, n, "<= %g", b->goal_value);
+    break;
+  case GOAL_RATIO_GE:
+    snprintf(buf, n, "ratio >= %g", b->goal_value);
+    break;
   }
 }
 
@@ -943,15 +1040,22 @@ static const char *goal_verdict(int i) {
   double v = g_value[i];
   bool ok;
   switch (b->goal) {
-  case GOAL_GE: ok = v >= b->goal_value; break;
-  case GOAL_LT: ok = v < b->goal_value; break;
-  case GOAL_LE: ok = v <= b->goal_value; break;
+  case GOAL_GE:
+    ok = v >= b->goal_value;
+    break;
+  case GOAL_LT:
+    ok = v < b->goal_value;
+    break;
+  case GOAL_LE:
+    ok = v <= b->goal_value;
+    break;
   case GOAL_RATIO_GE: {
     double r = row_ratio(i);
     ok = !isnan(r) && r >= b->goal_value;
     break;
   }
-  default: return "";
+  default:
+    return "";
   }
   return ok ? "ok" : "MISS";
 }
@@ -959,9 +1063,12 @@ static const char *goal_verdict(int i) {
 /* Fixed-point for readability: rates as integers, small values with 3
  * decimals. */
 static void fmt_num(double v, char *buf, size_t n) {
-  if (isnan(v)) snprintf(buf, n, "-");
-  else if (fabs(v) >= 1000) snprintf(buf, n, "%.0f", v);
-  else snprintf(buf, n, "%.3f", v);
+  if (isnan(v))
+    snprintf(buf, n, "-");
+  else if (fabs(v) >= 1000)
+    snprintf(buf, n, "%.0f", v);
+  else
+    snprintf(buf, n, "%.3f", v);
 }
 
 static void print_table(void) {
@@ -975,8 +1082,10 @@ static void print_table(void) {
     int bi = b->baseline ? row_index(b->baseline) : -1;
     fmt_num(bi >= 0 && g_have[bi] ? g_value[bi] : NAN, bval, sizeof bval);
     double r = row_ratio(i);
-    if (isnan(r)) snprintf(ratio, sizeof ratio, "-");
-    else snprintf(ratio, sizeof ratio, "%.3f", r);
+    if (isnan(r))
+      snprintf(ratio, sizeof ratio, "-");
+    else
+      snprintf(ratio, sizeof ratio, "%.3f", r);
     goal_text(b, goal, sizeof goal);
     printf("%-30s %14s %-8s %-28s %14s %8s %-12s %s\n", b->name, val, b->unit,
            b->baseline ? b->baseline : "-", bval, ratio, goal, goal_verdict(i));
@@ -991,8 +1100,8 @@ static void write_json(const char *path) {
   for (int i = 0; i < NROWS; i++) {
     /* JSON has no NaN or Infinity; such a value would make the file unreadable. */
     if (!g_have[i] || !isfinite(g_value[i])) continue;
-    fprintf(f, "%s\n    \"%s\": {\"value\": %.9g, \"unit\": \"%s\"", first ? "" : ",",
-            rows[i].name, g_value[i], rows[i].unit);
+    fprintf(f, "%s\n    \"%s\": {\"value\": %.9g, \"unit\": \"%s\"", first ? "" : ",", rows[i].name,
+            g_value[i], rows[i].unit);
     double r = row_ratio(i);
     if (rows[i].baseline && isfinite(r))
       fprintf(f, ", \"baseline\": \"%s\", \"ratio\": %.9g", rows[i].baseline, r);

@@ -256,8 +256,7 @@ RAY_API ray_status ray_put_refs(ray_ref *const refs[], size_t n, ray_ref **out);
  * record the view); the object's own error if it failed (RAY_ETASK,
  * RAY_ECANCELLED, RAY_EACTOR, with its message); RAY_ESHUTDOWN.
  */
-RAY_API ray_status ray_get(ray_ref *ref, const ray_type *expect, int64_t timeout_ms,
-                           ray_view *out);
+RAY_API ray_status ray_get(ray_ref *ref, const ray_type *expect, int64_t timeout_ms, ray_view *out);
 
 /* Ends a view from ray_get; the view's fields are cleared. NULL, a view with
  * priv_ NULL (released through this struct, or borrowed from ray_ctx_arg)
@@ -354,7 +353,8 @@ typedef struct ray_task_opts {
   int num_returns;  /* 0 .. 256 */
   int max_retries;  /* re-runs after the function returns an error; -1: no limit */
 } ray_task_opts;
-#define RAY_TASK_OPTS_INIT {NULL, 1, 0}
+#define RAY_TASK_OPTS_INIT                                                                         \
+  { NULL, 1, 0 }
 
 /*
  * Submits fn(args). On RAY_OK returns[0 .. num_returns-1] are new refs to the
@@ -551,11 +551,11 @@ RAY_API void ray_actor_release(ray_actor *a);
 /* ------------------------------------------------------------------------ */
 
 typedef struct ray_stats {
-  size_t memory_limit;    /* object_store_memory in force */
-  size_t bytes_in_memory; /* payload bytes of live objects held in memory */
-  size_t bytes_pinned;    /* payload bytes of pinned objects */
-  size_t bytes_spilled;   /* payload bytes held on disk */
-  uint64_t objects;       /* live objects */
+  size_t memory_limit;                   /* object_store_memory in force */
+  size_t bytes_in_memory;                /* payload bytes of live objects held in memory */
+  size_t bytes_pinned;                   /* payload bytes of pinned objects */
+  size_t bytes_spilled;                  /* payload bytes held on disk */
+  uint64_t objects;                      /* live objects */
   uint64_t puts, gets, spills, restores; /* successful calls/events since init */
   /* Every submitted task ends once, as finished (returned RAY_OK), failed
    * (returned an error after its retries, or an argument failed) or

@@ -122,7 +122,7 @@ ray_status ray_shutdown(void) {
     rt_tallies_close(&rt->tasks.tally);
     rt_gate_wait_all();
     rt_tasks_drain(&rt->tasks);
-    rt_actors_end_all(rt); /* queued calls ran above; now on_stop, once each */
+    rt_actors_end_all(rt);      /* queued calls ran above; now on_stop, once each */
     rt_tasks_drain(&rt->tasks); /* what on_stop submitted */
     rt_sched_destroy(rt->sched);
     /* Every worker has stopped: the timeline's buffers are complete. */
@@ -145,7 +145,9 @@ ray_status ray_shutdown(void) {
   return ts;
 }
 
-bool ray_is_initialized(void) { return rt_current() != NULL; }
+bool ray_is_initialized(void) {
+  return rt_current() != NULL;
+}
 
 ray_status ray_stats_get(ray_stats *out) {
   rt_store *st = rt_store_for("ray_stats_get");

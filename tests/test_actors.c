@@ -4,11 +4,14 @@
  * shutdown.
  */
 #define _GNU_SOURCE
+/* cmocka needs these first, in this order */
+/* clang-format off */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <setjmp.h>
 #include <cmocka.h>
+/* clang-format on */
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -26,7 +29,9 @@
 #define SCALE 1
 #endif
 
-static int init_workers(int n) { return test_init(n, (size_t)1 << 30, 10000); }
+static int init_workers(int n) {
+  return test_init(n, (size_t)1 << 30, 10000);
+}
 static int setup(void **state) {
   (void)state;
   return init_workers(2);
@@ -45,7 +50,9 @@ static int64_t call_i64(ray_actor *a, size_t m, const ray_arg *args, size_t n) {
   return x;
 }
 
-static ray_arg val(const int64_t *x) { return ray_arg_value(x, sizeof *x, &ray_type_i64); }
+static ray_arg val(const int64_t *x) {
+  return ray_arg_value(x, sizeof *x, &ray_type_i64);
+}
 
 static ray_status ret_i64(ray_ctx *ctx, int64_t x) {
   return ray_ctx_return(ctx, 0, &x, sizeof x, &ray_type_i64);
@@ -111,13 +118,13 @@ static ray_status counter_starts(void *state, ray_ctx *ctx) {
 
 enum { INCR, ADD, GET, CRASH, EXIT, FAIL, STARTS };
 static const ray_method counter_methods[] = {
-    {"incr", counter_incr}, {"add", counter_add},   {"get", counter_get},
-    {"crash", counter_crash}, {"exit", counter_exit}, {"fail", counter_fail},
+    {"incr", counter_incr},     {"add", counter_add},   {"get", counter_get},
+    {"crash", counter_crash},   {"exit", counter_exit}, {"fail", counter_fail},
     {"starts", counter_starts},
 };
 static const ray_actor_class counter_class = {
-    "Counter", sizeof(counter), counter_start, counter_stop, counter_methods,
-    sizeof counter_methods / sizeof counter_methods[0]};
+    "Counter",    sizeof(counter), counter_start,
+    counter_stop, counter_methods, sizeof counter_methods / sizeof counter_methods[0]};
 
 static ray_actor *new_counter(const int64_t *start, const ray_actor_opts *opts) {
   ray_actor *a;
@@ -198,8 +205,8 @@ static void producer_stop(void *state, ray_ctx *ctx) {
   ray_ref_release(((producer *)state)->data);
 }
 static const ray_method producer_methods[] = {{"make", producer_make}};
-static const ray_actor_class producer_class = {"Producer", sizeof(producer), NULL, producer_stop,
-                                               producer_methods, 1};
+static const ray_actor_class producer_class = {"Producer",    sizeof(producer), NULL,
+                                               producer_stop, producer_methods, 1};
 
 /* Returns the data pointer of argument 0 and checks one element. */
 static ray_status reader_task(ray_ctx *ctx) {
@@ -274,7 +281,9 @@ static ray_status pick_method(void *state, ray_ctx *ctx) {
   ray_view_release(&iv);
   return ret_i64(ctx, x);
 }
-static ray_status double_task(ray_ctx *ctx) { return ret_i64(ctx, 2 * arg_i64(ctx, 0)); }
+static ray_status double_task(ray_ctx *ctx) {
+  return ret_i64(ctx, 2 * arg_i64(ctx, 0));
+}
 static const ray_method pick_methods[] = {{"pick", pick_method}, {"add", counter_add}};
 static const ray_actor_class pick_class = {"Picker", sizeof(counter), NULL, NULL, pick_methods, 2};
 
@@ -338,8 +347,8 @@ static ray_status seen_method(void *state, ray_ctx *ctx) {
   return ret_i64(ctx, ok ? r->n : -1);
 }
 static const ray_method recorder_methods[] = {{"record", record_method}, {"seen", seen_method}};
-static const ray_actor_class recorder_class = {"Recorder", sizeof(recorder), NULL, NULL,
-                                               recorder_methods, 2};
+static const ray_actor_class recorder_class = {"Recorder", sizeof(recorder), NULL,
+                                               NULL,       recorder_methods, 2};
 
 static ray_status delay_task(ray_ctx *ctx) {
   usleep((useconds_t)arg_i64(ctx, 0));
@@ -375,7 +384,7 @@ static ray_status relay_method(void *state, ray_ctx *ctx) {
   int64_t x = arg_i64(ctx, 2);
   if (ray_ctx_arg_actor(ctx, 0, &next) != RAY_OK) return ret_i64(ctx, x + 1); /* the end */
   ray_arg rest[3] = {ray_ctx_arg_actor(ctx, 1, &after) == RAY_OK ? ray_arg_actor(after)
-                                                                  : ray_arg_value("", 1, NULL),
+                                                                 : ray_arg_value("", 1, NULL),
                      ray_arg_value("", 1, NULL), val(&x)};
   ray_ref *r;
   ray_status s = ray_actor_call(next, 0, rest, 3, &r);
@@ -779,8 +788,8 @@ static ray_status tally_incr(void *state, ray_ctx *ctx) {
   return RAY_OK;
 }
 static const ray_method tally_methods[] = {{"incr", tally_incr}};
-static const ray_actor_class tally_class = {"Tally", sizeof(tally), tally_start, tally_stop,
-                                            tally_methods, 1};
+static const ray_actor_class tally_class = {"Tally",    sizeof(tally), tally_start,
+                                            tally_stop, tally_methods, 1};
 
 static void test_queued_sends_all_run_before_on_stop_at_shutdown(void **state) {
   (void)state;
@@ -797,7 +806,7 @@ static void test_queued_sends_all_run_before_on_stop_at_shutdown(void **state) {
     for (int i = 0; i < 3; i++) CHECK_OK(ray_actor_send(a[i], 0, NULL, 0));
   ray_actor_release(a[0]); /* ends after its queued calls */
   ray_actor_release(a[2]);
-  assert_int_equal(ray_shutdown(), RAY_OK); /* a[1] still held: warned, ended */
+  assert_int_equal(ray_shutdown(), RAY_OK);        /* a[1] still held: warned, ended */
   assert_int_equal(atomic_load(&g_stop_calls), 3); /* on_stop exactly once each */
   for (int i = 0; i < 3; i++) assert_int_equal(atomic_load(&g_tally_at_stop[i]), 5);
 }
@@ -835,36 +844,41 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_counter_increment_add_get_gives_6, setup, test_teardown),
       cmocka_unit_test_setup_teardown(test_calls_from_one_submitter_run_in_order_without_waiting,
                                       setup, test_teardown),
-      cmocka_unit_test_setup_teardown(
-          test_dataset_put_once_is_read_zero_copy_by_tasks_and_actors, setup, test_teardown),
+      cmocka_unit_test_setup_teardown(test_dataset_put_once_is_read_zero_copy_by_tasks_and_actors,
+                                      setup, test_teardown),
       cmocka_unit_test_setup_teardown(test_refs_flow_between_tasks_actors_and_the_driver, setup,
                                       test_teardown),
       cmocka_unit_test_setup_teardown(test_calls_with_args_resolving_at_random_times_run_in_order,
                                       setup, test_teardown),
-      cmocka_unit_test_setup_teardown(test_delegation_chain_c_b_a_of_100_calls, setup, test_teardown),
+      cmocka_unit_test_setup_teardown(test_delegation_chain_c_b_a_of_100_calls, setup,
+                                      test_teardown),
       cmocka_unit_test_setup_teardown(test_a_waiting_call_does_not_hold_back_other_submitters,
                                       setup, test_teardown),
       cmocka_unit_test_setup_teardown(test_max_concurrency_3_runs_three_methods_at_once_never_more,
                                       setup_four, test_teardown),
-      cmocka_unit_test_setup_teardown(test_a_method_error_fails_only_that_call, setup, test_teardown),
+      cmocka_unit_test_setup_teardown(test_a_method_error_fails_only_that_call, setup,
+                                      test_teardown),
       cmocka_unit_test_setup_teardown(test_restart_gives_fresh_state_and_reruns_on_start, setup,
                                       test_teardown),
       cmocka_unit_test_setup_teardown(test_every_call_fails_once_restarts_run_out, setup,
                                       test_teardown),
-      cmocka_unit_test_setup_teardown(test_on_start_failure_fails_every_call_with_the_reason,
-                                      setup, test_teardown),
-      cmocka_unit_test_setup_teardown(test_intentional_exit_is_never_restarted, setup, test_teardown),
+      cmocka_unit_test_setup_teardown(test_on_start_failure_fails_every_call_with_the_reason, setup,
+                                      test_teardown),
+      cmocka_unit_test_setup_teardown(test_intentional_exit_is_never_restarted, setup,
+                                      test_teardown),
       cmocka_unit_test_setup_teardown(test_kill_with_and_without_restart, setup, test_teardown),
       cmocka_unit_test_setup_teardown(test_names_are_unique_and_free_again_once_ended, setup,
                                       test_teardown),
-      cmocka_unit_test_setup_teardown(test_actor_handles_pass_to_tasks_and_count, setup, test_teardown),
+      cmocka_unit_test_setup_teardown(test_actor_handles_pass_to_tasks_and_count, setup,
+                                      test_teardown),
       cmocka_unit_test_setup_teardown(test_memory_quota_refuses_a_put_naming_the_actor, setup,
                                       test_teardown),
       cmocka_unit_test_setup_teardown(test_bad_actor_arguments_give_einval, setup, test_teardown),
-      cmocka_unit_test_setup_teardown(test_failed_sends_are_counted_and_logged, setup, test_teardown),
+      cmocka_unit_test_setup_teardown(test_failed_sends_are_counted_and_logged, setup,
+                                      test_teardown),
       cmocka_unit_test_setup_teardown(test_1000_actors_times_100_messages, setup, test_teardown),
-      cmocka_unit_test_setup_teardown(
-          test_actor_killed_while_its_constructor_waits_for_an_argument, setup, test_teardown),
+      cmocka_unit_test_setup_teardown(test_actor_killed_while_its_constructor_waits_for_an_argument,
+                                      setup, test_teardown),
       cmocka_unit_test(test_queued_sends_all_run_before_on_stop_at_shutdown),
       cmocka_unit_test(test_calls_without_a_runtime_give_eshutdown),
   };

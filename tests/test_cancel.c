@@ -6,11 +6,14 @@
  * stats count every task once.
  */
 #define _GNU_SOURCE
+/* cmocka needs these first, in this order */
+/* clang-format off */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <setjmp.h>
 #include <cmocka.h>
+/* clang-format on */
 
 #include <stdatomic.h>
 #include <string.h>

@@ -3,11 +3,14 @@
  * of spillable objects (through the store's internal header).
  */
 #define _GNU_SOURCE
+/* cmocka needs these first, in this order */
+/* clang-format off */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <setjmp.h>
 #include <cmocka.h>
+/* clang-format on */
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -17,8 +20,8 @@
 #include <unistd.h>
 
 #include "ray.h"
-#include "test_util.h"
 #include "runtime.h"
+#include "test_util.h"
 
 #define MIB ((size_t)1 << 20)
 
@@ -47,8 +50,9 @@ static void test_put_over_the_limit_waits_then_fails_with_sizes(void **state) {
   assert_int_equal(ray_put(g_big, 30 * MIB, NULL, &b), RAY_ESTOREFULL);
   assert_null(b);
   char want[160];
-  snprintf(want, sizeof want, "no room for %zu bytes within 200 ms: in use %zu, pinned %zu, limit %zu",
-           30 * MIB, 40 * MIB, 40 * MIB, 64 * MIB);
+  snprintf(want, sizeof want,
+           "no room for %zu bytes within 200 ms: in use %zu, pinned %zu, limit %zu", 30 * MIB,
+           40 * MIB, 40 * MIB, 64 * MIB);
   assert_error_contains(want);
   ray_stats after = stats();
   assert_memory_equal(&before, &after, sizeof before); /* the store is unchanged */
@@ -67,7 +71,8 @@ static void test_object_larger_than_the_limit_fails_at_once(void **state) {
   void *d;
   ray_ref *r = NULL;
   assert_int_equal(ray_create(65 * MIB, NULL, &d, &r), RAY_ESTOREFULL);
-  assert_error_contains("object of 68157440 bytes is larger than the whole memory limit of 67108864 bytes");
+  assert_error_contains(
+      "object of 68157440 bytes is larger than the whole memory limit of 67108864 bytes");
   assert_null(r);
   assert_int_equal(stats().objects, 0);
 }
@@ -149,7 +154,8 @@ static void *churn_small_objects(void *arg) {
     assert_int_equal(ray_put(bytes, sizeof bytes, NULL, &r), RAY_OK);
     ray_ref_release(r);
   }
-  for (int i = 0; i < c->n; i++) assert_int_equal(ray_put(bytes, sizeof bytes, NULL, &c->keep[i]), RAY_OK);
+  for (int i = 0; i < c->n; i++)
+    assert_int_equal(ray_put(bytes, sizeof bytes, NULL, &c->keep[i]), RAY_OK);
   return NULL;
 }
 
@@ -295,7 +301,8 @@ static void test_lru_order_is_least_recent_at_the_tail(void **state) {
     assert_int_equal(ray_put(g_big, 300 * 1024, NULL, &refs[n]), RAY_OK);
     uintptr_t slot = ((uintptr_t)refs[n] & 0xffffffffu) - 1;
     for (int j = 0; j < n; j++)
-      if (((((uintptr_t)refs[j] & 0xffffffffu) - 1) & (RT_STRIPES - 1)) == (slot & (RT_STRIPES - 1))) {
+      if (((((uintptr_t)refs[j] & 0xffffffffu) - 1) & (RT_STRIPES - 1)) ==
+          (slot & (RT_STRIPES - 1))) {
         first = j;
         second = n;
       }
@@ -354,11 +361,13 @@ int main(void) {
                                       setup_64m_forever, test_teardown),
       cmocka_unit_test_setup_teardown(test_credit_held_by_another_thread_does_not_block_a_put,
                                       setup_64m_200ms, test_teardown),
-      cmocka_unit_test_setup_teardown(test_small_objects_freed_on_another_thread_are_counted_exactly,
-                                      setup_64m_200ms, test_teardown),
+      cmocka_unit_test_setup_teardown(
+          test_small_objects_freed_on_another_thread_are_counted_exactly, setup_64m_200ms,
+          test_teardown),
       cmocka_unit_test_setup_teardown(test_freeing_small_objects_wakes_a_waiting_put,
                                       setup_64m_forever, test_teardown),
-      cmocka_unit_test_setup_teardown(test_pins_nest_and_are_counted, setup_64m_200ms, test_teardown),
+      cmocka_unit_test_setup_teardown(test_pins_nest_and_are_counted, setup_64m_200ms,
+                                      test_teardown),
       cmocka_unit_test_setup_teardown(test_pin_of_an_unsealed_object_is_einval, setup_64m_200ms,
                                       test_teardown),
       cmocka_unit_test_setup_teardown(test_lru_holds_exactly_the_unpinned_unviewed_large_objects,

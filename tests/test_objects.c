@@ -3,11 +3,14 @@
  * create/seal, put_refs, get, views, types, refs, IDs and bad input.
  */
 #define _GNU_SOURCE
+/* cmocka needs these first, in this order */
+/* clang-format off */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <setjmp.h>
 #include <cmocka.h>
+/* clang-format on */
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -301,9 +304,9 @@ typedef struct point {
   float x, y;
 } point;
 RAY_DEFINE_TYPE(point_type, point, "point");
-RAY_DEFINE_TYPE(point_twin, point, "point");       /* same name and size */
-RAY_DEFINE_TYPE(point_wide, double[2], "point");   /* same name, other size */
-RAY_DEFINE_TYPE(vec2_type, point, "vec2");         /* same size, other name */
+RAY_DEFINE_TYPE(point_twin, point, "point");     /* same name and size */
+RAY_DEFINE_TYPE(point_wide, double[2], "point"); /* same name, other size */
+RAY_DEFINE_TYPE(vec2_type, point, "vec2");       /* same size, other name */
 
 static void test_types_are_equal_by_address_or_name_and_size(void **state) {
   (void)state;
@@ -570,10 +573,11 @@ static void test_stats_count_puts_gets_and_objects(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test_setup_teardown(test_put_copies_and_get_returns_the_bytes, setup, test_teardown),
+      cmocka_unit_test_setup_teardown(test_put_copies_and_get_returns_the_bytes, setup,
+                                      test_teardown),
       cmocka_unit_test_setup_teardown(test_put_with_null_type_is_bytes, setup, test_teardown),
-      cmocka_unit_test_setup_teardown(test_put_owned_is_zero_copy_and_freed_once_at_the_end,
-                                      setup, test_teardown),
+      cmocka_unit_test_setup_teardown(test_put_owned_is_zero_copy_and_freed_once_at_the_end, setup,
+                                      test_teardown),
       cmocka_unit_test_setup_teardown(test_put_owned_without_free_fn_leaves_ownership, setup,
                                       test_teardown),
       cmocka_unit_test_setup_teardown(test_put_owned_failure_leaves_buffer_with_caller, setup,
@@ -582,10 +586,12 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_seal_twice_is_einval, setup, test_teardown),
       cmocka_unit_test_setup_teardown(test_unsealed_object_freed_at_last_release, setup,
                                       test_teardown),
-      cmocka_unit_test_setup_teardown(test_get_blocks_until_another_thread_seals, setup, test_teardown),
-      cmocka_unit_test_setup_teardown(test_get_timeout_changes_nothing_and_a_later_get_works,
-                                      setup, test_teardown),
-      cmocka_unit_test_setup_teardown(test_many_getters_all_woken_by_one_seal, setup, test_teardown),
+      cmocka_unit_test_setup_teardown(test_get_blocks_until_another_thread_seals, setup,
+                                      test_teardown),
+      cmocka_unit_test_setup_teardown(test_get_timeout_changes_nothing_and_a_later_get_works, setup,
+                                      test_teardown),
+      cmocka_unit_test_setup_teardown(test_many_getters_all_woken_by_one_seal, setup,
+                                      test_teardown),
       cmocka_unit_test_setup_teardown(test_view_outlives_last_ref, setup, test_teardown),
       cmocka_unit_test_setup_teardown(test_type_mismatch_names_object_and_both_types, setup,
                                       test_teardown),

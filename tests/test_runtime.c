@@ -10,11 +10,14 @@
  * teardown makes sure of it even when an assertion fails).
  */
 #define _GNU_SOURCE
+/* cmocka needs these first, in this order */
+/* clang-format off */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <setjmp.h>
 #include <cmocka.h>
+/* clang-format on */
 
 #include <pthread.h>
 #include <stdio.h>
@@ -22,8 +25,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <ray.h>
 #include "test_util.h"
+#include <ray.h>
 
 #define KIB ((size_t)1 << 10)
 #define MIB ((size_t)1 << 20)
@@ -54,9 +57,8 @@ static int teardown(void **state) {
 #define assert_contains(hay, needle)                                                               \
   do {                                                                                             \
     const char *h_ = (hay), *n_ = (needle);                                                        \
-    if (!h_ || !strstr(h_, n_)) fail_msg("\"%s\" lacks \"%s\"", h_ ? h_ : "(null)", n_);         \
+    if (!h_ || !strstr(h_, n_)) fail_msg("\"%s\" lacks \"%s\"", h_ ? h_ : "(null)", n_);           \
   } while (0)
-
 
 /* ray_shutdown with stderr captured into buf. */
 static ray_status shutdown_captured(char *buf, size_t cap) {
@@ -417,16 +419,17 @@ static void test_env_object_store_memory_accepts_sizes_and_suffixes(void **state
     const char *text;
     size_t bytes;
   } k[] = {
-      {"64M", 64 * MIB}, {"512K", 512 * KIB}, {"2G", 2 * GIB},     {"1000000", 1000000},
-      {"64MB", 64 * MIB}, {"1", 1},           {"16m", 16 * MIB},   {"8k", 8 * KIB},
+      {"64M", 64 * MIB},    {"512K", 512 * KIB}, {"2G", 2 * GIB},
+      {"1000000", 1000000}, {"64MB", 64 * MIB},  {"1", 1},
+      {"16m", 16 * MIB},    {"8k", 8 * KIB},
   };
   for (size_t i = 0; i < sizeof k / sizeof k[0]; i++) {
     assert_int_equal(setenv("RAY_OBJECT_STORE_MEMORY", k[i].text, 1), 0);
     ray_config cfg;
     ray_config_init(&cfg);
     if (cfg.object_store_memory != k[i].bytes || cfg.env_error[0])
-      fail_msg("RAY_OBJECT_STORE_MEMORY=%s gave %zu bytes (want %zu), env_error \"%s\"",
-               k[i].text, cfg.object_store_memory, k[i].bytes, cfg.env_error);
+      fail_msg("RAY_OBJECT_STORE_MEMORY=%s gave %zu bytes (want %zu), env_error \"%s\"", k[i].text,
+               cfg.object_store_memory, k[i].bytes, cfg.env_error);
   }
 }
 
@@ -479,12 +482,18 @@ static void test_malformed_env_value_is_refused_by_init(void **state) {
   static const struct {
     const char *var, *value;
   } k[] = {
-      {"RAY_OBJECT_STORE_MEMORY", "12Q"}, {"RAY_OBJECT_STORE_MEMORY", "abc"},
-      {"RAY_OBJECT_STORE_MEMORY", "0"},   {"RAY_OBJECT_STORE_MEMORY", "-5"},
-      {"RAY_OBJECT_STORE_MEMORY", ""},    {"RAY_NUM_WORKERS", "abc"},
-      {"RAY_NUM_WORKERS", "-1"},          {"RAY_NUM_WORKERS", "2x"},
-      {"RAY_NUM_WORKERS", ""},            {"RAY_PUT_TIMEOUT_MS", "-2"},
-      {"RAY_PUT_TIMEOUT_MS", "soon"},     {"RAY_SPILL_DIR", ""},
+      {"RAY_OBJECT_STORE_MEMORY", "12Q"},
+      {"RAY_OBJECT_STORE_MEMORY", "abc"},
+      {"RAY_OBJECT_STORE_MEMORY", "0"},
+      {"RAY_OBJECT_STORE_MEMORY", "-5"},
+      {"RAY_OBJECT_STORE_MEMORY", ""},
+      {"RAY_NUM_WORKERS", "abc"},
+      {"RAY_NUM_WORKERS", "-1"},
+      {"RAY_NUM_WORKERS", "2x"},
+      {"RAY_NUM_WORKERS", ""},
+      {"RAY_PUT_TIMEOUT_MS", "-2"},
+      {"RAY_PUT_TIMEOUT_MS", "soon"},
+      {"RAY_SPILL_DIR", ""},
       {"RAY_TIMELINE", ""},
   };
   for (size_t i = 0; i < sizeof k / sizeof k[0]; i++) {
@@ -632,8 +641,10 @@ static void check_bytes(ray_ref *ref, size_t n, unsigned seed, ray_view *keep) {
   const unsigned char *p = view.data;
   for (size_t i = 0; i < n; i++)
     if (p[i] != (unsigned char)(seed + i * 13)) fail_msg("byte %zu of %zu differs", i, n);
-  if (keep) *keep = view;
-  else ray_view_release(&view);
+  if (keep)
+    *keep = view;
+  else
+    ray_view_release(&view);
 }
 
 static void test_ten_init_put_get_shutdown_cycles_each_work_and_free_everything(void **state) {
@@ -680,7 +691,8 @@ static void test_ten_init_put_get_shutdown_cycles_each_work_and_free_everything(
     assert_int_equal(ray_create(300 * KIB, NULL, &w2, &unsealed), RAY_OK);
 
     ray_view views[NSIZES];
-    for (int k = 0; k < NSIZES; k++) check_bytes(refs[k], sizes[k], (unsigned)(cycle * 7 + k), &views[k]);
+    for (int k = 0; k < NSIZES; k++)
+      check_bytes(refs[k], sizes[k], (unsigned)(cycle * 7 + k), &views[k]);
     check_bytes(owned, 100 * KIB, 99, NULL);
     check_bytes(created, 64 * KIB, 5, NULL);
     assert_int_equal(stats().objects, NSIZES + 4);

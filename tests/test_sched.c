@@ -7,11 +7,14 @@
  * and test_sleeping_jobs_overlap, which needs four wake-ups in 100 ms.
  */
 #define _GNU_SOURCE
+/* cmocka needs these first, in this order */
+/* clang-format off */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <setjmp.h>
 #include <cmocka.h>
+/* clang-format on */
 
 #include <errno.h>
 #include <limits.h>
@@ -41,9 +44,9 @@
 #define SCALE(n) (n)
 #endif
 
-#define container_of(p, type, member) ((type *)((char *)(p) - offsetof(type, member)))
+#define container_of(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
 #define ITEM(i) ((void *)(uintptr_t)((i) + 1))
-#define INDEX(p) ((size_t)(uintptr_t)(p) - 1)
+#define INDEX(p) ((size_t)(uintptr_t)(p)-1)
 
 /* ---- deque ---------------------------------------------------------------- */
 
@@ -303,7 +306,8 @@ static void *ring_consumer(void *arg) {
   for (;;) {
     bool done = atomic_load(&st->producer_done);
     size_t n = rt_ring_pop(st->r, out, 1 + rand_r(&seed) % 32);
-    for (size_t k = 0; k < n; k++) atomic_fetch_add(&container_of(out[k], counted_job, job)->ran, 1);
+    for (size_t k = 0; k < n; k++)
+      atomic_fetch_add(&container_of(out[k], counted_job, job)->ran, 1);
     if (!n && done && rt_ring_len(st->r) == 0) break;
   }
   return NULL;
@@ -322,7 +326,8 @@ static void test_ring_one_producer_many_consumers(void **state) {
   pthread_join(p, NULL);
   for (int i = 0; i < RING_CONSUMERS; i++) pthread_join(c[i], NULL);
   for (size_t i = 0; i < st.n; i++)
-    if (atomic_load(&st.jobs[i].ran) != 1) fail_msg("job %zu taken %u times", i, atomic_load(&st.jobs[i].ran));
+    if (atomic_load(&st.jobs[i].ran) != 1)
+      fail_msg("job %zu taken %u times", i, atomic_load(&st.jobs[i].ran));
   free(st.jobs);
   free(st.r);
 }

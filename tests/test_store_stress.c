@@ -5,11 +5,14 @@
  * Built and run in the ThreadSanitizer suite too.
  */
 #define _GNU_SOURCE
+/* cmocka needs these first, in this order */
+/* clang-format off */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <setjmp.h>
 #include <cmocka.h>
+/* clang-format on */
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -32,9 +35,9 @@ static int setup_small(void **state) {
 }
 /* A failure inside a thread is recorded here and asserted by the test. */
 static _Atomic int g_errors;
-#define CHECK(cond) \
-  do { \
-    if (!(cond)) atomic_fetch_add(&g_errors, 1); \
+#define CHECK(cond)                                                                                \
+  do {                                                                                             \
+    if (!(cond)) atomic_fetch_add(&g_errors, 1);                                                   \
   } while (0)
 
 /* ------------------------------------------------------------------------ */

@@ -3,11 +3,14 @@
  * error chains, retries, cancellation, nesting, volume and shutdown.
  */
 #define _GNU_SOURCE
+/* cmocka needs these first, in this order */
+/* clang-format off */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <setjmp.h>
 #include <cmocka.h>
+/* clang-format on */
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -24,7 +27,9 @@
 #define SCALE 1
 #endif
 
-static int init_workers(int n) { return test_init(n, (size_t)512 << 20, 10000); }
+static int init_workers(int n) {
+  return test_init(n, (size_t)512 << 20, 10000);
+}
 static int setup(void **state) {
   (void)state;
   return init_workers(2);
@@ -55,7 +60,9 @@ static ray_status empty_task(ray_ctx *ctx) {
   return ray_ctx_return(ctx, 0, &z, sizeof z, &ray_type_i64);
 }
 
-static ray_arg val_i64(const int64_t *x) { return ray_arg_value(x, sizeof *x, &ray_type_i64); }
+static ray_arg val_i64(const int64_t *x) {
+  return ray_arg_value(x, sizeof *x, &ray_type_i64);
+}
 
 /* ------------------------------------------------------------------------ */
 
@@ -389,8 +396,8 @@ static void test_cancel_a_pending_chain_with_one_worker(void **state) {
   assert_int_equal(ray_get(down, NULL, -1, &v), RAY_ECANCELLED);
   assert_string_equal(ray_last_error(), "task 'downstream' not run: argument 0 comes from task "
                                         "'middle', which was cancelled");
-  assert_int_equal(get_i64(up), 5); /* upstream unaffected */
-  assert_int_equal(atomic_load(&g_ran), 1); /* middle and downstream never ran */
+  assert_int_equal(get_i64(up), 5);                /* upstream unaffected */
+  assert_int_equal(atomic_load(&g_ran), 1);        /* middle and downstream never ran */
   assert_int_equal(ray_cancel(up, false), RAY_OK); /* finished: harmless */
   assert_int_equal(get_i64(up), 5);
   ray_ref_release(up);
@@ -580,7 +587,7 @@ static void test_a_wait_does_not_run_jobs_queued_before_its_task(void **state) {
   ray_ref *a = submit1(wait_then_seal, &aa, 1, "A");
   ray_ref *b = submit1(wait_then_seal, &ab, 1, "B");
   atomic_store(&g_release_gate, 1); /* the worker now takes A and B at once */
-  usleep(50000);                     /* A is waiting for X */
+  usleep(50000);                    /* A is waiting for X */
   memset(xd, 1, 8);
   assert_int_equal(ray_seal(x), RAY_OK);
   ray_view v;
@@ -1041,14 +1048,16 @@ static void test_ten_init_run_shutdown_cycles(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test_setup_teardown(test_chain_of_100_dependent_tasks_gives_100, setup, test_teardown),
+      cmocka_unit_test_setup_teardown(test_chain_of_100_dependent_tasks_gives_100, setup,
+                                      test_teardown),
       cmocka_unit_test_setup_teardown(test_diamond_and_fan_in, setup, test_teardown),
       cmocka_unit_test_setup_teardown(test_same_ref_in_several_slots_and_mixed_args, setup,
                                       test_teardown),
       cmocka_unit_test_setup_teardown(test_100k_element_array_through_put_task_and_get, setup,
                                       test_teardown),
       cmocka_unit_test_setup_teardown(test_num_returns_3, setup, test_teardown),
-      cmocka_unit_test_setup_teardown(test_get_a_list_in_order_with_duplicates, setup, test_teardown),
+      cmocka_unit_test_setup_teardown(test_get_a_list_in_order_with_duplicates, setup,
+                                      test_teardown),
       cmocka_unit_test_setup_teardown(test_wait_on_task_results, setup, test_teardown),
       cmocka_unit_test_setup_teardown(test_error_chain_names_the_upstream_task_and_reason, setup,
                                       test_teardown),
@@ -1059,11 +1068,13 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_retries_succeed_on_attempt_3_of_3, setup, test_teardown),
       cmocka_unit_test_setup_teardown(test_retries_run_out_and_say_how_many_attempts, setup,
                                       test_teardown),
-      cmocka_unit_test_setup_teardown(test_cancel_a_pending_chain_with_one_worker,
-                                      setup_one_worker, test_teardown),
+      cmocka_unit_test_setup_teardown(test_cancel_a_pending_chain_with_one_worker, setup_one_worker,
+                                      test_teardown),
       cmocka_unit_test_setup_teardown(test_a_running_task_sees_its_cancel, setup, test_teardown),
-      cmocka_unit_test_setup_teardown(test_recursive_cancel_reaches_the_children, setup, test_teardown),
-      cmocka_unit_test_setup_teardown(test_cancel_racing_with_the_end_of_tasks, setup, test_teardown),
+      cmocka_unit_test_setup_teardown(test_recursive_cancel_reaches_the_children, setup,
+                                      test_teardown),
+      cmocka_unit_test_setup_teardown(test_cancel_racing_with_the_end_of_tasks, setup,
+                                      test_teardown),
       cmocka_unit_test_setup_teardown(test_a_get_outside_the_pool_runs_its_queued_task,
                                       setup_one_worker, test_teardown),
       cmocka_unit_test_setup_teardown(test_a_wait_does_not_run_jobs_queued_before_its_task,
@@ -1076,10 +1087,12 @@ int main(void) {
                                       setup_one_worker, test_teardown),
       cmocka_unit_test_setup_teardown(test_a_timed_get_inside_a_task_keeps_its_deadline,
                                       setup_one_worker, test_teardown),
-      cmocka_unit_test_setup_teardown(test_return_ref_forwards_without_a_copy, setup, test_teardown),
+      cmocka_unit_test_setup_teardown(test_return_ref_forwards_without_a_copy, setup,
+                                      test_teardown),
       cmocka_unit_test_setup_teardown(test_a_million_tasks_submitted_then_all_fetched, setup,
                                       test_teardown),
-      cmocka_unit_test_setup_teardown(test_four_driver_threads_submit_at_once, setup, test_teardown),
+      cmocka_unit_test_setup_teardown(test_four_driver_threads_submit_at_once, setup,
+                                      test_teardown),
       cmocka_unit_test_setup_teardown(test_submit_rejects_bad_arguments, setup, test_teardown),
       cmocka_unit_test_setup_teardown(test_ctx_rejects_bad_arguments, setup, test_teardown),
       cmocka_unit_test(test_calls_without_a_runtime_give_eshutdown),

@@ -3,11 +3,14 @@
  * and holds one slice per task run and actor method, with their outcome.
  */
 #define _GNU_SOURCE
+/* cmocka needs these first, in this order */
+/* clang-format off */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <setjmp.h>
 #include <cmocka.h>
+/* clang-format on */
 
 #include <ctype.h>
 #include <stdio.h>
@@ -63,13 +66,20 @@ static const char *container(const char *p, char close, bool object) {
 static const char *value(const char *p) {
   p = ws(p);
   switch (*p) {
-  case '{': return container(p, '}', true);
-  case '[': return container(p, ']', false);
-  case '"': return string(p);
-  case 't': return strncmp(p, "true", 4) ? NULL : p + 4;
-  case 'f': return strncmp(p, "false", 5) ? NULL : p + 5;
-  case 'n': return strncmp(p, "null", 4) ? NULL : p + 4;
-  default: return number(p);
+  case '{':
+    return container(p, '}', true);
+  case '[':
+    return container(p, ']', false);
+  case '"':
+    return string(p);
+  case 't':
+    return strncmp(p, "true", 4) ? NULL : p + 4;
+  case 'f':
+    return strncmp(p, "false", 5) ? NULL : p + 5;
+  case 'n':
+    return strncmp(p, "null", 4) ? NULL : p + 4;
+  default:
+    return number(p);
   }
 }
 static bool json_valid(const char *text) {
@@ -108,7 +118,9 @@ static ray_status work(ray_ctx *ctx) {
   int64_t x = 1;
   return ray_ctx_return(ctx, 0, &x, sizeof x, &ray_type_i64);
 }
-static ray_status broken(ray_ctx *ctx) { return ray_ctx_fail(ctx, "on purpose"); }
+static ray_status broken(ray_ctx *ctx) {
+  return ray_ctx_fail(ctx, "on purpose");
+}
 static ray_status ping(void *state, ray_ctx *ctx) {
   (void)state;
   return work(ctx);
@@ -170,7 +182,8 @@ static void test_unwritable_timeline_path_is_reported_at_shutdown(void **state) 
   cfg.timeline_path = "/nonexistent-dir/trace.json";
   assert_int_equal(ray_init(&cfg), RAY_OK);
   assert_int_equal(ray_shutdown(), RAY_EIO);
-  assert_non_null(strstr(ray_last_error(), "cannot write the timeline to '/nonexistent-dir/trace.json'"));
+  assert_non_null(
+      strstr(ray_last_error(), "cannot write the timeline to '/nonexistent-dir/trace.json'"));
   assert_false(ray_is_initialized()); /* shut down all the same */
 }
 

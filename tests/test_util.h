@@ -97,17 +97,17 @@ static inline int64_t get_i64(ray_ref *r) {
 }
 
 /* The thread's last error message contains text. */
-#define assert_error_contains(text) \
-  do { \
-    if (!strstr(ray_last_error(), (text))) \
-      fail_msg("ray_last_error() = \"%s\" lacks \"%s\"", ray_last_error(), (text)); \
+#define assert_error_contains(text)                                                                \
+  do {                                                                                             \
+    if (!strstr(ray_last_error(), (text)))                                                         \
+      fail_msg("ray_last_error() = \"%s\" lacks \"%s\"", ray_last_error(), (text));                \
   } while (0)
 
 /* A rayc call returns RAY_OK, or the test fails with its status and message. */
-#define CHECK_OK(call) \
-  do { \
-    ray_status s_ = (call); \
-    if (s_ != RAY_OK) fail_msg("%s: %s: %s", #call, ray_status_name(s_), ray_last_error()); \
+#define CHECK_OK(call)                                                                             \
+  do {                                                                                             \
+    ray_status s_ = (call);                                                                        \
+    if (s_ != RAY_OK) fail_msg("%s: %s: %s", #call, ray_status_name(s_), ray_last_error());        \
   } while (0)
 
 /* stderr capture: fd 2 goes to an anonymous temp file around a call. */

@@ -2,11 +2,14 @@
  * test_wait.c - ray_wait over objects being created and sealed by others.
  */
 #define _GNU_SOURCE
+/* cmocka needs these first, in this order */
+/* clang-format off */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <setjmp.h>
 #include <cmocka.h>
+/* clang-format on */
 
 #include <pthread.h>
 #include <string.h>
@@ -164,12 +167,14 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_wait_all_ready_returns_at_once, setup, test_teardown),
       cmocka_unit_test_setup_teardown(test_wait_one_of_four, setup, test_teardown),
-      cmocka_unit_test_setup_teardown(test_wait_timeout_still_reports_ready_flags, setup, test_teardown),
+      cmocka_unit_test_setup_teardown(test_wait_timeout_still_reports_ready_flags, setup,
+                                      test_teardown),
       cmocka_unit_test_setup_teardown(test_wait_is_woken_by_seals_from_other_threads, setup,
                                       test_teardown),
       cmocka_unit_test_setup_teardown(test_wait_one_fast_one_slow_times_out_on_both, setup,
                                       test_teardown),
-      cmocka_unit_test_setup_teardown(test_wait_rejects_duplicates_and_bad_input, setup, test_teardown),
+      cmocka_unit_test_setup_teardown(test_wait_rejects_duplicates_and_bad_input, setup,
+                                      test_teardown),
       cmocka_unit_test_setup_teardown(test_wait_on_an_empty_list, setup, test_teardown),
       cmocka_unit_test_setup_teardown(test_wait_over_a_thousand_refs, setup, test_teardown),
   };

@@ -60,9 +60,9 @@ struct rt_actor {
   _Atomic uint32_t handles; /* user handles (and task-argument handles) */
   _Atomic uint32_t rc;      /* see the top of the file */
   const ray_actor_class *cls;
-  char *name;         /* registered name, or NULL */
-  char label[64];     /* the name, or the class name, for messages */
-  char **call_names;  /* "label.method" per method, made once (calls copy it) */
+  char *name;        /* registered name, or NULL */
+  char label[64];    /* the name, or the class name, for messages */
+  char **call_names; /* "label.method" per method, made once (calls copy it) */
   char id[33];
   int max_restarts, max_task_retries, max_concurrency;
   bool detached;
@@ -70,12 +70,12 @@ struct rt_actor {
   void *state;
   rt_mailbox mbox;
   rt_job job;
-  rt_task *ctor;      /* constructor record: its args, for every (re)start */
+  rt_task *ctor; /* constructor record: its args, for every (re)start */
   rt_actor_msg ctl_msg;
-  _Atomic uint32_t ctl;   /* CTL_* requests not yet seen by the turn */
-  _Atomic uint32_t ended; /* 1 once the actor has ended; end_msg is set */
-  char end_msg[320];      /* "actor 'NAME' (ID) ended: REASON" */
-  _Atomic int inflight;   /* dispatched calls (max_concurrency > 1) */
+  _Atomic uint32_t ctl;          /* CTL_* requests not yet seen by the turn */
+  _Atomic uint32_t ended;        /* 1 once the actor has ended; end_msg is set */
+  char end_msg[320];             /* "actor 'NAME' (ID) ended: REASON" */
+  _Atomic int inflight;          /* dispatched calls (max_concurrency > 1) */
   rt_actor *all_next, *all_prev; /* rt_actors.all, under its lock */
   /* turn only */
   int phase;
@@ -143,10 +143,18 @@ static uint32_t slot_alloc(rt_actors *as) {
   return as->free_slots[--as->nfree];
 }
 
-void *rt_actor_state(rt_actor *a) { return a->state; }
-const ray_actor_class *rt_actor_class(rt_actor *a) { return a->cls; }
-ray_method_fn rt_actor_method(rt_actor *a, uint32_t method) { return a->cls->methods[method].fn; }
-uint16_t rt_actor_account(rt_actor *a) { return a->account; }
+void *rt_actor_state(rt_actor *a) {
+  return a->state;
+}
+const ray_actor_class *rt_actor_class(rt_actor *a) {
+  return a->cls;
+}
+ray_method_fn rt_actor_method(rt_actor *a, uint32_t method) {
+  return a->cls->methods[method].fn;
+}
+uint16_t rt_actor_account(rt_actor *a) {
+  return a->account;
+}
 
 /* ------------------------------------------------------------------------ */
 /* Record lifetime                                                          */
@@ -178,8 +186,10 @@ static void actor_free(rt_runtime *rt, rt_actor *a) {
   /* The generation moves on, so the handle no longer resolves. */
   atomic_store_explicit(&s->gen, a->gen + 1, memory_order_relaxed);
   if (as->nfree < as->free_cap) as->free_slots[as->nfree++] = a->slot;
-  if (a->all_prev) a->all_prev->all_next = a->all_next;
-  else as->all = a->all_next;
+  if (a->all_prev)
+    a->all_prev->all_next = a->all_next;
+  else
+    as->all = a->all_next;
   if (a->all_next) a->all_next->all_prev = a->all_prev;
   pthread_mutex_unlock(&as->lock);
   rt_mailbox_destroy(&a->mbox);
@@ -302,8 +312,10 @@ static void enqueue(rt_actor *a, rt_task *call) {
     a->queues = q;
   }
   call->q_next = NULL;
-  if (q->tail) q->tail->q_next = call;
-  else q->head = call;
+  if (q->tail)
+    q->tail->q_next = call;
+  else
+    q->head = call;
   q->tail = call;
 }
 
@@ -341,8 +353,12 @@ static void drain_mailbox(rt_runtime *rt, rt_actor *a) {
   while ((m = rt_mailbox_pop(&a->mbox)) != NULL) {
     rt_actor_msg *am = (rt_actor_msg *)m;
     switch (am->kind) {
-    case RT_AMSG_ENQUEUE: enqueue(a, am->call); break;
-    case RT_AMSG_DONE: handle_done(rt, a, am->call); break;
+    case RT_AMSG_ENQUEUE:
+      enqueue(a, am->call);
+      break;
+    case RT_AMSG_DONE:
+      handle_done(rt, a, am->call);
+      break;
     case RT_AMSG_CONTROL: {
       /* acq_rel: see control(). */
       uint32_t bits = atomic_exchange_explicit(&a->ctl, 0, memory_order_acq_rel);
@@ -357,7 +373,8 @@ static void drain_mailbox(rt_runtime *rt, rt_actor *a) {
     case RT_AMSG_READY: /* a wake-up; the message held the record until now */
       rt_task_release(rt, am->call);
       break;
-    default: break;
+    default:
+      break;
     }
   }
 }
@@ -369,8 +386,8 @@ static void on_crash(rt_runtime *rt, rt_actor *a, rt_task *call, char *why, rt_s
            a->cls->methods[call->method].name ? a->cls->methods[call->method].name : "?",
            why ? why : "(no reason)");
   free(why);
-  bool retry = a->restarts_left != 0 &&
-               (a->max_task_retries < 0 || call->attempts <= a->max_task_retries);
+  bool retry =
+      a->restarts_left != 0 && (a->max_task_retries < 0 || call->attempts <= a->max_task_retries);
   if (retry && q) { /* runs again, first of its queue, after the restart */
     atomic_store_explicit(&call->state, RT_T_QUEUED, memory_order_release);
   } else {
@@ -401,8 +418,10 @@ static void call_job(rt_job *job) {
     /* Concurrent calls are not retried: this one fails, and the turn
      * restarts the actor once the others have returned. */
     char msg[400];
-    snprintf(msg, sizeof msg, "actor '%s' (%s) died in this call: method '%s' returned "
-             "RAY_EACTOR: %s", a->label, a->id,
+    snprintf(msg, sizeof msg,
+             "actor '%s' (%s) died in this call: method '%s' returned "
+             "RAY_EACTOR: %s",
+             a->label, a->id,
              a->cls->methods[call->method].name ? a->cls->methods[call->method].name : "?",
              why ? why : "(no reason)");
     rt_task_fail_returns(rt, call, RAY_EACTOR, msg, why);
@@ -422,7 +441,8 @@ static bool fail_queued(rt_runtime *rt, rt_actor *a) {
     while (q->head) {
       rt_task *call = q->head;
       dequeue_head(q);
-      if (rt_task_claim_end(call)) rt_task_fail_returns(rt, call, RAY_EACTOR, a->end_msg, a->end_msg);
+      if (rt_task_claim_end(call))
+        rt_task_fail_returns(rt, call, RAY_EACTOR, a->end_msg, a->end_msg);
       drop_call(rt, call);
       any = true;
     }
@@ -437,9 +457,10 @@ static bool step(rt_runtime *rt, rt_actor *a) {
   int inflight = atomic_load_explicit(&a->inflight, memory_order_relaxed);
   if (a->kill_end || a->shutdown_req || a->exit_req) {
     if (inflight) return false; /* wait for dispatched calls */
-    actor_end(rt, a, a->kill_end       ? "killed"
-                     : a->shutdown_req ? "the runtime shut down"
-                                       : "exited in a method");
+    actor_end(rt, a,
+              a->kill_end       ? "killed"
+              : a->shutdown_req ? "the runtime shut down"
+                                : "exited in a method");
     return true;
   }
   if (a->crashed) {
@@ -485,8 +506,7 @@ static bool step(rt_runtime *rt, rt_actor *a) {
         continue;
       }
       if (st != RT_T_QUEUED) break; /* waiting on an argument: only this queue waits */
-      if (a->max_concurrency > 1 && (inflight >= a->max_concurrency || a->crashed))
-        return progress;
+      if (a->max_concurrency > 1 && (inflight >= a->max_concurrency || a->crashed)) return progress;
       uint32_t expect = RT_T_QUEUED;
       /* acq_rel: against a canceller's CAS; see rt_task_claim_end. */
       if (!atomic_compare_exchange_strong_explicit(&call->state, &expect, RT_T_RUNNING,
@@ -580,7 +600,8 @@ static ray_status actor_create(rt_runtime *rt, const ray_actor_class *cls, const
   static const ray_actor_opts defaults;
   if (!opts) opts = &defaults;
   if (!out) return rt_fail(RAY_EINVAL, "ray_actor_create: out is NULL");
-  if (opts->name && !opts->name[0]) return rt_fail(RAY_EINVAL, "ray_actor_create: the name is empty");
+  if (opts->name && !opts->name[0])
+    return rt_fail(RAY_EINVAL, "ray_actor_create: the name is empty");
   if (opts->max_concurrency < 0 || opts->max_restarts < -1 || opts->max_task_retries < -1)
     return rt_fail(RAY_EINVAL,
                    "ray_actor_create: max_concurrency %d, max_restarts %d or max_task_retries %d "
@@ -591,10 +612,14 @@ static ray_status actor_create(rt_runtime *rt, const ray_actor_class *cls, const
   if (!a) return rt_fail(RAY_ENOMEM, "ray_actor_create: out of memory");
   if (cls->state_size && !(a->state = calloc(1, cls->state_size))) {
     free(a);
-    return rt_fail(RAY_ENOMEM, "ray_actor_create: no memory for %zu bytes of state", cls->state_size);
+    return rt_fail(RAY_ENOMEM, "ray_actor_create: no memory for %zu bytes of state",
+                   cls->state_size);
   }
   a->cls = cls;
-  snprintf(a->label, sizeof a->label, "%s", opts->name ? opts->name : cls->name ? cls->name : "actor");
+  snprintf(a->label, sizeof a->label, "%s",
+           opts->name  ? opts->name
+           : cls->name ? cls->name
+                       : "actor");
   if (!make_call_names(a)) {
     discard_new(rt, a);
     return rt_fail(RAY_ENOMEM, "ray_actor_create: out of memory");
@@ -680,7 +705,9 @@ ray_status ray_actor_create(const ray_actor_class *cls, const ray_arg *args, siz
 static ray_status make_call(rt_runtime *rt, ray_actor *h, size_t method, const ray_arg *args,
                             size_t nargs, ray_ref **ret, bool send, const char *fn) {
   rt_actor *a = rt_actor_resolve(rt, h);
-  if (!a) return rt_fail(RAY_EINVAL, "%s: actor handle %p is %s", fn, (void *)h, h ? "released or invalid" : "NULL");
+  if (!a)
+    return rt_fail(RAY_EINVAL, "%s: actor handle %p is %s", fn, (void *)h,
+                   h ? "released or invalid" : "NULL");
   if (method >= a->cls->num_methods)
     return rt_fail(RAY_EINVAL, "%s: actor '%s' has %zu methods, not index %zu", fn, a->label,
                    a->cls->num_methods, method);
@@ -749,9 +776,12 @@ ray_status ray_actor_send(ray_actor *h, size_t method, const ray_arg *args, size
 
 ray_status ray_actor_lookup(const char *name, ray_actor **out) {
   rt_runtime *rt = rt_current();
-  if (!rt) return rt_fail(RAY_ESHUTDOWN, "ray_actor_lookup: the runtime is not running (call ray_init first)");
+  if (!rt)
+    return rt_fail(RAY_ESHUTDOWN,
+                   "ray_actor_lookup: the runtime is not running (call ray_init first)");
   if (!name || !name[0] || !out)
-    return rt_fail(RAY_EINVAL, "ray_actor_lookup: %s", !out ? "out is NULL" : "the name is NULL or empty");
+    return rt_fail(RAY_EINVAL, "ray_actor_lookup: %s",
+                   !out ? "out is NULL" : "the name is NULL or empty");
   rt_actors *as = &rt->actors;
   pthread_mutex_lock(&as->lock);
   for (rt_actor *a = as->all; a; a = a->all_next) {
@@ -772,9 +802,13 @@ ray_status ray_actor_lookup(const char *name, ray_actor **out) {
 
 ray_status ray_actor_kill(ray_actor *h, bool no_restart) {
   rt_runtime *rt = rt_current();
-  if (!rt) return rt_fail(RAY_ESHUTDOWN, "ray_actor_kill: the runtime is not running (call ray_init first)");
+  if (!rt)
+    return rt_fail(RAY_ESHUTDOWN,
+                   "ray_actor_kill: the runtime is not running (call ray_init first)");
   rt_actor *a = rt_actor_resolve(rt, h);
-  if (!a) return rt_fail(RAY_EINVAL, "ray_actor_kill: actor handle %p is %s", (void *)h, h ? "released or invalid" : "NULL");
+  if (!a)
+    return rt_fail(RAY_EINVAL, "ray_actor_kill: actor handle %p is %s", (void *)h,
+                   h ? "released or invalid" : "NULL");
   control(rt, a, no_restart ? CTL_KILL_END : CTL_KILL_RESTART);
   return RAY_OK;
 }

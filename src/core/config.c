@@ -23,11 +23,28 @@ bool rt_parse_bytes(const char *s, size_t *out) {
   if (errno) return false;
   unsigned shift = 0;
   switch (*end) {
-  case 'k': case 'K': shift = 10; end++; break;
-  case 'm': case 'M': shift = 20; end++; break;
-  case 'g': case 'G': shift = 30; end++; break;
-  case 't': case 'T': shift = 40; end++; break;
-  default: break;
+  case 'k':
+  case 'K':
+    shift = 10;
+    end++;
+    break;
+  case 'm':
+  case 'M':
+    shift = 20;
+    end++;
+    break;
+  case 'g':
+  case 'G':
+    shift = 30;
+    end++;
+    break;
+  case 't':
+  case 'T':
+    shift = 40;
+    end++;
+    break;
+  default:
+    break;
   }
   if (*end == 'B' || *end == 'b') end++; /* "64MB", "1GB" read naturally */
   if (*end != '\0') return false;
@@ -59,25 +76,35 @@ void ray_config_init(ray_config *cfg) {
   const char *v;
   long long n;
   if ((v = getenv("RAY_NUM_WORKERS")) != NULL) {
-    if (parse_int(v, 0, 4096, &n)) cfg->num_workers = (int)n;
-    else env_bad(cfg, "RAY_NUM_WORKERS", v, "an integer from 0 to 4096");
+    if (parse_int(v, 0, 4096, &n))
+      cfg->num_workers = (int)n;
+    else
+      env_bad(cfg, "RAY_NUM_WORKERS", v, "an integer from 0 to 4096");
   }
   if ((v = getenv("RAY_OBJECT_STORE_MEMORY")) != NULL) {
     size_t b;
-    if (rt_parse_bytes(v, &b) && b > 0) cfg->object_store_memory = b;
-    else env_bad(cfg, "RAY_OBJECT_STORE_MEMORY", v, "a byte size > 0 (digits, optional K/M/G)");
+    if (rt_parse_bytes(v, &b) && b > 0)
+      cfg->object_store_memory = b;
+    else
+      env_bad(cfg, "RAY_OBJECT_STORE_MEMORY", v, "a byte size > 0 (digits, optional K/M/G)");
   }
   if ((v = getenv("RAY_PUT_TIMEOUT_MS")) != NULL) {
-    if (parse_int(v, -1, INT64_MAX, &n)) cfg->put_timeout_ms = n;
-    else env_bad(cfg, "RAY_PUT_TIMEOUT_MS", v, "an integer >= -1");
+    if (parse_int(v, -1, INT64_MAX, &n))
+      cfg->put_timeout_ms = n;
+    else
+      env_bad(cfg, "RAY_PUT_TIMEOUT_MS", v, "an integer >= -1");
   }
   if ((v = getenv("RAY_SPILL_DIR")) != NULL) {
-    if (*v) cfg->spill_dir = v;
-    else env_bad(cfg, "RAY_SPILL_DIR", v, "a directory path");
+    if (*v)
+      cfg->spill_dir = v;
+    else
+      env_bad(cfg, "RAY_SPILL_DIR", v, "a directory path");
   }
   if ((v = getenv("RAY_TIMELINE")) != NULL) {
-    if (*v) cfg->timeline_path = v;
-    else env_bad(cfg, "RAY_TIMELINE", v, "a file path");
+    if (*v)
+      cfg->timeline_path = v;
+    else
+      env_bad(cfg, "RAY_TIMELINE", v, "a file path");
   }
 }
 

@@ -42,8 +42,8 @@ bool rt_prim_futex_wait(_Atomic uint32_t *word, uint32_t expect, uint64_t deadli
   }
   /* FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC deadline, so a
    * spurious wake-up does not stretch the total wait. */
-  long r = syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT_BITSET | FUTEX_PRIVATE_FLAG, expect,
-                   tsp, NULL, FUTEX_BITSET_MATCH_ANY);
+  long r = syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT_BITSET | FUTEX_PRIVATE_FLAG, expect, tsp,
+                   NULL, FUTEX_BITSET_MATCH_ANY);
   if (r == -1 && errno == ETIMEDOUT) return false;
   return true;
 }
@@ -86,9 +86,9 @@ void *rt_prim_map_large(size_t size, size_t populate) {
   if (p > raw) munmap(raw, (size_t)(p - raw));
   size_t tail = (size_t)(raw + size + huge - (p + size));
   if (tail) munmap(p + size, tail);
-  (void)madvise(p, size, MADV_HUGEPAGE);        /* advice only: fine if refused */
+  (void)madvise(p, size, MADV_HUGEPAGE); /* advice only: fine if refused */
   if (populate > size) populate = size;
-  (void)madvise(p, populate, MADV_POPULATE_WRITE);  /* EINVAL before Linux 5.14: faults later */
+  (void)madvise(p, populate, MADV_POPULATE_WRITE); /* EINVAL before Linux 5.14: faults later */
   return p;
 }
 
@@ -114,4 +114,6 @@ void rt_prim_random(void *buf, size_t n) {
   }
 }
 
-uint32_t rt_prim_pid(void) { return (uint32_t)getpid(); }
+uint32_t rt_prim_pid(void) {
+  return (uint32_t)getpid();
+}

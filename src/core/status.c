@@ -39,9 +39,13 @@ const char *ray_strerror(ray_status s) {
  * path; a longer message is truncated, never overflowed. */
 static _Thread_local char t_last_error[512];
 
-const char *ray_last_error(void) { return t_last_error; }
+const char *ray_last_error(void) {
+  return t_last_error;
+}
 
-void rt_clear_error(void) { t_last_error[0] = '\0'; }
+void rt_clear_error(void) {
+  t_last_error[0] = '\0';
+}
 
 void rt_set_error(const char *fmt, ...) {
   va_list ap;

@@ -19,7 +19,9 @@
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wtsan"
 #endif
-static inline void rt_sched_fence_seq_cst(void) { atomic_thread_fence(memory_order_seq_cst); }
+static inline void rt_sched_fence_seq_cst(void) {
+  atomic_thread_fence(memory_order_seq_cst);
+}
 #if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11
 #pragma GCC diagnostic pop
 #endif

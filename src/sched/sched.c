@@ -153,14 +153,14 @@
 enum { W_RUNNING, W_ANNOUNCED, W_SETTLED };
 
 typedef struct rt_worker {
-  rt_deque dq;  /* first, for its alignment */
+  rt_deque dq; /* first, for its alignment */
   rt_sched *s;
   int index;
   pthread_t thread;
-  uint64_t rng;      /* xorshift64 state, owner only */
-  uint32_t tick;     /* jobs started, owner only */
+  uint64_t rng;         /* xorshift64 state, owner only */
+  uint32_t tick;        /* jobs started, owner only */
   uint32_t ring_cursor; /* the ring to look at first, owner only */
-  int block_depth;   /* block_begin nesting, owner only */
+  int block_depth;      /* block_begin nesting, owner only */
   /* Counted in s->nsearching ("Searching"). Owner only, except that the
    * waker that takes this worker off the idle list sets it (under
    * park_lock); the worker reads it after re-taking park_lock or after
@@ -208,10 +208,10 @@ struct rt_sched {
   _Alignas(64) _Atomic int nspinning;
   int max_spinning;
   pthread_mutex_t park_lock;
-  rt_worker *idle;  /* under park_lock; head = most recently parked */
-  rt_worker *spare; /* under park_lock; singly linked via next */
-  int nsettled;     /* under park_lock */
-  bool draining;    /* under park_lock */
+  rt_worker *idle;           /* under park_lock; head = most recently parked */
+  rt_worker *spare;          /* under park_lock; singly linked via next */
+  int nsettled;              /* under park_lock */
+  bool draining;             /* under park_lock */
   _Atomic uint32_t quiesced; /* futex word the destroyer waits on */
   _Atomic bool stop;
 };
@@ -225,7 +225,9 @@ static _Thread_local struct {
 } tls_ring;
 static _Atomic uint64_t g_sched_ids = 1; /* relaxed: only uniqueness matters */
 
-static inline bool ours(const rt_sched *s, const rt_worker *w) { return w && w->s == s; }
+static inline bool ours(const rt_sched *s, const rt_worker *w) {
+  return w && w->s == s;
+}
 
 /* ---- idle and spare lists (park_lock held) ------------------------------ */
 
@@ -240,8 +242,10 @@ static void idle_push(rt_sched *s, rt_worker *w) {
 }
 
 static void idle_remove(rt_sched *s, rt_worker *w) {
-  if (w->prev) w->prev->next = w->next;
-  else s->idle = w->next;
+  if (w->prev)
+    w->prev->next = w->next;
+  else
+    s->idle = w->next;
   if (w->next) w->next->prev = w->prev;
   w->prev = w->next = NULL;
   /* relaxed: a stale larger value only costs a lock round trip in notify. */
@@ -672,7 +676,8 @@ static void drain_and_free(rt_sched *s) {
     rt_deque_destroy(&w->dq);
     free(w);
   }
-  for (int i = 0; i < atomic_load_explicit(&s->nrings, memory_order_relaxed); i++) free(s->rings[i]);
+  for (int i = 0; i < atomic_load_explicit(&s->nrings, memory_order_relaxed); i++)
+    free(s->rings[i]);
   pthread_mutex_destroy(&s->park_lock);
   free(s->workers);
   free(s);
@@ -838,8 +843,9 @@ bool rt_sched_nest_enter(void) {
   return true;
 }
 
-void rt_sched_nest_exit(void) { tls_help_depth--; }
-
+void rt_sched_nest_exit(void) {
+  tls_help_depth--;
+}
 
 bool rt_sched_help(rt_sched *s) {
   rt_worker *w = tls_worker;
@@ -864,6 +870,10 @@ int rt_sched_worker_index(const rt_sched *s) {
   return ours(s, w) ? w->index : -1;
 }
 
-int rt_sched_num_workers(const rt_sched *s) { return s->nworkers; }
+int rt_sched_num_workers(const rt_sched *s) {
+  return s->nworkers;
+}
 
-int rt_sched_max_workers(const rt_sched *s) { return s->max_threads; }
+int rt_sched_max_workers(const rt_sched *s) {
+  return s->max_threads;
+}

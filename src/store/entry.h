@@ -47,11 +47,11 @@ enum {
 };
 
 enum {
-  RT_EF_INLINE = 1 << 0, /* data points at inl[] */
-  RT_EF_OWNED = 1 << 1,  /* adopted buffer: aux.free_fn(data) at the end (may be NULL) */
-  RT_EF_POOL = 1 << 2,   /* buffer from the large-buffer pool: aux.cap bytes */
-  RT_EF_HEAP = 1 << 3,   /* malloc'd buffer: free(data) */
-  RT_EF_REFS = 1 << 4,   /* payload is ray_ref handles, each holding a reference */
+  RT_EF_INLINE = 1 << 0,    /* data points at inl[] */
+  RT_EF_OWNED = 1 << 1,     /* adopted buffer: aux.free_fn(data) at the end (may be NULL) */
+  RT_EF_POOL = 1 << 2,      /* buffer from the large-buffer pool: aux.cap bytes */
+  RT_EF_HEAP = 1 << 3,      /* malloc'd buffer: free(data) */
+  RT_EF_REFS = 1 << 4,      /* payload is ray_ref handles, each holding a reference */
   RT_EF_SPILLABLE = 1 << 5, /* out of line and not refs: may go on the LRU list */
   RT_EF_ERROR = 1 << 6,     /* FAILED: data is an rt_error (store.h) */
   RT_EF_ALIAS = 1 << 7,     /* data belongs to aux.target, which this entry holds */
@@ -61,8 +61,8 @@ enum {
   RT_LF_ON_LRU = 1 << 0, /* linked on the stripe's LRU list */
 };
 
-#define RT_HOLD_REF 1ull             /* one ref: low 32 bits of holds */
-#define RT_HOLD_VIEW (1ull << 32)    /* one view: high 32 bits of holds */
+#define RT_HOLD_REF 1ull          /* one ref: low 32 bits of holds */
+#define RT_HOLD_VIEW (1ull << 32) /* one view: high 32 bits of holds */
 #define RT_HOLD_REFS(h) ((uint32_t)(h))
 #define RT_HOLD_VIEWS(h) ((uint32_t)((h) >> 32))
 
@@ -80,8 +80,8 @@ typedef struct rt_entry {
   uint16_t account;      /* memory-quota account charged for the payload; 0: none */
   uint16_t flags;        /* RT_EF_*: set before the entry is published, then fixed */
   uint16_t locked_flags; /* RT_LF_*: under the stripe lock */
-  uint32_t lru_prev; /* slot numbers; under the stripe lock */
-  uint32_t lru_next; /* also links entries on a thread's finalize list */
+  uint32_t lru_prev;     /* slot numbers; under the stripe lock */
+  uint32_t lru_next;     /* also links entries on a thread's finalize list */
   size_t size;
   const ray_type *type;
   /* The payload; an rt_error when FAILED; while PENDING, the head of the

@@ -17,8 +17,10 @@ void rt_lru_push_head(rt_lru *l, const rt_slots *s, uint32_t slot) {
   assert(!(e->locked_flags & RT_LF_ON_LRU));
   e->lru_prev = RT_NO_SLOT;
   e->lru_next = l->head;
-  if (l->head != RT_NO_SLOT) rt_slots_entry(s, l->head)->lru_prev = slot;
-  else l->tail = slot;
+  if (l->head != RT_NO_SLOT)
+    rt_slots_entry(s, l->head)->lru_prev = slot;
+  else
+    l->tail = slot;
   l->head = slot;
   e->locked_flags |= RT_LF_ON_LRU;
   l->count++;
@@ -27,10 +29,14 @@ void rt_lru_push_head(rt_lru *l, const rt_slots *s, uint32_t slot) {
 void rt_lru_remove(rt_lru *l, const rt_slots *s, uint32_t slot) {
   rt_entry *e = rt_slots_entry(s, slot);
   assert(e->locked_flags & RT_LF_ON_LRU);
-  if (e->lru_prev != RT_NO_SLOT) rt_slots_entry(s, e->lru_prev)->lru_next = e->lru_next;
-  else l->head = e->lru_next;
-  if (e->lru_next != RT_NO_SLOT) rt_slots_entry(s, e->lru_next)->lru_prev = e->lru_prev;
-  else l->tail = e->lru_prev;
+  if (e->lru_prev != RT_NO_SLOT)
+    rt_slots_entry(s, e->lru_prev)->lru_next = e->lru_next;
+  else
+    l->head = e->lru_next;
+  if (e->lru_next != RT_NO_SLOT)
+    rt_slots_entry(s, e->lru_next)->lru_prev = e->lru_prev;
+  else
+    l->tail = e->lru_prev;
   e->lru_prev = e->lru_next = RT_NO_SLOT;
   e->locked_flags &= (uint16_t)~RT_LF_ON_LRU;
   l->count--;

@@ -24,6 +24,8 @@ void rt_lru_push_head(rt_lru *l, const rt_slots *s, uint32_t slot);
 /* Unlinks slot, which must be on this list. */
 void rt_lru_remove(rt_lru *l, const rt_slots *s, uint32_t slot);
 /* The least recently used slot, or RT_NO_SLOT. */
-static inline uint32_t rt_lru_tail(const rt_lru *l) { return l->tail; }
+static inline uint32_t rt_lru_tail(const rt_lru *l) {
+  return l->tail;
+}
 
 #endif

@@ -58,12 +58,16 @@ static ray_status bad_handle(const char *fn, const void *h) {
   return rt_fail(RAY_EINVAL, "%s: ref %p is released or invalid", fn, h);
 }
 
-static inline bool type_ok(const ray_type *t) { return t->name != NULL; }
+static inline bool type_ok(const ray_type *t) {
+  return t->name != NULL;
+}
 
 /* A quota account; stable once created (never moved or freed before the
  * store). The creating thread published it under accounts_lock, and its
  * number reached this thread through that lock or a later happens-before. */
-static rt_account *account_of(rt_store *st, uint16_t idx) { return st->accounts[idx]; }
+static rt_account *account_of(rt_store *st, uint16_t idx) {
+  return st->accounts[idx];
+}
 
 /* Sealed or failed: what a get or a waiting task waits for. */
 static inline bool state_ready(uint32_t state) {
@@ -172,8 +176,8 @@ static void mem_reclaim(rt_store *st, bool have_mem_lock) {
 static ray_status mem_reserve(rt_store *st, const char *fn, size_t size) {
   if (size > st->limit)
     return rt_fail(RAY_ESTOREFULL,
-                   "%s: object of %zu bytes is larger than the whole memory limit of %zu bytes",
-                   fn, size, st->limit);
+                   "%s: object of %zu bytes is larger than the whole memory limit of %zu bytes", fn,
+                   size, st->limit);
   if (size == 0) return RAY_OK; /* a task's pending return: nothing yet */
   rt_credit *c;
   if (size <= RT_CREDIT_SMALL && (c = rt_credit_mine(&st->credits)) != NULL) {
@@ -181,8 +185,8 @@ static ray_status mem_reserve(rt_store *st, const char *fn, size_t size) {
      * than there is, and a reclaimer's swap to 0 makes the CAS fail. */
     size_t have = atomic_load_explicit(&c->bytes, memory_order_relaxed);
     while (have >= size)
-      if (atomic_compare_exchange_weak_explicit(&c->bytes, &have, have - size,
-                                                memory_order_relaxed, memory_order_relaxed))
+      if (atomic_compare_exchange_weak_explicit(&c->bytes, &have, have - size, memory_order_relaxed,
+                                                memory_order_relaxed))
         return RAY_OK;
     if (mem_try_reserve(st, size + RT_CREDIT_REFILL)) {
       credit_add(st, c, RT_CREDIT_REFILL);
@@ -242,13 +246,15 @@ static void mem_release(rt_store *st, size_t size) {
  * be spilled. Every change to views, pins or state calls this afterwards
  * under the lock, so the last call to run sees the final values. */
 static void lru_update(rt_store *st, rt_stripe *sp, uint32_t slot, rt_entry *e) {
-  bool want = (e->flags & RT_EF_SPILLABLE) && e->pins == 0 &&
-              (atomic_load_explicit(&e->state, memory_order_relaxed) & RT_ST_MASK) ==
-                  RT_ST_SEALED &&
-              RT_HOLD_VIEWS(atomic_load_explicit(&e->holds, memory_order_relaxed)) == 0;
+  bool want =
+      (e->flags & RT_EF_SPILLABLE) && e->pins == 0 &&
+      (atomic_load_explicit(&e->state, memory_order_relaxed) & RT_ST_MASK) == RT_ST_SEALED &&
+      RT_HOLD_VIEWS(atomic_load_explicit(&e->holds, memory_order_relaxed)) == 0;
   bool on = e->locked_flags & RT_LF_ON_LRU;
-  if (want && !on) rt_lru_push_head(&sp->lru, &st->slots, slot);
-  else if (!want && on) rt_lru_remove(&sp->lru, &st->slots, slot);
+  if (want && !on)
+    rt_lru_push_head(&sp->lru, &st->slots, slot);
+  else if (!want && on)
+    rt_lru_remove(&sp->lru, &st->slots, slot);
 }
 
 static void lru_touch(rt_store *st, uint32_t slot, rt_entry *e) {
@@ -436,7 +442,6 @@ uint16_t rt_store_account_new(rt_store *st, size_t quota, const char *label) {
   return idx;
 }
 
-
 static ray_status account_charge(rt_store *st, const char *fn, uint16_t idx, size_t size) {
   rt_account *a = account_of(st, idx);
   size_t cur = atomic_load_explicit(&a->used, memory_order_relaxed);
@@ -445,8 +450,8 @@ static ray_status account_charge(rt_store *st, const char *fn, uint16_t idx, siz
       return rt_fail(RAY_ESTOREFULL,
                      "%s: %s is over its memory quota: asked %zu bytes, using %zu of %zu", fn,
                      a->label, size, cur, a->quota);
-  } while (!atomic_compare_exchange_weak_explicit(&a->used, &cur, cur + size,
-                                                  memory_order_relaxed, memory_order_relaxed));
+  } while (!atomic_compare_exchange_weak_explicit(&a->used, &cur, cur + size, memory_order_relaxed,
+                                                  memory_order_relaxed));
   return RAY_OK;
 }
 
@@ -458,13 +463,15 @@ static ray_status entry_new(rt_store *st, const char *fn, size_t size, const ray
   ray_status s;
   if (account && (s = account_charge(st, fn, account, size)) != RAY_OK) return s;
   if ((s = mem_reserve(st, fn, size)) != RAY_OK) {
-    if (account) atomic_fetch_sub_explicit(&account_of(st, account)->used, size, memory_order_relaxed);
+    if (account)
+      atomic_fetch_sub_explicit(&account_of(st, account)->used, size, memory_order_relaxed);
     return s;
   }
   uint32_t slot = rt_slots_alloc(&st->slots);
   if (slot == RT_NO_SLOT) {
     mem_release(st, size);
-    if (account) atomic_fetch_sub_explicit(&account_of(st, account)->used, size, memory_order_relaxed);
+    if (account)
+      atomic_fetch_sub_explicit(&account_of(st, account)->used, size, memory_order_relaxed);
     return rt_fail(RAY_ENOMEM, "%s: no memory for another object entry", fn);
   }
   rt_entry *e = rt_slots_entry(&st->slots, slot);
@@ -535,9 +542,8 @@ static ray_ref *entry_publish(rt_store *st, uint32_t slot, rt_entry *e, uint32_t
 
 /* The shared start of ray_put and ray_create: checks, then an unpublished
  * entry with a buffer of size bytes. */
-static ray_status new_buffered(const char *fn, const void *data, size_t size,
-                               const ray_type **type, const void *out, rt_store **st_out,
-                               uint32_t *slot, rt_entry **e) {
+static ray_status new_buffered(const char *fn, const void *data, size_t size, const ray_type **type,
+                               const void *out, rt_store **st_out, uint32_t *slot, rt_entry **e) {
   rt_store *st = rt_store_for(fn);
   if (!st) return RAY_ESHUTDOWN;
   if (!*type) *type = &ray_type_bytes;
@@ -1098,16 +1104,22 @@ static ray_status pin_change(ray_ref *ref, int delta, const char *fn) {
   }
   e->pins = (uint16_t)(e->pins + delta);
   if (e->pins == (delta > 0 ? 1u : 0u)) {
-    if (delta > 0) atomic_fetch_add_explicit(&st->bytes_pinned, e->size, memory_order_relaxed);
-    else atomic_fetch_sub_explicit(&st->bytes_pinned, e->size, memory_order_relaxed);
+    if (delta > 0)
+      atomic_fetch_add_explicit(&st->bytes_pinned, e->size, memory_order_relaxed);
+    else
+      atomic_fetch_sub_explicit(&st->bytes_pinned, e->size, memory_order_relaxed);
   }
   lru_update(st, sp, slot, e);
   pthread_mutex_unlock(&sp->lock);
   return RAY_OK;
 }
 
-ray_status ray_pin(ray_ref *ref) { return pin_change(ref, +1, "ray_pin"); }
-ray_status ray_unpin(ray_ref *ref) { return pin_change(ref, -1, "ray_unpin"); }
+ray_status ray_pin(ray_ref *ref) {
+  return pin_change(ref, +1, "ray_pin");
+}
+ray_status ray_unpin(ray_ref *ref) {
+  return pin_change(ref, -1, "ray_unpin");
+}
 
 void ray_ref_id(const ray_ref *ref, char hex[33]) {
   if (!hex) return;
@@ -1239,9 +1251,12 @@ void rt_store_payload_discard(rt_store *st, rt_payload *p) {
   if (p->flags & RT_EF_ALIAS) {
     ray_ref_release(p->aux.target);
   } else {
-    if (p->flags & RT_EF_HEAP) free(p->data);
-    else if (p->flags & RT_EF_POOL) rt_bufpool_put(&st->pool, p->data, p->aux.cap);
-    else if ((p->flags & RT_EF_OWNED) && p->aux.free_fn) p->aux.free_fn(p->data);
+    if (p->flags & RT_EF_HEAP)
+      free(p->data);
+    else if (p->flags & RT_EF_POOL)
+      rt_bufpool_put(&st->pool, p->data, p->aux.cap);
+    else if ((p->flags & RT_EF_OWNED) && p->aux.free_fn)
+      p->aux.free_fn(p->data);
     mem_release(st, p->size);
   }
   p->data = NULL;
@@ -1300,9 +1315,12 @@ static void entry_take_payload(rt_entry *e, rt_payload *p) {
   } else {
     e->data = p->data;
   }
-  if (p->flags & RT_EF_ALIAS) e->aux.target = p->aux.target;
-  else if (p->flags & RT_EF_OWNED) e->aux.free_fn = p->aux.free_fn;
-  else e->aux.cap = p->aux.cap;
+  if (p->flags & RT_EF_ALIAS)
+    e->aux.target = p->aux.target;
+  else if (p->flags & RT_EF_OWNED)
+    e->aux.free_fn = p->aux.free_fn;
+  else
+    e->aux.cap = p->aux.cap;
   p->data = NULL; /* moved */
 }
 
@@ -1322,7 +1340,8 @@ bool rt_store_seal_pending(rt_store *st, ray_ref *ref, rt_payload *p) {
     entry_take_payload(e, p);
     /* acq_rel: release publishes the payload to whoever acquires the state;
      * acquire pairs with a waiter's flag, whose list we then lock. */
-    sealed_now(st, slot, e, atomic_exchange_explicit(&e->state, RT_ST_SEALED, memory_order_acq_rel));
+    sealed_now(st, slot, e,
+               atomic_exchange_explicit(&e->state, RT_ST_SEALED, memory_order_acq_rel));
     return true;
   }
   rt_stripe *sp = stripe_of(st, slot);
@@ -1350,8 +1369,10 @@ static char *pack_str(char **at, const char *s) {
 }
 
 /* When even the message cannot be allocated, the error still gets through. */
-static const rt_error k_error_nomem = {RAY_ENOMEM, "task failed, and there was no memory left "
-                                                   "for its error message", NULL, "out of memory"};
+static const rt_error k_error_nomem = {RAY_ENOMEM,
+                                       "task failed, and there was no memory left "
+                                       "for its error message",
+                                       NULL, "out of memory"};
 
 bool rt_store_fail_pending(rt_store *st, ray_ref *ref, ray_status status, const char *msg,
                            const char *task, const char *reason) {
@@ -1428,8 +1449,9 @@ ray_status rt_store_view(rt_store *st, ray_ref *ref, const ray_type *expect, con
   if (!e) return bad_handle(what, ref);
   uint32_t state = atomic_load_explicit(&e->state, memory_order_acquire) & RT_ST_MASK;
   char id[33];
-  if (state == RT_ST_FAILED) return rt_fail(((const rt_error *)e->data)->status, "%s: %s", what,
-                                            ((const rt_error *)e->data)->msg);
+  if (state == RT_ST_FAILED)
+    return rt_fail(((const rt_error *)e->data)->status, "%s: %s", what,
+                   ((const rt_error *)e->data)->msg);
   if (state != RT_ST_SEALED)
     return rt_fail(RAY_EINVAL, "%s: object %s is not ready", what, ENTRY_ID(st, slot, e, id));
   return view_sealed(st, slot, e, ref, expect, what, false, out);

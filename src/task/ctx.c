@@ -19,7 +19,9 @@
 
 static _Thread_local rt_task *t_current;
 
-rt_task *rt_task_current(void) { return t_current; }
+rt_task *rt_task_current(void) {
+  return t_current;
+}
 
 struct ray_ctx {
   rt_runtime *rt;
@@ -52,17 +54,23 @@ void rt_ctx_run(rt_runtime *rt, rt_task *t, rt_task_outcome *out) {
   ray_status s = RAY_OK;
   uint64_t t0 = rt->timeline.on ? rt_prim_now_ns() : 0;
   switch (t->run_kind) {
-  case RT_RUN_TASK: s = t->fn(&ctx); break;
-  case RT_RUN_METHOD: s = rt_actor_method(t->actor, t->method)(rt_actor_state(t->actor), &ctx); break;
-  case RT_RUN_START: s = rt_actor_class(t->actor)->on_start
-                             ? rt_actor_class(t->actor)->on_start(rt_actor_state(t->actor), &ctx)
-                             : RAY_OK;
+  case RT_RUN_TASK:
+    s = t->fn(&ctx);
+    break;
+  case RT_RUN_METHOD:
+    s = rt_actor_method(t->actor, t->method)(rt_actor_state(t->actor), &ctx);
+    break;
+  case RT_RUN_START:
+    s = rt_actor_class(t->actor)->on_start
+            ? rt_actor_class(t->actor)->on_start(rt_actor_state(t->actor), &ctx)
+            : RAY_OK;
     break;
   case RT_RUN_STOP:
     if (rt_actor_class(t->actor)->on_stop)
       rt_actor_class(t->actor)->on_stop(rt_actor_state(t->actor), &ctx);
     break;
-  default: break;
+  default:
+    break;
   }
   if (rt->timeline.on) {
     static const char *const kinds[] = {"task", "actor.method", "actor.on_start", "actor.on_stop"};
@@ -105,7 +113,9 @@ void rt_ctx_done(rt_task_outcome *out) {
 
 /* ------------------------------------------------------------------------ */
 
-size_t ray_ctx_nargs(const ray_ctx *ctx) { return ctx ? ctx->task->nargs : 0; }
+size_t ray_ctx_nargs(const ray_ctx *ctx) {
+  return ctx ? ctx->task->nargs : 0;
+}
 
 bool ray_ctx_cancelled(const ray_ctx *ctx) {
   /* acquire: pairs with the release store in ray_cancel. */
@@ -167,8 +177,8 @@ ray_status ray_ctx_return_owned(ray_ctx *ctx, size_t i, void *data, size_t size,
   rt_payload *p;
   ray_status s = return_slot(ctx, i, "ray_ctx_return_owned", &p);
   if (s != RAY_OK) return s;
-  return rt_store_payload_adopt(&ctx->rt->store, "ray_ctx_return_owned", data, size, type,
-                                free_fn, p);
+  return rt_store_payload_adopt(&ctx->rt->store, "ray_ctx_return_owned", data, size, type, free_fn,
+                                p);
 }
 
 ray_status ray_ctx_return_ref(ray_ctx *ctx, size_t i, ray_ref *ref) {
@@ -190,7 +200,8 @@ ray_status ray_ctx_return_ref(ray_ctx *ctx, size_t i, ray_ref *ref) {
 }
 
 ray_status ray_ctx_arg_actor(ray_ctx *ctx, size_t i, ray_actor **out) {
-  if (!ctx || !out) return rt_fail(RAY_EINVAL, "ray_ctx_arg_actor: %s is NULL", ctx ? "out" : "ctx");
+  if (!ctx || !out)
+    return rt_fail(RAY_EINVAL, "ray_ctx_arg_actor: %s is NULL", ctx ? "out" : "ctx");
   rt_task *t = ctx->task;
   if (i >= t->nargs)
     return rt_fail(RAY_EINVAL, "ray_ctx_arg_actor: task '%s' has %u arguments, not %zu", t->name,

@@ -37,9 +37,7 @@ static _Thread_local uint64_t t_thread_id;
 /* Ids come to each thread in blocks, so a submit does not bounce g_ids
  * between the cores that submit. */
 #define ID_BLOCK 1024
-static _Thread_local struct {
-  uint64_t next, end;
-} t_ids;
+static _Thread_local struct { uint64_t next, end; } t_ids;
 
 static uint64_t new_id(void) {
   if (RT_UNLIKELY(t_ids.next == t_ids.end)) {
@@ -120,7 +118,9 @@ static void task_release(rt_runtime *rt, rt_task *t) {
   if (atomic_fetch_sub_explicit(&t->rc, 1, memory_order_acq_rel) == 1) task_free(rt, t);
 }
 
-void rt_task_release(rt_runtime *rt, rt_task *t) { task_release(rt, t); }
+void rt_task_release(rt_runtime *rt, rt_task *t) {
+  task_release(rt, t);
+}
 
 /* Fails every return still pending, with one message for all. A send has
  * no return to carry the failure: it is written to stderr and counted. */
@@ -211,9 +211,12 @@ static void deps_ready(rt_runtime *rt, rt_task *t) {
   if (atomic_compare_exchange_strong_explicit(&t->state, &expect,
                                               unrun ? RT_T_RUNNING : RT_T_QUEUED,
                                               memory_order_acq_rel, memory_order_acquire)) {
-    if (call) rt_actor_call_ready(rt, t);
-    else if (unrun) fail_unrun(rt, t);
-    else rt_sched_submit(rt->sched, &t->job);
+    if (call)
+      rt_actor_call_ready(rt, t);
+    else if (unrun)
+      fail_unrun(rt, t);
+    else
+      rt_sched_submit(rt->sched, &t->job);
   } else {
     /* Cancelled while waiting: the canceller failed the returns; the last
      * dependency waiter has fired, so the dependency path is done with it. */
@@ -238,13 +241,17 @@ static void dep_fire(rt_waiter *w) {
 /* Submit                                                                   */
 /* ------------------------------------------------------------------------ */
 
-ray_arg ray_arg_ref(ray_ref *ref) { return (ray_arg){RT_ARG_REF, ref, 0, NULL}; }
+ray_arg ray_arg_ref(ray_ref *ref) {
+  return (ray_arg){RT_ARG_REF, ref, 0, NULL};
+}
 
 ray_arg ray_arg_value(const void *data, size_t size, const ray_type *type) {
   return (ray_arg){RT_ARG_VALUE, data, size, type ? type : &ray_type_bytes};
 }
 
-ray_arg ray_arg_actor(ray_actor *actor) { return (ray_arg){RT_ARG_ACTOR, actor, 0, NULL}; }
+ray_arg ray_arg_actor(ray_actor *actor) {
+  return (ray_arg){RT_ARG_ACTOR, actor, 0, NULL};
+}
 
 static ray_status check_args(rt_runtime *rt, const char *fn, const ray_arg *args, size_t nargs,
                              size_t *bytes) {
@@ -274,8 +281,8 @@ static ray_status check_args(rt_runtime *rt, const char *fn, const ray_arg *args
       *bytes += (a->size_ + 15) & ~(size_t)15;
     } else {
       return rt_fail(RAY_EINVAL,
-                     "%s: argument %zu is not from ray_arg_ref, ray_arg_value or ray_arg_actor",
-                     fn, i);
+                     "%s: argument %zu is not from ray_arg_ref, ray_arg_value or ray_arg_actor", fn,
+                     i);
     }
   }
   return RAY_OK;
@@ -323,10 +330,11 @@ void rt_task_note_child(rt_task *parent, ray_ref *first_ret) {
   atomic_flag_clear_explicit(&parent->child_lock, memory_order_release);
 }
 
-ray_status rt_task_build(rt_runtime *rt, const char *fn_name, ray_task_fn fn,
-                         const ray_arg *args, size_t nargs, const char *name, int num_returns,
-                         int max_retries, rt_task **out, ray_ref **returns) {
-  if (nargs && !args) return rt_fail(RAY_EINVAL, "%s: args is NULL with nargs = %zu", fn_name, nargs);
+ray_status rt_task_build(rt_runtime *rt, const char *fn_name, ray_task_fn fn, const ray_arg *args,
+                         size_t nargs, const char *name, int num_returns, int max_retries,
+                         rt_task **out, ray_ref **returns) {
+  if (nargs && !args)
+    return rt_fail(RAY_EINVAL, "%s: args is NULL with nargs = %zu", fn_name, nargs);
   if (nargs > UINT32_MAX) return rt_fail(RAY_EINVAL, "%s: nargs = %zu is too many", fn_name, nargs);
   size_t bytes;
   ray_status s = check_args(rt, fn_name, args, nargs, &bytes);
@@ -396,7 +404,8 @@ ray_status rt_task_build(rt_runtime *rt, const char *fn_name, ray_task_fn fn,
   /* Each handle in t->rets counts two refs: the task's and the caller's. */
   for (size_t i = 0; i < nrets; i++) {
     if ((s = rt_store_new_pending(&rt->store, fn_name, t, &t->rets[i])) != RAY_OK) {
-      for (size_t j = 0; j < i; j++) ray_ref_release(t->rets[j]); /* the caller's; free drops the task's */
+      for (size_t j = 0; j < i; j++)
+        ray_ref_release(t->rets[j]); /* the caller's; free drops the task's */
       t->nrets = (uint32_t)i;
       task_free(rt, t);
       return s;
@@ -425,8 +434,10 @@ void rt_task_start(rt_runtime *rt, rt_task *t, int extra_rc) {
     rt_task_arg *a = &t->args[i];
     if (a->kind != RT_ARG_REF) continue;
     atomic_fetch_add_explicit(&t->deps, 1, memory_order_relaxed);
-    if (rt_store_add_waiter(&rt->store, a->ref, &a->dep)) waiting = true;
-    else atomic_fetch_sub_explicit(&t->deps, 1, memory_order_relaxed);
+    if (rt_store_add_waiter(&rt->store, a->ref, &a->dep))
+      waiting = true;
+    else
+      atomic_fetch_sub_explicit(&t->deps, 1, memory_order_relaxed);
   }
   /* With no waiter registered no other thread knows the counter, so the
    * guard is dropped without an atomic read-modify-write (the common case:
@@ -456,16 +467,15 @@ static ray_status submit(rt_runtime *rt, ray_task_fn fn, const ray_arg *args, si
   if (opts->max_retries < -1)
     return rt_fail(RAY_EINVAL, "ray_submit: max_retries %d is below -1", opts->max_retries);
   rt_task *t;
-  ray_status s = rt_task_build(rt, "ray_submit", fn, args, nargs,
-                               opts->name, opts->num_returns,
+  ray_status s = rt_task_build(rt, "ray_submit", fn, args, nargs, opts->name, opts->num_returns,
                                opts->max_retries, &t, returns);
   if (s != RAY_OK) return s;
   rt_task_start(rt, t, 0);
   return RAY_OK;
 }
 
-ray_status ray_submit(ray_task_fn fn, const ray_arg *args, size_t nargs,
-                      const ray_task_opts *opts, ray_ref **returns) {
+ray_status ray_submit(ray_task_fn fn, const ray_arg *args, size_t nargs, const ray_task_opts *opts,
+                      ray_ref **returns) {
   rt_runtime *rt;
   rt_gate *gate;
   ray_status s = rt_runtime_enter("ray_submit", &rt, &gate);
@@ -559,12 +569,14 @@ int rt_task_execute(rt_runtime *rt, rt_task *t, bool *exit_actor, char **crash_r
   if (crashed) { /* the actor layer retries the call or fails it */
     rt_ctx_discard(rt, &out);
     rt_ctx_done(&out);
-    if (crash_reason) *crash_reason = out.reason;
-    else free(out.reason);
+    if (crash_reason)
+      *crash_reason = out.reason;
+    else
+      free(out.reason);
     return RT_EXEC_CRASH;
   }
-  bool retry = out.status != RAY_OK && !cancelled &&
-               (t->max_retries < 0 || t->attempts <= t->max_retries);
+  bool retry =
+      out.status != RAY_OK && !cancelled && (t->max_retries < 0 || t->attempts <= t->max_retries);
   /* The arguments are done with: drop them before the results become
    * visible, so a caller that sees the result sees them gone (unless it
    * holds them itself). A retry keeps them. */
@@ -697,8 +709,7 @@ static void cancel_task(rt_runtime *rt, ray_ref *ref, bool recursive) {
     fail_cancelled(rt, t, "");
   }
   if (recursive) {
-    while (atomic_flag_test_and_set_explicit(&t->child_lock, memory_order_acquire))
-      rt_prim_pause();
+    while (atomic_flag_test_and_set_explicit(&t->child_lock, memory_order_acquire)) rt_prim_pause();
     size_t n = t->nchildren;
     ray_ref **kids = n ? malloc(n * sizeof *kids) : NULL;
     if (kids) memcpy(kids, t->children, n * sizeof *kids);
@@ -711,7 +722,8 @@ static void cancel_task(rt_runtime *rt, ray_ref *ref, bool recursive) {
 
 ray_status ray_cancel(ray_ref *ref, bool recursive) {
   rt_runtime *rt = rt_current();
-  if (!rt) return rt_fail(RAY_ESHUTDOWN, "ray_cancel: the runtime is not running (call ray_init first)");
+  if (!rt)
+    return rt_fail(RAY_ESHUTDOWN, "ray_cancel: the runtime is not running (call ray_init first)");
   if (rt_store_state(&rt->store, ref) == RT_ST_FREE)
     return rt_fail(RAY_EINVAL, "ray_cancel: ref %p is %s", (void *)ref,
                    ref ? "released or invalid" : "NULL");
@@ -723,4 +735,6 @@ ray_status ray_cancel(ray_ref *ref, bool recursive) {
 /* Shutdown                                                                 */
 /* ------------------------------------------------------------------------ */
 
-void rt_tasks_drain(rt_tasks *ts) { rt_tallies_drain(&ts->tally); }
+void rt_tasks_drain(rt_tasks *ts) {
+  rt_tallies_drain(&ts->tally);
+}

@@ -50,18 +50,17 @@ typedef struct rt_actor_msg {
 #define RT_TASK_NAME_INLINE 32
 #define RT_TASK_MAX_RETURNS 256
 
-
 typedef struct rt_task_arg {
   int kind;
-  ray_ref *ref;         /* RT_ARG_REF: the task's own reference */
-  const void *data;     /* RT_ARG_VALUE: the copy */
+  ray_ref *ref;     /* RT_ARG_REF: the task's own reference */
+  const void *data; /* RT_ARG_VALUE: the copy */
   size_t size;
   const ray_type *type;
-  rt_waiter dep;        /* RT_ARG_REF: fires when the object is ready */
+  rt_waiter dep; /* RT_ARG_REF: fires when the object is ready */
   rt_task *task;
-  ray_view view;        /* taken by the first ray_ctx_arg, released at the end */
+  ray_view view; /* taken by the first ray_ctx_arg, released at the end */
   bool viewed;
-  ray_actor *actor;     /* RT_ARG_ACTOR: the task's own handle */
+  ray_actor *actor; /* RT_ARG_ACTOR: the task's own handle */
 } rt_task_arg;
 
 /* Field order follows use: line 0 holds what the scheduler and every run
@@ -81,19 +80,19 @@ struct rt_task {
   rt_actor *actor;
   uint32_t nargs, nrets;
   uint8_t run_kind;
-  bool send;          /* ray_actor_send: no one will read the result */
-  bool uncounted;     /* not in the tally (an actor's constructor record) */
+  bool send;      /* ray_actor_send: no one will read the result */
+  bool uncounted; /* not in the tally (an actor's constructor record) */
   int attempts;
   /* line 1 */
   rt_task_arg *args;
-  ray_ref **rets;        /* the task's own refs on its returns */
+  ray_ref **rets; /* the task's own refs on its returns */
   ray_ref *rets_inl[RT_TASK_INLINE_RETS];
-  void *heap;            /* args/rets/bytes that did not fit inline */
-  ray_ref **children;    /* first return of each task submitted while running */
+  void *heap;         /* args/rets/bytes that did not fit inline */
+  ray_ref **children; /* first return of each task submitted while running */
   const char *name;
-  uint64_t id;        /* unique per submit: the submitter id of calls it makes */
+  uint64_t id; /* unique per submit: the submitter id of calls it makes */
   /* line 2 */
-  unsigned char *bytes;  /* value argument copies: bytes_inl or in heap */
+  unsigned char *bytes; /* value argument copies: bytes_inl or in heap */
   uint32_t method;
   int max_retries;
   atomic_flag child_lock;
@@ -128,7 +127,7 @@ typedef struct rt_tasks {
   pthread_mutex_t pool_lock;
   rt_task **pool_free; /* free records, under pool_lock */
   size_t nfree, free_cap;
-  void **slabs;        /* under pool_lock */
+  void **slabs; /* under pool_lock */
   size_t nslabs, slabs_cap;
   uint64_t epoch;
 } rt_tasks;
@@ -152,9 +151,9 @@ typedef struct ray_task_opts ray_task_opts;
  * readiness goes to rt_actor_call_ready instead of the scheduler. name is
  * copied; NULL names the task "unnamed". The
  * caller must not touch the record after rt_task_start. */
-ray_status rt_task_build(rt_runtime *rt, const char *fn_name, ray_task_fn fn,
-                         const ray_arg *args, size_t nargs, const char *name, int nrets,
-                         int max_retries, rt_task **out, ray_ref **returns);
+ray_status rt_task_build(rt_runtime *rt, const char *fn_name, ray_task_fn fn, const ray_arg *args,
+                         size_t nargs, const char *name, int nrets, int max_retries, rt_task **out,
+                         ray_ref **returns);
 void rt_task_start(rt_runtime *rt, rt_task *t, int extra_rc);
 void rt_task_release(rt_runtime *rt, rt_task *t);
 /* Takes a built record out of the drain's count: it lives as long as its

@@ -47,8 +47,8 @@ static void cache_check(rt_tasks *ts) {
 
 /* Under pool_lock: room for `more` pointers in the shared pool. */
 static bool pool_reserve(rt_tasks *ts, size_t more) {
-  rt_task **f = rt_array_reserve(ts->pool_free, &ts->free_cap, ts->nfree + more, sizeof *f,
-                                 SLAB_TASKS);
+  rt_task **f =
+      rt_array_reserve(ts->pool_free, &ts->free_cap, ts->nfree + more, sizeof *f, SLAB_TASKS);
   if (!f) return false;
   ts->pool_free = f;
   return true;

@@ -88,9 +88,12 @@ void rt_timeline_record(rt_timeline *tl, const char *kind, const char *name, uin
 static void put_json_str(FILE *f, const char *s) {
   for (; *s; s++) {
     unsigned char c = (unsigned char)*s;
-    if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
-    else if (c < 0x20) fprintf(f, "\\u%04x", c);
-    else fputc(c, f);
+    if (c == '"' || c == '\\')
+      fprintf(f, "\\%c", c);
+    else if (c < 0x20)
+      fprintf(f, "\\u%04x", c);
+    else
+      fputc(c, f);
   }
 }
 
@@ -120,25 +123,28 @@ ray_status rt_timeline_finish(rt_timeline *tl, const char *path) {
                   "\",\"cat\":\"%s\",\"ph\":\"X\",\"ts\":%.3f,\"dur\":%.3f,\"pid\":%u,\"tid\":%d,"
                   "\"args\":{\"id\":%llu,\"attempt\":%d,\"status\":\"%s\"}}",
                   e->kind, (double)(e->start_ns - tl->t0_ns) / 1e3,
-                  (double)(e->end_ns - e->start_ns) / 1e3, pid, e->track,
-                  (unsigned long long)e->id, e->attempt, ray_status_name(e->status));
+                  (double)(e->end_ns - e->start_ns) / 1e3, pid, e->track, (unsigned long long)e->id,
+                  e->attempt, ray_status_name(e->status));
           first = false;
         }
       }
       /* One named track per worker that ran something. */
       for (int t = outside ? -1 : 0; t <= max_track; t++) {
         if (t < 0)
-          fprintf(f, "%s{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":%u,\"tid\":-1,"
-                     "\"args\":{\"name\":\"outside the pool\"}}",
+          fprintf(f,
+                  "%s{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":%u,\"tid\":-1,"
+                  "\"args\":{\"name\":\"outside the pool\"}}",
                   first ? "" : ",\n", pid);
         else
-          fprintf(f, "%s{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":%u,\"tid\":%d,"
-                     "\"args\":{\"name\":\"worker %d\"}}",
+          fprintf(f,
+                  "%s{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":%u,\"tid\":%d,"
+                  "\"args\":{\"name\":\"worker %d\"}}",
                   first ? "" : ",\n", pid, t, t);
         first = false;
       }
-      fprintf(f, ",\n{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":%u,\"args\":{\"name\":"
-                 "\"rayc (%llu events dropped)\"}}\n]}\n",
+      fprintf(f,
+              ",\n{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":%u,\"args\":{\"name\":"
+              "\"rayc (%llu events dropped)\"}}\n]}\n",
               pid, (unsigned long long)dropped);
       if (fclose(f) != 0)
         status = rt_fail(RAY_EIO, "ray_shutdown: cannot write the timeline to '%s': %s", path,

@@ -21,8 +21,8 @@ typedef struct rt_tl_buf rt_tl_buf;
 typedef struct rt_timeline {
   bool on;
   uint64_t epoch;
-  uint64_t t0_ns;         /* timestamps are relative to ray_init */
-  pthread_mutex_t lock;   /* guards the list of buffers */
+  uint64_t t0_ns;       /* timestamps are relative to ray_init */
+  pthread_mutex_t lock; /* guards the list of buffers */
   rt_tl_buf *bufs;
 } rt_timeline;
 
