@@ -8,6 +8,7 @@
 #   make bench   Release build of ray_bench, results in bench/results.json
 #                (make bench BENCH_ARGS=--quick passes options through)
 #   make format  clang-format -i over the C sources
+#   make format-check  fail if any C source is not clang-format clean (CI)
 #   make lint    clang-tidy (.clang-tidy) and cppcheck over src/
 #   make deps    install what the build needs (scripts/deps.sh)
 #   make clean   remove every build directory
@@ -37,7 +38,7 @@ TSAN_ENV := TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
 
 FORMAT_DIRS := include src tests bench examples
 
-.PHONY: all deps configure build demo test asan tsan bench format lint clean
+.PHONY: all deps configure build demo test asan tsan bench format format-check lint clean
 
 all: build
 
@@ -94,6 +95,10 @@ bench: deps
 format:
 	@command -v clang-format >/dev/null || { echo "make: no clang-format; run scripts/deps.sh --lint" >&2; exit 1; }
 	find $(FORMAT_DIRS) -name '*.[ch]' -type f -print0 2>/dev/null | xargs -0 -r clang-format -i
+
+format-check:
+	@scripts/deps.sh --lint
+	find $(FORMAT_DIRS) -name '*.[ch]' -type f -print0 2>/dev/null | xargs -0 -r clang-format --dry-run -Werror
 
 lint: configure
 	@scripts/deps.sh --lint
