@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/alloc.h"
 #include "core/prim.h"
 #include "runtime.h"
 
@@ -65,7 +66,7 @@ ray_status ray_init(const ray_config *cfg) {
   }
   /* Cache-line aligned: hot counters inside sit on lines of their own. */
   size_t rt_size = (sizeof *rt + 63) & ~(size_t)63;
-  rt = aligned_alloc(64, rt_size);
+  rt = rt_aligned_alloc(64, rt_size);
   if (rt) memset(rt, 0, rt_size);
   if (!rt) {
     s = rt_fail(RAY_ENOMEM, "ray_init: out of memory");

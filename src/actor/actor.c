@@ -31,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/alloc.h"
 #include "core/prim.h"
 #include "runtime.h"
 #include "task/ctx.h"
@@ -129,12 +130,12 @@ static uint32_t slot_alloc(rt_actors *as) {
     if (as->nchunks == RT_ACTOR_CHUNKS) return UINT32_MAX;
     size_t need = as->nfree + RT_ACTOR_CHUNK;
     if (need > as->free_cap) {
-      uint32_t *f = realloc(as->free_slots, need * sizeof *f);
+      uint32_t *f = rt_realloc(as->free_slots, need * sizeof *f);
       if (!f) return UINT32_MAX;
       as->free_slots = f;
       as->free_cap = need;
     }
-    rt_actor_slot *c = calloc(RT_ACTOR_CHUNK, sizeof *c);
+    rt_actor_slot *c = rt_calloc(RT_ACTOR_CHUNK, sizeof *c);
     if (!c) return UINT32_MAX;
     uint32_t base = as->nchunks * RT_ACTOR_CHUNK;
     for (uint32_t i = RT_ACTOR_CHUNK; i-- > 0;) as->free_slots[as->nfree++] = base + i;
@@ -167,7 +168,7 @@ static void free_call_names(rt_actor *a) {
 
 static bool make_call_names(rt_actor *a) {
   if (!a->cls->num_methods) return true;
-  if (!(a->call_names = calloc(a->cls->num_methods, sizeof *a->call_names))) return false;
+  if (!(a->call_names = rt_calloc(a->cls->num_methods, sizeof *a->call_names))) return false;
   for (size_t i = 0; i < a->cls->num_methods; i++) {
     const char *m = a->cls->methods[i].name ? a->cls->methods[i].name : "?";
     if (asprintf(&a->call_names[i], "%s.%s", a->label, m) < 0) {
@@ -298,7 +299,7 @@ static void enqueue(rt_actor *a, rt_task *call) {
   rt_subq *q = a->queues;
   while (q && q->submitter != call->submitter) q = q->next;
   if (!q) {
-    q = calloc(1, sizeof *q);
+    q = rt_calloc(1, sizeof *q);
     if (!q) { /* cannot file it: fail the call rather than lose it */
       rt_runtime *rt = rt_current();
       if (rt_task_claim_end(call))
@@ -608,9 +609,9 @@ static ray_status actor_create(rt_runtime *rt, const ray_actor_class *cls, const
                    "is out of range",
                    opts->max_concurrency, opts->max_restarts, opts->max_task_retries);
 
-  rt_actor *a = calloc(1, sizeof *a);
+  rt_actor *a = rt_calloc(1, sizeof *a);
   if (!a) return rt_fail(RAY_ENOMEM, "ray_actor_create: out of memory");
-  if (cls->state_size && !(a->state = calloc(1, cls->state_size))) {
+  if (cls->state_size && !(a->state = rt_calloc(1, cls->state_size))) {
     free(a);
     return rt_fail(RAY_ENOMEM, "ray_actor_create: no memory for %zu bytes of state",
                    cls->state_size);
@@ -669,7 +670,7 @@ static ray_status actor_create(rt_runtime *rt, const ray_actor_class *cls, const
       }
   }
   uint32_t slot = slot_alloc(as);
-  if (slot == UINT32_MAX || (opts->name && !(a->name = strdup(opts->name)))) {
+  if (slot == UINT32_MAX || (opts->name && !(a->name = rt_strdup(opts->name)))) {
     if (slot != UINT32_MAX) as->free_slots[as->nfree++] = slot;
     pthread_mutex_unlock(&as->lock);
     discard_new(rt, a);

@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdlib.h>
 
+#include "core/alloc.h"
+
 /* Makes room for need (>= 1) elements of elem bytes in items, whose
  * capacity is *cap: the capacity doubles, from first when it is 0, until it
  * is enough. Returns the array (moved or not), or NULL when memory ran out;
@@ -16,7 +18,7 @@ static inline void *rt_array_reserve(void *items, size_t *cap, size_t need, size
   if (need <= *cap) return items;
   size_t c = *cap ? *cap * 2 : first;
   while (c < need) c *= 2;
-  void *grown = realloc(items, c * elem);
+  void *grown = rt_realloc(items, c * elem);
   if (grown) *cap = c;
   return grown;
 }

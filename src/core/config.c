@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/alloc.h"
 #include "core/config.h"
 #include "core/error.h"
 #include "core/prim.h"
@@ -110,7 +111,7 @@ void ray_config_init(ray_config *cfg) {
 
 static char *dup_str(const char *s) {
   size_t n = strlen(s) + 1;
-  char *d = malloc(n);
+  char *d = rt_malloc(n);
   if (d) memcpy(d, s, n);
   return d;
 }

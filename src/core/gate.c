@@ -2,6 +2,7 @@
  * gate.c - per-thread gates for submission calls. See gate.h.
  */
 #include "core/gate.h"
+#include "core/alloc.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -48,7 +49,7 @@ static rt_gate *gate_mine(void) {
       g = x;
       break;
     }
-  if (!g && (g = aligned_alloc(64, sizeof *g)) != NULL) {
+  if (!g && (g = rt_aligned_alloc(64, sizeof *g)) != NULL) {
     memset(g, 0, sizeof *g);
     g->next = g_all;
     g_all = g;

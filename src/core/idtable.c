@@ -3,6 +3,7 @@
  * See idtable.h.
  */
 #include "core/idtable.h"
+#include "core/alloc.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -13,7 +14,7 @@
 int rt_idtable_init(rt_idtable *t, size_t item_size, unsigned chunk_shift, uint32_t max_chunks,
                     uint64_t epoch) {
   memset(t, 0, sizeof *t);
-  t->chunks = calloc(max_chunks, sizeof *t->chunks);
+  t->chunks = rt_calloc(max_chunks, sizeof *t->chunks);
   if (!t->chunks) return -1;
   if (pthread_mutex_init(&t->lock, NULL) != 0) {
     free(t->chunks);

@@ -2,6 +2,7 @@
  * perthread.c - per-thread blocks on a list. See perthread.h.
  */
 #include "core/perthread.h"
+#include "core/alloc.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -22,7 +23,7 @@ void rt_perthread_destroy(rt_perthread_list *l) {
 }
 
 void *rt_perthread_make(rt_perthread_list *l, rt_perthread_slot *slot, size_t size) {
-  rt_perthread_node *n = aligned_alloc(64, (size + 63) & ~(size_t)63);
+  rt_perthread_node *n = rt_aligned_alloc(64, (size + 63) & ~(size_t)63);
   if (!n) return NULL;
   memset(n, 0, size);
   pthread_mutex_lock(&l->lock);

@@ -2,6 +2,7 @@
  * prim_linux.c - the Linux implementation of prim.h.
  */
 #define _GNU_SOURCE
+#include "core/alloc.h"
 #include "core/prim.h"
 
 #include <errno.h>
@@ -79,6 +80,7 @@ void rt_prim_unmap(void *p, size_t size) {
 
 void *rt_prim_map_large(size_t size, size_t populate) {
   const size_t huge = (size_t)2 << 20;
+  if (rt_alloc_inject()) return NULL; /* a test's injected failure (alloc.h) */
   /* Over-map by 2 MiB, then trim both ends to a 2 MiB boundary. */
   char *raw = mmap(NULL, size + huge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (raw == MAP_FAILED) return NULL;

@@ -18,6 +18,7 @@
  * doomed to fail) is not a data race.
  */
 #include "sched/deque.h"
+#include "core/alloc.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -31,7 +32,7 @@ struct rt_deque_buf {
 };
 
 static rt_deque_buf *buf_new(int64_t cap) {
-  rt_deque_buf *a = malloc(sizeof *a + (size_t)cap * sizeof(a->slot[0]));
+  rt_deque_buf *a = rt_malloc(sizeof *a + (size_t)cap * sizeof(a->slot[0]));
   if (!a) return NULL;
   a->cap = cap;
   a->prev_retired = NULL;

@@ -109,6 +109,7 @@
  */
 #define _GNU_SOURCE
 #include "sched/sched.h"
+#include "core/alloc.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -605,7 +606,7 @@ static int spawn_locked(rt_sched *s) {
   int i = atomic_load_explicit(&s->nthreads, memory_order_relaxed); /* under lock */
   if (i >= s->max_threads) return EAGAIN;
   size_t size = (sizeof(rt_worker) + 63) & ~(size_t)63;
-  rt_worker *w = aligned_alloc(64, size);
+  rt_worker *w = rt_aligned_alloc(64, size);
   if (!w) return ENOMEM;
   memset(w, 0, size);
   int rc = rt_deque_init(&w->dq, RT_SCHED_DEQUE_CAP);
@@ -689,13 +690,13 @@ int rt_sched_create(int nworkers, rt_sched **out) {
   if (nworkers < 1 || !out) return EINVAL;
   if (nworkers > INT32_MAX / 2 - RT_SCHED_MAX_SPARES) return EINVAL;
   size_t size = (sizeof(rt_sched) + 63) & ~(size_t)63;
-  rt_sched *s = aligned_alloc(64, size);
+  rt_sched *s = rt_aligned_alloc(64, size);
   if (!s) return ENOMEM;
   memset(s, 0, size);
   s->nworkers = nworkers;
   s->max_spinning = nworkers / 2 > 1 ? nworkers / 2 : 1;
   s->max_threads = nworkers + RT_SCHED_MAX_SPARES;
-  s->workers = calloc((size_t)s->max_threads, sizeof *s->workers);
+  s->workers = rt_calloc((size_t)s->max_threads, sizeof *s->workers);
   if (!s->workers) {
     free(s);
     return ENOMEM;
@@ -740,7 +741,7 @@ static rt_ring *ring_of(rt_sched *s) {
   rt_ring *r = NULL;
   pthread_mutex_lock(&s->park_lock);
   int n = atomic_load_explicit(&s->nrings, memory_order_relaxed); /* under the lock */
-  if (n < RT_SCHED_MAX_RINGS && (r = aligned_alloc(64, sizeof *r)) != NULL) {
+  if (n < RT_SCHED_MAX_RINGS && (r = rt_aligned_alloc(64, sizeof *r)) != NULL) {
     rt_ring_init(r);
     s->rings[n] = r;
     /* release: publishes the initialised ring to lock-free readers. */

@@ -29,6 +29,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/alloc.h"
 #include "core/prim.h"
 #include "core/types.h"
 #include "runtime.h"
@@ -426,13 +427,13 @@ uint16_t rt_store_set_account(uint16_t account) {
 }
 
 uint16_t rt_store_account_new(rt_store *st, size_t quota, const char *label) {
-  rt_account *a = calloc(1, sizeof *a);
+  rt_account *a = rt_calloc(1, sizeof *a);
   if (!a) return 0;
   a->quota = quota;
   snprintf(a->label, sizeof a->label, "%s", label);
   uint16_t idx = 0;
   pthread_mutex_lock(&st->accounts_lock);
-  if (!st->accounts) st->accounts = calloc(RT_MAX_ACCOUNTS + 1, sizeof *st->accounts);
+  if (!st->accounts) st->accounts = rt_calloc(RT_MAX_ACCOUNTS + 1, sizeof *st->accounts);
   if (st->accounts && st->naccounts < RT_MAX_ACCOUNTS) {
     idx = (uint16_t)++st->naccounts;
     st->accounts[idx] = a;
@@ -511,7 +512,7 @@ static ray_status alloc_buffer(rt_store *st, const char *fn, size_t size, unsign
     *data = inl;
     *flags = RT_EF_INLINE;
   } else if (size < RT_BUFPOOL_MIN) {
-    *data = malloc(size);
+    *data = rt_malloc(size);
     *flags = RT_EF_HEAP | RT_EF_SPILLABLE;
   } else {
     *data = rt_bufpool_get(&st->pool, size, cap);
@@ -687,7 +688,7 @@ ray_status ray_put_refs(ray_ref *const refs[], size_t n, ray_ref **out) {
   if (size <= RT_INLINE_MAX) {
     e->data = e->inl;
     e->flags = RT_EF_INLINE | RT_EF_REFS;
-  } else if ((e->data = malloc(size)) != NULL) {
+  } else if ((e->data = rt_malloc(size)) != NULL) {
     e->flags = RT_EF_REFS;
   } else {
     entry_abandon(st, slot, e);
@@ -960,8 +961,8 @@ ray_status ray_wait(ray_ref *const refs[], size_t n, size_t num_ready, int64_t t
                    (long long)timeout_ms);
   if (n == 0) return RAY_OK;
 
-  uint32_t *slots = malloc(n * sizeof *slots);
-  ray_ref **sorted = malloc(n * sizeof *sorted);
+  uint32_t *slots = rt_malloc(n * sizeof *slots);
+  ray_ref **sorted = rt_malloc(n * sizeof *sorted);
   group_waiter *nodes = NULL;
   ray_status status = RAY_OK;
   if (!slots || !sorted) {
@@ -995,7 +996,7 @@ ray_status ray_wait(ray_ref *const refs[], size_t n, size_t num_ready, int64_t t
     for (size_t i = 0; i < n; i++) nready += entry_ready(rt_slots_entry_live(&st->slots, slots[i]));
   }
   if (nready < num_ready && timeout_ms != 0) {
-    nodes = calloc(n, sizeof *nodes);
+    nodes = rt_calloc(n, sizeof *nodes);
     if (!nodes) {
       status = rt_fail(RAY_ENOMEM, "ray_wait: out of memory for %zu waiters", n);
       goto out;
@@ -1381,7 +1382,7 @@ bool rt_store_fail_pending(rt_store *st, ray_ref *ref, ray_status status, const 
   if (!e) return false;
   size_t n = sizeof(rt_error) + strlen(msg) + 1 + (task ? strlen(task) + 1 : 0) +
              (reason ? strlen(reason) + 1 : 0);
-  rt_error *err = malloc(n);
+  rt_error *err = rt_malloc(n);
   if (err) {
     char *at = (char *)(err + 1);
     err->status = status;

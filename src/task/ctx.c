@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "actor/actor.h"
+#include "core/alloc.h"
 #include "core/prim.h"
 #include "core/types.h"
 #include "task/ctx.h"
@@ -40,9 +41,9 @@ void rt_ctx_run(rt_runtime *rt, rt_task *t, rt_task_outcome *out) {
   if (t->nrets <= RT_TASK_INLINE_RETS) {
     out->staged = out->staged_inl;
     for (uint32_t i = 0; i < t->nrets; i++) out->staged[i].data = NULL;
-  } else if (!(out->staged = calloc(t->nrets, sizeof *out->staged))) {
+  } else if (!(out->staged = rt_calloc(t->nrets, sizeof *out->staged))) {
     out->status = RAY_ENOMEM;
-    out->reason = strdup("no memory to stage the returns");
+    out->reason = rt_strdup("no memory to stage the returns");
     return;
   }
   ray_ctx ctx = {rt, t, out, NULL};

@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "actor/actor.h"
+#include "core/alloc.h"
 #include "core/array.h"
 #include "core/prim.h"
 #include "runtime.h"
@@ -297,7 +298,7 @@ static bool task_layout(rt_task *t, size_t nargs, size_t nrets, size_t bytes) {
   t->heap = NULL;
   char *at = NULL;
   if (need) {
-    if (!(t->heap = malloc(need + 16))) return false;
+    if (!(t->heap = rt_malloc(need + 16))) return false;
     at = (char *)(((uintptr_t)t->heap + 15) & ~(uintptr_t)15);
   }
   if (bytes > RT_TASK_INLINE_BYTES) {
@@ -353,7 +354,7 @@ ray_status rt_task_build(rt_runtime *rt, const char *fn_name, ray_task_fn fn, co
   } else if (nlen < RT_TASK_NAME_INLINE) {
     memcpy(t->name_inl, name, nlen + 1);
     t->name = t->name_inl;
-  } else if (!(t->name = strdup(name))) {
+  } else if (!(t->name = rt_strdup(name))) {
     free(t->heap);
     rt_taskpool_put(&rt->tasks, t);
     return rt_fail(RAY_ENOMEM, "%s: out of memory for the task name", fn_name);
@@ -711,7 +712,7 @@ static void cancel_task(rt_runtime *rt, ray_ref *ref, bool recursive) {
   if (recursive) {
     while (atomic_flag_test_and_set_explicit(&t->child_lock, memory_order_acquire)) rt_prim_pause();
     size_t n = t->nchildren;
-    ray_ref **kids = n ? malloc(n * sizeof *kids) : NULL;
+    ray_ref **kids = n ? rt_malloc(n * sizeof *kids) : NULL;
     if (kids) memcpy(kids, t->children, n * sizeof *kids);
     atomic_flag_clear_explicit(&t->child_lock, memory_order_release);
     for (size_t i = 0; kids && i < n; i++) cancel_task(rt, kids[i], true);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/alloc.h"
 #include "core/error.h"
 #include "core/prim.h"
 #include "trace/timeline.h"
@@ -47,7 +48,7 @@ void rt_timeline_init(rt_timeline *tl, bool on, uint64_t epoch) {
 
 static rt_tl_buf *my_buf(rt_timeline *tl) {
   if (t_buf.epoch == tl->epoch && t_buf.buf) return t_buf.buf;
-  rt_tl_buf *b = calloc(1, sizeof *b);
+  rt_tl_buf *b = rt_calloc(1, sizeof *b);
   if (!b) return NULL;
   pthread_mutex_lock(&tl->lock);
   b->next = tl->bufs;
@@ -65,7 +66,7 @@ void rt_timeline_record(rt_timeline *tl, const char *kind, const char *name, uin
   if (!b) return;
   if (b->n == b->cap) {
     uint32_t cap = b->cap ? b->cap * 2 : 1024;
-    tl_event *ev = cap <= BUF_MAX_EVENTS ? realloc(b->ev, cap * sizeof *ev) : NULL;
+    tl_event *ev = cap <= BUF_MAX_EVENTS ? rt_realloc(b->ev, cap * sizeof *ev) : NULL;
     if (!ev) {
       b->dropped++;
       return;
