@@ -29,7 +29,7 @@ static uint64_t g_epoch; /* under g_life_lock */
 rt_store *rt_store_for(const char *fn) {
   rt_runtime *rt = rt_current();
   if (RT_LIKELY(rt != NULL)) return &rt->store;
-  rt_set_error("%s: the runtime is not running (call ray_init first)", fn);
+  (void)rt_not_running(fn);
   return NULL;
 }
 
@@ -40,7 +40,7 @@ ray_status rt_runtime_enter(const char *fn, rt_runtime **rt_out, rt_gate **gate_
   rt_runtime *rt = rt_current();
   if (!rt) {
     rt_runtime_leave(gate);
-    return rt_fail(RAY_ESHUTDOWN, "%s: the runtime is not running (call ray_init first)", fn);
+    return rt_not_running(fn);
   }
   /* seq_cst: the second half of the gate's Dekker pattern (gate.h), against
    * ray_shutdown's seq_cst store of closing. */

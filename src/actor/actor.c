@@ -777,9 +777,7 @@ ray_status ray_actor_send(ray_actor *h, size_t method, const ray_arg *args, size
 
 ray_status ray_actor_lookup(const char *name, ray_actor **out) {
   rt_runtime *rt = rt_current();
-  if (!rt)
-    return rt_fail(RAY_ESHUTDOWN,
-                   "ray_actor_lookup: the runtime is not running (call ray_init first)");
+  if (!rt) return rt_not_running("ray_actor_lookup");
   if (!name || !name[0] || !out)
     return rt_fail(RAY_EINVAL, "ray_actor_lookup: %s",
                    !out ? "out is NULL" : "the name is NULL or empty");
@@ -803,9 +801,7 @@ ray_status ray_actor_lookup(const char *name, ray_actor **out) {
 
 ray_status ray_actor_kill(ray_actor *h, bool no_restart) {
   rt_runtime *rt = rt_current();
-  if (!rt)
-    return rt_fail(RAY_ESHUTDOWN,
-                   "ray_actor_kill: the runtime is not running (call ray_init first)");
+  if (!rt) return rt_not_running("ray_actor_kill");
   rt_actor *a = rt_actor_resolve(rt, h);
   if (!a)
     return rt_fail(RAY_EINVAL, "ray_actor_kill: actor handle %p is %s", (void *)h,

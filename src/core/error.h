@@ -25,6 +25,11 @@ void rt_clear_error(void);
  * A macro rather than a function so that analysers see the status flow. */
 #define rt_fail(s, ...) (rt_set_error(__VA_ARGS__), (s))
 
+/* The one failure of a call made while no runtime runs (before ray_init,
+ * after ray_shutdown): records "fn: the runtime is not running (call
+ * ray_init first)" and returns RAY_ESHUTDOWN. */
+ray_status rt_not_running(const char *fn);
+
 /* A warning on stderr, prefixed "rayc: ". */
 void rt_warn(const char *fmt, ...) RT_PRINTF(1, 2);
 

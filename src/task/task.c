@@ -723,8 +723,7 @@ static void cancel_task(rt_runtime *rt, ray_ref *ref, bool recursive) {
 
 ray_status ray_cancel(ray_ref *ref, bool recursive) {
   rt_runtime *rt = rt_current();
-  if (!rt)
-    return rt_fail(RAY_ESHUTDOWN, "ray_cancel: the runtime is not running (call ray_init first)");
+  if (!rt) return rt_not_running("ray_cancel");
   if (rt_store_state(&rt->store, ref) == RT_ST_FREE)
     return rt_fail(RAY_EINVAL, "ray_cancel: ref %p is %s", (void *)ref,
                    ref ? "released or invalid" : "NULL");
