@@ -32,6 +32,7 @@
 #include <string.h>
 
 #include "core/alloc.h"
+#include "core/handle.h"
 #include "core/prim.h"
 #include "runtime.h"
 #include "task/ctx.h"
@@ -100,15 +101,14 @@ static rt_actor_slot *slot_at(rt_actors *as, uint32_t slot) {
 }
 
 rt_actor *rt_actor_resolve(rt_runtime *rt, ray_actor *h) {
-  uint64_t v = (uint64_t)(uintptr_t)h;
-  uint32_t lo = (uint32_t)v;
-  if (!rt || lo == 0 || (lo - 1) / RT_ACTOR_CHUNK >= RT_ACTOR_CHUNKS) return NULL;
-  rt_actor_slot *s = slot_at(&rt->actors, lo - 1);
+  uint32_t idx = rt_handle_index(h); /* UINT32_MAX for NULL: out of range */
+  if (!rt || idx / RT_ACTOR_CHUNK >= RT_ACTOR_CHUNKS) return NULL;
+  rt_actor_slot *s = slot_at(&rt->actors, idx);
   /* Relaxed: a caller holding a valid handle got it through a
    * happens-before chain from the create that filled the slot; a released
    * handle is reported on a best-effort basis. */
-  if (!s || atomic_load_explicit(&s->gen, memory_order_relaxed) !=
-                ((uint32_t)(v >> 32) ^ rt->actors.salt))
+  if (!s ||
+      atomic_load_explicit(&s->gen, memory_order_relaxed) != rt_handle_gen(h, rt->actors.salt))
     return NULL;
   rt_actor *a = atomic_load_explicit(&s->actor, memory_order_acquire);
   /* A caller with a valid handle keeps the count above zero; at zero every
@@ -121,7 +121,7 @@ ray_actor *rt_actor_handle(rt_actor *a) {
   rt_runtime *rt = rt_current();
   /* a->gen changes only under the table lock while no handle exists; a
    * caller holding one reads a stable value. */
-  return (ray_actor *)(uintptr_t)(((uint64_t)(a->gen ^ rt->actors.salt) << 32) | (a->slot + 1));
+  return rt_handle_pack(a->slot, a->gen, rt->actors.salt);
 }
 
 /* Under as->lock: a free slot, or UINT32_MAX. */

@@ -14,6 +14,7 @@
 #ifndef RT_SLOTS_H
 #define RT_SLOTS_H
 
+#include "core/handle.h"
 #include "core/idtable.h"
 #include "store/entry.h"
 
@@ -54,7 +55,7 @@ static inline rt_entry *rt_slots_entry_live(const rt_slots *s, uint32_t slot) {
 }
 
 static inline ray_ref *rt_handle_make(const rt_slots *s, uint32_t slot, uint32_t gen) {
-  return (ray_ref *)(uintptr_t)(((uint64_t)(gen ^ s->salt) << 32) | ((uint64_t)slot + 1));
+  return (ray_ref *)rt_handle_pack(slot, gen, s->salt);
 }
 
 /* The live entry a handle names, or NULL (NULL handle, out of range,
@@ -62,12 +63,10 @@ static inline ray_ref *rt_handle_make(const rt_slots *s, uint32_t slot, uint32_t
  * generation and state here: a caller that legitimately holds the handle got
  * it through a happens-before chain from the put that published the entry. */
 static inline rt_entry *rt_handle_resolve(const rt_slots *s, const ray_ref *h, uint32_t *slot_out) {
-  uint64_t v = (uint64_t)(uintptr_t)h;
-  uint32_t slot = (uint32_t)v - 1;       /* a NULL handle wraps out of range */
+  uint32_t slot = rt_handle_index(h);    /* a NULL handle is out of range */
   rt_entry *e = rt_slots_entry(s, slot); /* NULL when out of range (idtable.h) */
   if (!e) return NULL;
-  if (atomic_load_explicit(&e->gen, memory_order_relaxed) != ((uint32_t)(v >> 32) ^ s->salt))
-    return NULL;
+  if (atomic_load_explicit(&e->gen, memory_order_relaxed) != rt_handle_gen(h, s->salt)) return NULL;
   if ((atomic_load_explicit(&e->state, memory_order_relaxed) & RT_ST_MASK) == RT_ST_FREE)
     return NULL;
   *slot_out = slot;

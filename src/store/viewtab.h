@@ -27,6 +27,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "core/handle.h"
 #include "core/idtable.h"
 #include "ray.h"
 
@@ -72,7 +73,7 @@ static inline bool rt_viewtab_open(rt_viewtab *t, ray_ref *ref, void **priv) {
   uint32_t seq = atomic_load_explicit(&r->seq, memory_order_relaxed) + 1; /* odd: held */
   r->ref = ref;
   atomic_store_explicit(&r->seq, seq, memory_order_relaxed);
-  *priv = (void *)(uintptr_t)(((uint64_t)(seq ^ t->salt) << 32) | ((uint64_t)idx + 1));
+  *priv = rt_handle_pack(idx, seq, t->salt);
   return true;
 }
 
@@ -81,10 +82,9 @@ static inline bool rt_viewtab_open(rt_viewtab *t, ray_ref *ref, void **priv) {
  * (released already, through this copy of the view or another, or not a
  * view of this runtime). */
 static inline ray_ref *rt_viewtab_close(rt_viewtab *t, void *priv) {
-  uint64_t v = (uint64_t)(uintptr_t)priv;
-  uint32_t idx = (uint32_t)v - 1; /* 0 - 1 wraps out of range */
-  rt_viewrec *r = rt_viewtab_rec(t, idx);
-  uint32_t seq = (uint32_t)(v >> 32) ^ t->salt;
+  uint32_t idx = rt_handle_index(priv);
+  rt_viewrec *r = rt_viewtab_rec(t, idx); /* NULL when out of range */
+  uint32_t seq = rt_handle_gen(priv, t->salt);
   if (!r || !(seq & 1)) return NULL;
   /* A load and a store, not a CAS: a release in program order after another
    * release of the same view (the bug this catches: a struct copy released
