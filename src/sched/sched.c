@@ -9,11 +9,11 @@
  * burst's backlog small enough to stay in cache.
  *
  * Finding work. A worker pops its own Chase-Lev deque (newest first), then
- * the rings and the injector, taking a share of up to RT_SCHED_INJECTOR_BATCH
+ * the rings and the injector, taking a share of up to RT_SCHED_OUTSIDE_BATCH
  * jobs into its deque (prefetching their records), then tries to steal from
  * every other worker starting at a random one (xorshift per worker), then
  * spins a few rounds with pause and tries again, then parks. Every
- * RT_SCHED_INJECTOR_EVERY-th job it looks at the rings and the injector
+ * RT_SCHED_OUTSIDE_EVERY-th job it looks at the rings and the injector
  * first, so outside submitters are not starved by a job tree that keeps its
  * own deque full (Tokio and Go use the same trick).
  *
@@ -127,7 +127,9 @@
 #include "sched/injector.h"
 #include "sched/ring.h"
 
-#define RT_SCHED_INJECTOR_EVERY 61 /* prime, as in Tokio/Go */
+/* Every RT_SCHED_OUTSIDE_EVERY-th job a worker looks at the outside queues
+ * (rings, then the injector) before its own deque. */
+#define RT_SCHED_OUTSIDE_EVERY 61 /* prime, as in Tokio/Go */
 /* An idle worker looks for work for up to RT_SCHED_SPIN_NS before it parks:
  * a park + wake costs two syscalls and ~5-10 us of latency on this class of
  * machine, far more than a task, so a worker that just ran out of work stays
@@ -137,12 +139,13 @@
 #define RT_SCHED_SPIN_NS 50000
 #define RT_SCHED_SPIN_YIELD 8
 #define RT_SCHED_DEQUE_CAP 256
-/* A worker that turns to the injector takes up to this many jobs at once
- * (its share: len / threads + 1, as Go's globrunqget), keeps them in its
- * deque, where the others can steal them. One consumer lock acquisition per
- * batch instead of per job; without it the consumers of a burst of outside
- * submissions queue up on that lock one job at a time. */
-#define RT_SCHED_INJECTOR_BATCH 32
+/* A worker that turns to the outside queues (a ring, else the injector)
+ * takes up to this many jobs at once (its share: len / threads + 1, as Go's
+ * globrunqget) and keeps them in its deque, where the others can steal
+ * them. One ring CAS or injector lock per batch instead of per job; without
+ * it the consumers of a burst of outside submissions contend one job at a
+ * time. */
+#define RT_SCHED_OUTSIDE_BATCH 32
 /* An outside thread that finds more than this many jobs in the injector
  * after its push yields once (the same backpressure as a full ring). */
 #define RT_SCHED_BACKLOG 1024
@@ -288,6 +291,47 @@ static void park_wait(rt_worker *w) {
   atomic_store_explicit(&w->park_word, 0, memory_order_relaxed);
 }
 
+/* ---- waking ------------------------------------------------------------- */
+
+/* Rule W: unless a worker searches, take one idle worker off the list as a
+ * searcher and wake it. The caller has published work and then issued a
+ * seq_cst fence. */
+static void wake_searcher(rt_sched *s) {
+  /* A searcher will find the job: no wake-up (and no syscall). It cannot
+   * miss it: it leaves nsearching before its own fence and look at the
+   * queues, so if our load still counts it, the two fences order our job
+   * before its look ("Searching"). relaxed: ordered by the caller's fence. */
+  if (atomic_load_explicit(&s->nsearching, memory_order_relaxed) > 0) return;
+  /* relaxed: ordered by the fence; 0 means every worker that could have
+   * missed our job has not yet done its own fence + re-check. */
+  if (atomic_load_explicit(&s->nidle, memory_order_relaxed) == 0) return;
+  pthread_mutex_lock(&s->park_lock);
+  rt_worker *w = s->idle;
+  bool was_settled = false;
+  /* relaxed, under the lock: a searcher counted by another waker since our
+   * load above (it read the same fence-ordered state) answers for our job
+   * as well, by the argument above; waking a second one would be a herd. */
+  if (w && atomic_load_explicit(&s->nsearching, memory_order_relaxed) == 0) {
+    idle_remove(s, w);
+    was_settled = w->state == W_SETTLED;
+    if (was_settled) s->nsettled--;
+    w->state = W_RUNNING; /* an announced worker sees this and does not sleep */
+    /* It answers for our job from now on, before it even runs. relaxed: as
+     * every nsearching RMW. */
+    w->searching = true;
+    atomic_fetch_add_explicit(&s->nsearching, 1, memory_order_relaxed);
+  }
+  pthread_mutex_unlock(&s->park_lock);
+  if (was_settled) unpark(w);
+}
+
+/* Called after publishing a job: the submitter half of the Dekker pattern,
+ * publish ; fence ; load nsearching and nidle. */
+static void notify_one(rt_sched *s) {
+  rt_sched_fence_seq_cst();
+  wake_searcher(s);
+}
+
 /* ---- finding work ------------------------------------------------------- */
 
 static inline uint64_t xorshift64(uint64_t *x) {
@@ -331,15 +375,12 @@ static bool work_visible(rt_sched *s) {
   return false;
 }
 
-static rt_job *spin_one(rt_sched *s, rt_worker *w);
-static void notify_one(rt_sched *s);
-
 /* How many of `queued` jobs one worker takes at once: its share. */
 static size_t batch_share(rt_sched *s, size_t queued) {
   /* relaxed: only sizes the batch (0 while the first threads start). */
   int threads = atomic_load_explicit(&s->nthreads, memory_order_relaxed);
   size_t want = queued / (size_t)(threads > 0 ? threads : 1) + 1;
-  return want > RT_SCHED_INJECTOR_BATCH ? RT_SCHED_INJECTOR_BATCH : want;
+  return want > RT_SCHED_OUTSIDE_BATCH ? RT_SCHED_OUTSIDE_BATCH : want;
 }
 
 /* A batch from the outside threads' rings, starting at a rotating one so
@@ -365,12 +406,12 @@ static size_t take_rings(rt_sched *s, rt_worker *w, rt_job **got) {
   return 0;
 }
 
-/* The oldest job of a ring or the injector, with a share of those behind it
- * moved to w's deque (pushed youngest first: w pops them oldest first,
- * thieves take the youngest). NULL: none for us right now (see
- * rt_injector_pop). */
-static rt_job *take_injector(rt_sched *s, rt_worker *w) {
-  rt_job *got[RT_SCHED_INJECTOR_BATCH];
+/* Work from outside the pool: the oldest job of the first non-empty ring
+ * (take_rings), else of the injector, with a share of those behind it moved
+ * to w's deque (pushed youngest first: w pops them oldest first, thieves
+ * take the youngest). NULL: none for us right now (see rt_injector_pop). */
+static rt_job *take_outside(rt_sched *s, rt_worker *w) {
+  rt_job *got[RT_SCHED_OUTSIDE_BATCH];
   size_t n = take_rings(s, w, got);
   if (n == 0) {
     n = rt_injector_pop_batch(&s->inj, got, batch_share(s, rt_injector_len(&s->inj)));
@@ -387,8 +428,6 @@ static rt_job *take_injector(rt_sched *s, rt_worker *w) {
   if (n > 1 && !w->searching) notify_one(s);
   return got[0];
 }
-
-static void wake_searcher(rt_sched *s);
 
 /* Leave nsearching (rules H and P). With a job in hand (took_job): hand the
  * search on if jobs are still queued and nobody else searches, before the
@@ -408,6 +447,21 @@ static void search_end(rt_sched *s, rt_worker *w, bool took_job) {
   if (atomic_load_explicit(&s->nsearching, memory_order_relaxed) > 0) return;
   if (atomic_load_explicit(&s->nidle, memory_order_relaxed) == 0) return;
   if (work_visible(s)) wake_searcher(s);
+}
+
+/* Spins for up to RT_SCHED_SPIN_NS, looking at the queues between pauses. */
+static rt_job *spin_one(rt_sched *s, rt_worker *w) {
+  uint64_t until = rt_prim_now_ns() + RT_SCHED_SPIN_NS;
+  for (int round = 0;; round++) {
+    for (int k = 0; k < (1 << (round < 5 ? round : 5)); k++) rt_prim_pause();
+    rt_job *j = take_outside(s, w);
+    if (!j) j = steal_round(s, w);
+    if (j) return j;
+    if (round % RT_SCHED_SPIN_YIELD == RT_SCHED_SPIN_YIELD - 1) {
+      if (rt_prim_now_ns() >= until) return NULL;
+      sched_yield();
+    }
+  }
 }
 
 /* Spinning workers compete for cores with the threads that feed them; as in
@@ -438,60 +492,7 @@ static rt_job *spin_for_job(rt_sched *s, rt_worker *w) {
   return j;
 }
 
-static rt_job *spin_one(rt_sched *s, rt_worker *w) {
-  uint64_t until = rt_prim_now_ns() + RT_SCHED_SPIN_NS;
-  for (int round = 0;; round++) {
-    for (int k = 0; k < (1 << (round < 5 ? round : 5)); k++) rt_prim_pause();
-    rt_job *j = take_injector(s, w);
-    if (!j) j = steal_round(s, w);
-    if (j) return j;
-    if (round % RT_SCHED_SPIN_YIELD == RT_SCHED_SPIN_YIELD - 1) {
-      if (rt_prim_now_ns() >= until) return NULL;
-      sched_yield();
-    }
-  }
-}
-
-/* ---- waking ------------------------------------------------------------- */
-
-/* Rule W: unless a worker searches, take one idle worker off the list as a
- * searcher and wake it. The caller has published work and then issued a
- * seq_cst fence. */
-static void wake_searcher(rt_sched *s) {
-  /* A searcher will find the job: no wake-up (and no syscall). It cannot
-   * miss it: it leaves nsearching before its own fence and look at the
-   * queues, so if our load still counts it, the two fences order our job
-   * before its look ("Searching"). relaxed: ordered by the caller's fence. */
-  if (atomic_load_explicit(&s->nsearching, memory_order_relaxed) > 0) return;
-  /* relaxed: ordered by the fence; 0 means every worker that could have
-   * missed our job has not yet done its own fence + re-check. */
-  if (atomic_load_explicit(&s->nidle, memory_order_relaxed) == 0) return;
-  pthread_mutex_lock(&s->park_lock);
-  rt_worker *w = s->idle;
-  bool was_settled = false;
-  /* relaxed, under the lock: a searcher counted by another waker since our
-   * load above (it read the same fence-ordered state) answers for our job
-   * as well, by the argument above; waking a second one would be a herd. */
-  if (w && atomic_load_explicit(&s->nsearching, memory_order_relaxed) == 0) {
-    idle_remove(s, w);
-    was_settled = w->state == W_SETTLED;
-    if (was_settled) s->nsettled--;
-    w->state = W_RUNNING; /* an announced worker sees this and does not sleep */
-    /* It answers for our job from now on, before it even runs. relaxed: as
-     * every nsearching RMW. */
-    w->searching = true;
-    atomic_fetch_add_explicit(&s->nsearching, 1, memory_order_relaxed);
-  }
-  pthread_mutex_unlock(&s->park_lock);
-  if (was_settled) unpark(w);
-}
-
-/* Called after publishing a job: the submitter half of the Dekker pattern,
- * publish ; fence ; load nsearching and nidle. */
-static void notify_one(rt_sched *s) {
-  rt_sched_fence_seq_cst();
-  wake_searcher(s);
-}
+/* ---- parking ------------------------------------------------------------ */
 
 /*
  * Park on the idle list. Returns true when the pool is stopping; false when
@@ -575,7 +576,7 @@ static void *worker_main(void *arg) {
   tls_worker = w;
   for (;;) {
     rt_job *j = NULL;
-    if (++w->tick % RT_SCHED_INJECTOR_EVERY == 0) j = take_injector(s, w);
+    if (++w->tick % RT_SCHED_OUTSIDE_EVERY == 0) j = take_outside(s, w);
     if (!j) j = rt_deque_pop(&w->dq);
     if (!j) {
       /* Own deque empty: the one point where a surplus thread may retire,
@@ -584,7 +585,7 @@ static void *worker_main(void *arg) {
         if (park_spare(s, w)) break;
         continue;
       }
-      j = take_injector(s, w);
+      j = take_outside(s, w);
       if (!j) j = steal_round(s, w);
       if (!j) j = spin_for_job(s, w);
       if (!j) {

@@ -1,13 +1,15 @@
 /*
  * sched.h - the work-stealing scheduler that runs rayc's tasks and actors.
  *
- * A pool of worker threads, each owning a Chase-Lev deque (deque.h), plus one
- * global injector queue (injector.h) for work that comes from threads outside
- * the pool. A worker takes work in this order: its own deque (LIFO: the job it
- * pushed last is the one whose data is still in cache), the injector (FIFO;
- * also polled every RT_SCHED_INJECTOR_EVERY jobs so a recursive workload cannot
- * starve outside submitters), then steals (FIFO end) from random victims,
- * spins briefly, and finally parks on a futex. A parked pool costs no CPU: no
+ * A pool of worker threads, each owning a Chase-Lev deque (deque.h). Work
+ * from threads outside the pool goes to a ring of the submitting thread's
+ * own (ring.h; up to 64 outside threads), or to one shared injector queue
+ * (injector.h) for the threads beyond. A worker takes work in this order:
+ * its own deque (LIFO: the job it pushed last is the one whose data is still
+ * in cache), the outside queues (rings, then the injector, FIFO; also polled
+ * every 61st job so a recursive workload cannot starve outside submitters),
+ * then steals (FIFO end) from random victims, spins briefly, and finally
+ * parks on a futex. A parked pool costs no CPU: no
  * timed polling anywhere. A submission wakes at most one parked worker and
  * issues no syscall when none is parked or one is already searching; a
  * searching worker that takes a job wakes the next one while more are
@@ -41,7 +43,7 @@ typedef struct rt_job rt_job;
  * any readable record is fine).
  */
 struct rt_job {
-  rt_job *next_; /* intrusive link (injector); accessed with __atomic builtins */
+  rt_job *next_; /* intrusive link (the injector's); accessed with __atomic builtins */
   void (*run)(rt_job *job);
 };
 
