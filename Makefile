@@ -9,7 +9,8 @@
 #                (make bench BENCH_ARGS=--quick passes options through)
 #   make format  clang-format -i over the C sources
 #   make format-check  fail if any C source is not clang-format clean (CI)
-#   make lint    clang-tidy (.clang-tidy) and cppcheck over src/
+#   make lint    clang-tidy (.clang-tidy) and cppcheck over src/, and the
+#                include-graph check (scripts/layers.sh)
 #   make deps    install what the build needs (scripts/deps.sh)
 #   make clean   remove every build directory
 #
@@ -108,6 +109,8 @@ lint: configure
 	echo "cppcheck --enable=warning,performance src"; \
 	cppcheck --enable=warning,performance --error-exitcode=1 --inline-suppr --quiet \
 	  --std=c11 -I include -I src src || rc=1; \
+	echo "scripts/layers.sh (include graph: no cycle, runtime.h only in runtime.c)"; \
+	scripts/layers.sh || rc=1; \
 	exit $$rc
 
 clean:
