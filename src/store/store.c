@@ -15,9 +15,7 @@ _Atomic(rt_store *) rt_g_store;
 _Thread_local char rt_t_stripe_tag;
 #endif
 
-rt_store *rt_store_running(const char *fn) {
-  rt_store *st = rt_store_current();
-  if (RT_LIKELY(st != NULL)) return st;
+rt_store *rt_store_not_running(const char *fn) {
   (void)rt_not_running(fn);
   return NULL;
 }

@@ -26,6 +26,7 @@
 #include <pthread.h>
 
 #include "core/config.h"
+#include "core/error.h"
 #include "store/bufpool.h"
 #include "store/counts.h"
 #include "store/credit.h"
@@ -167,9 +168,16 @@ static inline rt_store *rt_store_current(void) {
   return atomic_load_explicit(&rt_g_store, memory_order_acquire);
 }
 
+/* Records "fn: the runtime is not running" (rt_not_running); NULL. */
+rt_store *rt_store_not_running(const char *fn);
+
 /* The running store, or NULL with "fn: the runtime is not running"
- * recorded (rt_not_running) for the caller to return RAY_ESHUTDOWN. */
-rt_store *rt_store_running(const char *fn);
+ * recorded for the caller to return RAY_ESHUTDOWN. Inline: every public
+ * store call begins here. */
+static inline rt_store *rt_store_running(const char *fn) {
+  rt_store *st = rt_store_current();
+  return RT_LIKELY(st != NULL) ? st : rt_store_not_running(fn);
+}
 
 ray_status rt_store_init(rt_store *st, const rt_config *cfg, uint64_t epoch);
 /* Installs the hooks to the layers above; before the store is published. */
