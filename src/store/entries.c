@@ -72,6 +72,8 @@ static void finalize(rt_store *st, uint32_t slot, rt_entry *e) {
   size_t size = e->size;
   /* An alias's bytes are charged to its target, an error has none. */
   size_t charged = (e->flags & (RT_EF_ALIAS | RT_EF_ERROR)) ? 0 : size;
+  /* relaxed, here and for `objects` below: counters that order nothing
+   * (rt_store). */
   if (e->pins) atomic_fetch_sub_explicit(&st->bytes_pinned, size, memory_order_relaxed);
   e->pins = 0;
   account_uncharge(st, e->account, size);
@@ -198,6 +200,7 @@ static ray_status entry_new(rt_store *st, const char *fn, size_t size, const ray
   }
   rt_entry *e = rt_slots_entry(&st->slots, slot);
   if (!e) __builtin_unreachable(); /* an allocated slot's chunk exists */
+  /* relaxed: nobody else sees the entry before entry_publish's release. */
   atomic_store_explicit(&e->holds, RT_HOLD_REF, memory_order_relaxed);
   e->pins = 0;
   e->account = account;
@@ -220,7 +223,7 @@ static void entry_abandon(rt_store *st, uint32_t slot, rt_entry *e) {
   e->account = 0;
   e->size = 0;
   e->type = NULL;
-  atomic_store_explicit(&e->holds, 0, memory_order_relaxed);
+  atomic_store_explicit(&e->holds, 0, memory_order_relaxed); /* never published: ours alone */
   rt_slots_free(&st->slots, slot);
   mem_release(st, size);
 }
@@ -252,7 +255,7 @@ static ray_ref *entry_publish(rt_store *st, uint32_t slot, rt_entry *e, uint32_t
    * thread that acquires the state (ray_get) or receives the handle. */
   atomic_store_explicit(&e->state, state, memory_order_release);
   if (state == RT_ST_SEALED && (e->flags & RT_EF_SPILLABLE)) lru_touch(st, slot, e);
-  atomic_fetch_add_explicit(&st->objects, 1, memory_order_relaxed);
+  atomic_fetch_add_explicit(&st->objects, 1, memory_order_relaxed); /* a counter (rt_store) */
   if (state != RT_ST_PENDING) rt_count_put(&st->counts);
   return rt_handle_make(&st->slots, slot, atomic_load_explicit(&e->gen, memory_order_relaxed));
 }
@@ -375,6 +378,7 @@ ray_ref *ray_ref_retain(ray_ref *ref) {
 static void ref_release(rt_store *st, ray_ref *ref) {
   uint32_t slot;
   rt_entry *e = rt_handle_resolve(&st->slots, ref, &slot);
+  /* relaxed: a best-effort report of a double release, as in resolving. */
   if (!e || RT_HOLD_REFS(atomic_load_explicit(&e->holds, memory_order_relaxed)) == 0) {
     rt_warn("ray_ref_release: ref %p was already released or is invalid", (void *)ref);
     return;
@@ -393,6 +397,7 @@ void ray_ref_release(ray_ref *ref) {
 static void view_drop(rt_store *st, ray_ref *ref, const char *fn) {
   uint32_t slot;
   rt_entry *e = rt_handle_resolve(&st->slots, ref, &slot);
+  /* relaxed: a best-effort report of a double release, as in resolving. */
   if (!e || RT_HOLD_VIEWS(atomic_load_explicit(&e->holds, memory_order_relaxed)) == 0) {
     rt_warn("%s: view of ref %p was already released", fn, (void *)ref);
     return;
@@ -437,6 +442,9 @@ static ray_status pin_change(ray_ref *ref, int delta, const char *fn) {
   char id[33];
   rt_stripe *sp = stripe_of(st, slot);
   stripe_lock(sp);
+  /* relaxed: a pin that follows the seal in the program's order sees it
+   * (the program provides that happens-before); one racing the seal may be
+   * refused as if it came first. The lock orders it against pins. */
   if ((atomic_load_explicit(&e->state, memory_order_relaxed) & RT_ST_MASK) != RT_ST_SEALED) {
     stripe_unlock(sp);
     return rt_fail(RAY_EINVAL, "%s: object %s is not sealed", fn, ENTRY_ID(st, slot, e, id));
@@ -450,7 +458,7 @@ static ray_status pin_change(ray_ref *ref, int delta, const char *fn) {
     return rt_fail(RAY_EINVAL, "%s: object %s is pinned too often", fn, ENTRY_ID(st, slot, e, id));
   }
   e->pins = (uint16_t)(e->pins + delta);
-  if (e->pins == (delta > 0 ? 1u : 0u)) {
+  if (e->pins == (delta > 0 ? 1u : 0u)) { /* relaxed: a counter (rt_store) */
     if (delta > 0)
       atomic_fetch_add_explicit(&st->bytes_pinned, e->size, memory_order_relaxed);
     else
@@ -490,7 +498,8 @@ ray_status rt_store_new_pending(rt_store *st, const char *fn, void *producer, ra
   rt_entry *e;
   ray_status s = entry_new(st, fn, 0, NULL, &slot, &e);
   if (s != RAY_OK) return s;
-  /* Two refs: the submitter's and the producer's (entry_new set one). */
+  /* Two refs: the submitter's and the producer's (entry_new set one).
+   * relaxed: published below with a release store. */
   atomic_store_explicit(&e->holds, 2 * RT_HOLD_REF, memory_order_relaxed);
   e->aux.producer = producer;
   *user = entry_publish(st, slot, e, RT_ST_PENDING);

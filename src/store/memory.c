@@ -22,6 +22,7 @@
 
 size_t rt_store_bytes_in_memory(rt_store *st) {
   size_t held = rt_credits_held(&st->credits);
+  /* relaxed: a report, exact only when no call is in flight. */
   size_t all = atomic_load_explicit(&st->bytes_in_memory, memory_order_relaxed);
   return all > held ? all - held : 0; /* a refill in flight can skew it */
 }
@@ -91,7 +92,7 @@ static bool mem_wait(rt_store *st, size_t size, uint64_t deadline) {
       break;
     }
   }
-  atomic_fetch_sub(&st->mem_waiters, 1);
+  atomic_fetch_sub(&st->mem_waiters, 1); /* seq_cst: as the increment */
   pthread_mutex_unlock(&st->mem_lock);
   st->ops.block_end(st->ops.arg);
   return ok;

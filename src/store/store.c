@@ -96,6 +96,8 @@ ray_status rt_store_init(rt_store *st, const rt_config *cfg, uint64_t epoch) {
 }
 
 void rt_store_destroy(rt_store *st) {
+  /* relaxed loads below: ray_shutdown stopped every other thread that
+   * used the store (runtime.c), and their work happens before this. */
   uint64_t live = 0, refs = 0, views = 0;
   uint32_t nchunks = st->slots.tab.nchunks;
   for (uint32_t c = 0; c < nchunks; c++) {

@@ -111,6 +111,7 @@ ray_status ray_seal(ray_ref *ref) {
   uint32_t slot;
   rt_entry *e = rt_handle_resolve(&st->slots, ref, &slot);
   if (!e) return rt_store_bad_handle("ray_seal", ref);
+  /* relaxed: only a first guess for the CAS, which orders what it must. */
   uint32_t cur = atomic_load_explicit(&e->state, memory_order_relaxed);
   do {
     if ((cur & RT_ST_MASK) != RT_ST_CREATING) {
@@ -295,6 +296,7 @@ ray_status rt_store_view(rt_store *st, ray_ref *ref, const ray_type *expect, con
   uint32_t slot;
   rt_entry *e = rt_handle_resolve(&st->slots, ref, &slot);
   if (!e) return rt_store_bad_handle(what, ref);
+  /* acquire: as in ray_get, the payload or error is visible once ready is. */
   uint32_t state = atomic_load_explicit(&e->state, memory_order_acquire) & RT_ST_MASK;
   char id[33];
   if (state == RT_ST_FAILED)
@@ -686,12 +688,15 @@ bool rt_store_with_producer(rt_store *st, ray_ref *ref, void (*fn)(void *produce
 uint32_t rt_store_state(rt_store *st, ray_ref *ref) {
   uint32_t slot;
   rt_entry *e = rt_handle_resolve(&st->slots, ref, &slot);
+  /* acquire: a caller that sees SEALED or FAILED also sees the outcome
+   * (pairs with the release that ended the entry). */
   return e ? atomic_load_explicit(&e->state, memory_order_acquire) & RT_ST_MASK : RT_ST_FREE;
 }
 
 const rt_error *rt_store_error(rt_store *st, ray_ref *ref) {
   uint32_t slot;
   rt_entry *e = rt_handle_resolve(&st->slots, ref, &slot);
+  /* acquire: as in rt_store_state, so the error it returns is whole. */
   if (!e || (atomic_load_explicit(&e->state, memory_order_acquire) & RT_ST_MASK) != RT_ST_FAILED)
     return NULL;
   return e->data;
