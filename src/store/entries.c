@@ -29,12 +29,13 @@
 /* ------------------------------------------------------------------------ */
 
 void rt_store_buffer_free(rt_store *st, uint16_t flags, void *data, rt_aux aux) {
-  if ((flags & (RT_EF_ERROR | RT_EF_HEAP)) || (flags & (RT_EF_REFS | RT_EF_INLINE)) == RT_EF_REFS)
+  if ((flags & (RT_EF_ERROR | RT_EF_HEAP)) || (flags & (RT_EF_REFS | RT_EF_INLINE)) == RT_EF_REFS) {
     free(data);
-  else if (flags & RT_EF_OWNED) {
+  } else if (flags & RT_EF_OWNED) {
     if (aux.free_fn) aux.free_fn(data);
-  } else if (flags & RT_EF_POOL)
+  } else if (flags & RT_EF_POOL) {
     rt_bufpool_put(&st->pool, data, aux.cap);
+  }
 }
 
 /* Entries whose holds reached zero on this thread, waiting to be finalized,

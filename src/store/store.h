@@ -15,7 +15,7 @@
  * Its sources include only ray.h, core/ and store/ headers.
  *
  * Files: store.c (the store's life, finding it, IDs), memory.c (reservation,
- * credit, quotas), entries.c (creating, holding and freeing entries: puts,
+ * credit, quotas; where spilling plugs in), entries.c (creating, holding and freeing entries: puts,
  * refs, views, pins, staged payloads), wait.c (seals and what waits for
  * them: gets, ray_wait, task dependencies, ending pending objects);
  * store_int.h holds what they share.
