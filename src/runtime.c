@@ -33,6 +33,21 @@ rt_store *rt_store_for(const char *fn) {
   return NULL;
 }
 
+/* The store's hooks to the layers above it (store.h, rt_store_ops); arg is
+ * the runtime. */
+static bool store_help(void *arg) {
+  return rt_sched_help(((rt_runtime *)arg)->sched);
+}
+static void store_block_begin(void *arg) {
+  rt_sched_block_begin(((rt_runtime *)arg)->sched);
+}
+static void store_block_end(void *arg) {
+  rt_sched_block_end(((rt_runtime *)arg)->sched);
+}
+static bool store_run_producer(void *arg, ray_ref *ref) {
+  return rt_task_recent_own(ref) && rt_task_run_awaited(arg, ref);
+}
+
 ray_status rt_runtime_enter(const char *fn, rt_runtime **rt_out, rt_gate **gate_out) {
   rt_gate *gate = NULL;
   if (!rt_task_current() && !(gate = rt_gate_enter()))
@@ -96,7 +111,11 @@ ray_status ray_init(const ray_config *cfg) {
     rt_tasks_destroy(&rt->tasks);
     goto fail_store;
   }
-  /* release: publishes the fully built runtime to rt_current(). */
+  rt_store_set_ops(&rt->store, &(rt_store_ops){rt, store_help, store_block_begin, store_block_end,
+                                               store_run_producer});
+  /* release: publishes the fully built runtime to rt_store_current() and
+   * rt_current(). */
+  atomic_store_explicit(&rt_g_store, &rt->store, memory_order_release);
   atomic_store_explicit(&rt_g_runtime, rt, memory_order_release);
   rt = NULL;
   goto out;
@@ -129,6 +148,7 @@ ray_status ray_shutdown(void) {
     /* Every worker has stopped: the timeline's buffers are complete. */
     ts = rt_timeline_finish(&rt->timeline, rt->cfg.timeline_path);
     /* New calls see no runtime from here on (acquire/release as in init). */
+    atomic_store_explicit(&rt_g_store, NULL, memory_order_release);
     atomic_store_explicit(&rt_g_runtime, NULL, memory_order_release);
     rt_actors_destroy(rt);
     rt_tasks_destroy(&rt->tasks);

@@ -1,12 +1,15 @@
 /*
  * prim.h - every OS-specific call rayc makes, behind one narrow header
- * (mimalloc's prim.h habit): futex wait/wake, the monotonic clock, threads,
- * page mappings, and the CPU/RAM counts. Only prim_linux.c includes system
- * headers beyond libc's portable ones.
+ * (mimalloc's prim.h habit): futex wait/wake, the monotonic clock, condition
+ * variables on it, yielding, threads, page mappings, and the CPU/RAM counts.
+ * Only prim_linux.c includes system headers beyond libc's portable ones and
+ * pthread.h (mutexes and condition variables are used directly elsewhere;
+ * what needs a clock or a scheduler call goes through here).
  */
 #ifndef RT_PRIM_H
 #define RT_PRIM_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -29,6 +32,21 @@ uint64_t rt_prim_deadline(int64_t timeout_ms);
  */
 bool rt_prim_futex_wait(_Atomic uint32_t *word, uint32_t expect, uint64_t deadline_ns);
 void rt_prim_futex_wake(_Atomic uint32_t *word, int count); /* count INT32_MAX: all */
+
+/* Initialises a condition variable whose timed waits measure deadlines on
+ * the monotonic clock, as rt_prim_deadline's are (the wall clock may jump).
+ * Returns 0 or an errno value, as pthread_cond_init does. */
+int rt_prim_cond_init_monotonic(pthread_cond_t *cond);
+
+/* Waits on cond (initialised by rt_prim_cond_init_monotonic), with mutex
+ * held, until a signal, a spurious wake-up, or the absolute monotonic
+ * deadline_ns (UINT64_MAX: none). Returns false only when a timed wait
+ * ended without a wake-up (the deadline passed, or the wait failed).
+ * Callers re-check their condition in a loop. */
+bool rt_prim_cond_wait_until(pthread_cond_t *cond, pthread_mutex_t *mutex, uint64_t deadline_ns);
+
+/* Gives the CPU to another runnable thread (sched_yield). */
+void rt_prim_yield(void);
 
 /* Number of online CPUs (>= 1) and bytes of physical RAM. */
 int rt_prim_cpu_count(void);

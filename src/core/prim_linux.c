@@ -11,6 +11,7 @@
 #include <malloc.h>
 #endif
 #include <linux/futex.h>
+#include <sched.h>
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/syscall.h>
@@ -51,6 +52,29 @@ bool rt_prim_futex_wait(_Atomic uint32_t *word, uint32_t expect, uint64_t deadli
 
 void rt_prim_futex_wake(_Atomic uint32_t *word, int count) {
   syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE | FUTEX_PRIVATE_FLAG, count, NULL, NULL, 0);
+}
+
+int rt_prim_cond_init_monotonic(pthread_cond_t *cond) {
+  pthread_condattr_t ca;
+  int err = pthread_condattr_init(&ca);
+  if (err) return err;
+  err = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  if (!err) err = pthread_cond_init(cond, &ca);
+  pthread_condattr_destroy(&ca);
+  return err;
+}
+
+bool rt_prim_cond_wait_until(pthread_cond_t *cond, pthread_mutex_t *mutex, uint64_t deadline_ns) {
+  if (deadline_ns == UINT64_MAX) {
+    (void)pthread_cond_wait(cond, mutex); /* fails only on misuse (EINVAL, EPERM) */
+    return true;
+  }
+  struct timespec ts = {(time_t)(deadline_ns / 1000000000ull), (long)(deadline_ns % 1000000000ull)};
+  return pthread_cond_timedwait(cond, mutex, &ts) == 0;
+}
+
+void rt_prim_yield(void) {
+  sched_yield();
 }
 
 int rt_prim_cpu_count(void) {

@@ -16,7 +16,7 @@ void rt_credits_destroy(rt_credits *cs) {
 size_t rt_credits_reclaim(rt_credits *cs) {
   size_t sum = 0;
   pthread_mutex_lock(&cs->list.lock);
-  /* seq_cst: part of the store's Dekker pattern with mem_waiters (store.c,
+  /* seq_cst: part of the store's Dekker pattern with mem_waiters (store_int.h,
    * credit_add): a release that adds to a credit after we took it sees the
    * waiter and gives the bytes back itself. */
   for (rt_perthread_node *n = cs->list.all; n; n = n->next)

@@ -53,7 +53,7 @@ enum {
   RT_EF_HEAP = 1 << 3,      /* malloc'd buffer: free(data) */
   RT_EF_REFS = 1 << 4,      /* payload is ray_ref handles, each holding a reference */
   RT_EF_SPILLABLE = 1 << 5, /* out of line and not refs: may go on the LRU list */
-  RT_EF_ERROR = 1 << 6,     /* FAILED: data is an rt_error (store.h) */
+  RT_EF_ERROR = 1 << 6,     /* FAILED: data is a malloc'd rt_error (store.h) */
   RT_EF_ALIAS = 1 << 7,     /* data belongs to aux.target, which this entry holds */
 };
 
@@ -67,6 +67,16 @@ enum {
 #define RT_HOLD_VIEWS(h) ((uint32_t)((h) >> 32))
 
 #define RT_NO_SLOT UINT32_MAX
+
+/* What a payload needs besides its bytes, by its flags; an entry's and a
+ * staged payload's (store.h, rt_payload) are the same union, so one
+ * function frees either's buffer (rt_store_buffer_free). */
+typedef union rt_aux {
+  void (*free_fn)(void *); /* RT_EF_OWNED */
+  size_t cap;              /* RT_EF_POOL */
+  void *producer;          /* PENDING: the task record, under the stripe lock */
+  ray_ref *target;         /* RT_EF_ALIAS */
+} rt_aux;
 
 typedef struct rt_entry {
   /* Bumped when the entry is freed: a handle carries the generation it was
@@ -86,14 +96,9 @@ typedef struct rt_entry {
   const ray_type *type;
   /* The payload; an rt_error when FAILED; while PENDING, the head of the
    * entry's list of task dependencies (rt_waiter, under the stripe lock;
-   * store.c, rt_store_add_waiter), as it has no payload yet. */
+   * wait.c, rt_store_add_waiter), as it has no payload yet. */
   void *data;
-  union {
-    void (*free_fn)(void *); /* RT_EF_OWNED */
-    size_t cap;              /* RT_EF_POOL */
-    void *producer;          /* PENDING: the task record, under the stripe lock */
-    ray_ref *target;         /* RT_EF_ALIAS */
-  } aux;
+  rt_aux aux;
   unsigned char inl[64];
 } rt_entry;
 

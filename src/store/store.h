@@ -7,6 +7,18 @@
  * store; a get of a sealed object is a lookup and one atomic add. Locks are
  * striped by slot number (RT_STRIPES) and are taken only for what needs
  * them: the LRU links of out-of-line objects, pins, and parked waiters.
+ *
+ * The store is a layer below tasks and the scheduler and never names them:
+ * what it needs from above (helping with queued jobs while a get waits,
+ * telling the pool that a thread blocks, running the task that produces an
+ * awaited object) it asks through rt_store_ops, which the runtime installs.
+ * Its sources include only ray.h, core/ and store/ headers.
+ *
+ * Files: store.c (the store's life, finding it, IDs), memory.c (reservation,
+ * credit, quotas; where spilling plugs in), entries.c (creating, holding and freeing entries: puts,
+ * refs, views, pins, staged payloads), wait.c (seals and what waits for
+ * them: gets, ray_wait, task dependencies, ending pending objects);
+ * store_int.h holds what they share.
  */
 #ifndef RT_STORE_H
 #define RT_STORE_H
@@ -14,7 +26,7 @@
 #include <pthread.h>
 
 #include "core/config.h"
-#include "sched/sched.h"
+#include "core/error.h"
 #include "store/bufpool.h"
 #include "store/counts.h"
 #include "store/credit.h"
@@ -66,19 +78,47 @@ typedef struct rt_payload {
   size_t size;
   const ray_type *type;
   uint16_t flags;
-  union {
-    void (*free_fn)(void *);
-    size_t cap;
-    ray_ref *target;
-  } aux;
+  rt_aux aux; /* free_fn, cap or target, as in an entry (entry.h) */
   unsigned char inl[RT_INLINE_MAX];
 } rt_payload;
 
+/* Lock with store_int.h's stripe_lock/stripe_unlock, which in Debug builds
+ * record the holder so that code needing the lock can assert it. */
 typedef struct rt_stripe {
   pthread_mutex_t lock;
-  rt_lru lru;
-  rt_waiter *waiters;
+  rt_lru lru;         /* under lock */
+  rt_waiter *waiters; /* under lock */
+#ifndef NDEBUG
+  /* The holding thread's tag (store_int.h), 0 when unlocked. Relaxed: only
+   * compared with the reader's own tag, which only the reader itself ever
+   * stores there (and clears before unlocking), so a thread sees its own
+   * tag exactly while it holds the lock. */
+  _Atomic uintptr_t holder;
+#endif
 } __attribute__((aligned(64))) rt_stripe;
+
+/*
+ * What the store asks of the layers above it (the runtime installs it after
+ * building them: rt_store_set_ops; until then every hook does nothing). The
+ * store calls them with none of its locks held, on the thread of the store
+ * call, and only on slow paths: a get or ray_wait of an object that is not
+ * ready, a put that has to wait for memory.
+ */
+typedef struct rt_store_ops {
+  void *arg; /* the first argument of every hook */
+  /* Runs one job queued on the calling worker's own deque. False when the
+   * caller is not a worker or has nothing queued (rt_sched_help). */
+  bool (*help)(void *arg);
+  /* Around a thread's sleep in the store: a worker about to block tells the
+   * pool, which keeps itself at full strength with a spare (no-op on other
+   * threads). */
+  void (*block_begin)(void *arg);
+  void (*block_end)(void *arg);
+  /* An untimed get found ref's object not ready: if its producer is a task
+   * this thread may run itself (one it submitted lately that no worker has
+   * started), run it here and return true; otherwise false, doing nothing. */
+  bool (*run_producer)(void *arg, ray_ref *ref);
+} rt_store_ops;
 
 typedef struct rt_store {
   rt_slots slots;
@@ -87,7 +127,8 @@ typedef struct rt_store {
   rt_bufpool pool;
   size_t limit;
   int64_t put_timeout_ms;
-  uint64_t owner; /* high half of every object ID: random ^ pid, per runtime */
+  uint64_t owner;   /* high half of every object ID: random ^ pid, per runtime */
+  rt_store_ops ops; /* the layers above (rt_store_set_ops); read-only once published */
 
   /* Counters are relaxed: they order nothing, and ray_stats_get is exact
    * only when no call is in flight. bytes_in_memory is the exception, see
@@ -111,7 +152,36 @@ typedef struct rt_store {
   rt_credits credits; /* per-thread reserved bytes (credit.h) */
 } rt_store;
 
+/*
+ * The store of the running runtime, published by ray_init with a release
+ * store once the whole runtime is built, and set to NULL by ray_shutdown
+ * (runtime.c). A call that finds it must not race ray_shutdown, which
+ * frees the store without a reader count (see runtime.c).
+ */
+extern _Atomic(rt_store *) rt_g_store;
+
+/* The running store, or NULL. acquire: pairs with ray_init's release store
+ * of rt_g_store, so a caller that sees the pointer also sees everything
+ * built before it was published (the store's tables, its ops, and the
+ * layers those ops reach). */
+static inline rt_store *rt_store_current(void) {
+  return atomic_load_explicit(&rt_g_store, memory_order_acquire);
+}
+
+/* Records "fn: the runtime is not running" (rt_not_running); NULL. */
+rt_store *rt_store_not_running(const char *fn);
+
+/* The running store, or NULL with "fn: the runtime is not running"
+ * recorded for the caller to return RAY_ESHUTDOWN. Inline: every public
+ * store call begins here. */
+static inline rt_store *rt_store_running(const char *fn) {
+  rt_store *st = rt_store_current();
+  return RT_LIKELY(st != NULL) ? st : rt_store_not_running(fn);
+}
+
 ray_status rt_store_init(rt_store *st, const rt_config *cfg, uint64_t epoch);
+/* Installs the hooks to the layers above; before the store is published. */
+void rt_store_set_ops(rt_store *st, const rt_store_ops *ops);
 /* Payload bytes of live objects in memory (ray_stats.bytes_in_memory). */
 size_t rt_store_bytes_in_memory(rt_store *st);
 
@@ -168,5 +238,10 @@ ray_status rt_store_view(rt_store *st, ray_ref *ref, const ray_type *expect, con
 void rt_store_view_drop(rt_store *st, ray_view *view);
 /* Frees every object, live or not; warns about unreleased refs and views. */
 void rt_store_destroy(rt_store *st);
+
+/* The stripe (0 .. RT_STRIPES - 1) of the object of a live ref of the
+ * running store, or -1 if ref does not resolve (or no runtime runs). For
+ * tests of per-stripe order; the store itself works with slots. */
+int rt_store_stripe_of(const ray_ref *ref);
 
 #endif
