@@ -1,6 +1,10 @@
 /*
  * test_memory.c - the memory limit, waiting puts, pinning, and the LRU order
  * of spillable objects (through the store's internal header).
+ *
+ * A put that must wait is shown to wait by the store's own count of parked
+ * puts (rt_store.mem_waiters), not by a pause: once the count says it
+ * parked, it cannot return until the test frees memory.
  */
 #define _GNU_SOURCE
 /* cmocka needs these first, in this order */
@@ -20,7 +24,7 @@
 #include <unistd.h>
 
 #include "ray.h"
-#include "runtime.h"
+#include "store/store.h"
 #include "test_util.h"
 
 #define MIB ((size_t)1 << 20)
@@ -89,6 +93,13 @@ static void test_memory_limit_is_never_exceeded_by_many_puts(void **state) {
   for (int i = 0; i < n; i++) ray_ref_release(refs[i]);
 }
 
+/* The running runtime's store. */
+static rt_store *store(void) {
+  rt_store *st = rt_store_current();
+  assert_non_null(st);
+  return st;
+}
+
 struct waiting_put {
   size_t mib;
   _Atomic int done;
@@ -103,6 +114,21 @@ static void *put_in_thread(void *arg) {
   return NULL;
 }
 
+/* Waits until n puts are parked for memory. A put counts itself in
+ * mem_waiters under mem_lock after it failed to reserve, and leaves only
+ * with its bytes reserved (puts here wait forever), so from then on it is
+ * provably waiting. A put of w that returns instead fails the test. */
+static void wait_until_parked(uint32_t n, struct waiting_put *w, int nw) {
+  for (int i = 0; atomic_load(&store()->mem_waiters) < n; i++) {
+    for (int j = 0; j < nw; j++)
+      if (atomic_load(&w[j].done))
+        fail_msg("a put of %zu MiB returned %s instead of waiting for memory", w[j].mib,
+                 ray_status_name(w[j].status));
+    if (i >= 60000) fail_msg("no %u puts parked for memory after 60 s", n);
+    usleep(1000);
+  }
+}
+
 static void test_releasing_a_view_lets_a_waiting_put_proceed(void **state) {
   (void)state;
   ray_ref *a = put_mib(40);
@@ -112,8 +138,8 @@ static void test_releasing_a_view_lets_a_waiting_put_proceed(void **state) {
   struct waiting_put w = {.mib = 40};
   pthread_t t;
   pthread_create(&t, NULL, put_in_thread, &w);
-  usleep(100000);
-  assert_int_equal(atomic_load(&w.done), 0); /* still waiting for memory */
+  wait_until_parked(1, &w, 1);
+  assert_int_equal(atomic_load(&w.done), 0); /* waiting for memory, parked */
   ray_view_release(&v);
   pthread_join(t, NULL);
   assert_int_equal(w.status, RAY_OK);
@@ -123,11 +149,11 @@ static void test_releasing_a_view_lets_a_waiting_put_proceed(void **state) {
 
 static void test_releasing_a_ref_wakes_several_waiting_puts(void **state) {
   (void)state;
-  ray_ref *a = put_mib(48);
-  struct waiting_put w[2] = {{.mib = 8}, {.mib = 8}};
+  ray_ref *a = put_mib(48); /* 16 MiB free: neither fits, both together do once a goes */
+  struct waiting_put w[2] = {{.mib = 20}, {.mib = 20}};
   pthread_t t[2];
   for (int i = 0; i < 2; i++) pthread_create(&t[i], NULL, put_in_thread, &w[i]);
-  usleep(50000);
+  wait_until_parked(2, w, 2); /* both asleep: one release must wake both */
   ray_ref_release(a);
   for (int i = 0; i < 2; i++) {
     pthread_join(t[i], NULL);
@@ -204,7 +230,7 @@ static void test_freeing_small_objects_wakes_a_waiting_put(void **state) {
   struct waiting_put w = {.mib = 24};
   pthread_t p;
   pthread_create(&p, NULL, put_in_thread, &w);
-  usleep(100000);
+  wait_until_parked(1, &w, 1);
   assert_int_equal(atomic_load(&w.done), 0);
   for (int i = 0; i < 200; i++) ray_ref_release(keep[i]); /* into this thread's credit... */
   pthread_join(p, NULL);                                  /* ...which the waiter takes back */
@@ -249,7 +275,7 @@ static void test_pin_of_an_unsealed_object_is_einval(void **state) {
 
 /* Count of entries on every stripe's LRU list: the spill candidates. */
 static uint32_t lru_count(void) {
-  rt_store *st = &rt_current()->store;
+  rt_store *st = store();
   uint32_t n = 0;
   for (int i = 0; i < RT_STRIPES; i++) {
     pthread_mutex_lock(&st->stripes[i].lock);
@@ -294,23 +320,25 @@ static void test_lru_order_is_least_recent_at_the_tail(void **state) {
   (void)state;
   /* Put objects until two land on the same stripe, then check that the one
    * used longest ago is at that stripe's tail. */
-  rt_store *st = &rt_current()->store;
+  rt_store *st = store();
   ray_ref *refs[RT_STRIPES + 1];
-  int n = 0, first = -1, second = -1;
+  int n = 0, first = -1, second = -1, stripe = -1;
   for (; n < RT_STRIPES + 1 && second < 0; n++) {
     assert_int_equal(ray_put(g_big, 300 * 1024, NULL, &refs[n]), RAY_OK);
-    uintptr_t slot = ((uintptr_t)refs[n] & 0xffffffffu) - 1;
+    int sn = rt_store_stripe_of(refs[n]);
+    assert_true(sn >= 0);
     for (int j = 0; j < n; j++)
-      if (((((uintptr_t)refs[j] & 0xffffffffu) - 1) & (RT_STRIPES - 1)) ==
-          (slot & (RT_STRIPES - 1))) {
+      if (rt_store_stripe_of(refs[j]) == sn) {
         first = j;
         second = n;
+        stripe = sn;
       }
   }
   assert_true(second >= 0);
-  uint32_t s1 = (uint32_t)(((uintptr_t)refs[first] & 0xffffffffu) - 1);
-  uint32_t s2 = (uint32_t)(((uintptr_t)refs[second] & 0xffffffffu) - 1);
-  rt_stripe *sp = &st->stripes[s1 & (RT_STRIPES - 1)];
+  uint32_t s1, s2; /* their slots, as the LRU list names them */
+  assert_non_null(rt_handle_resolve(&st->slots, refs[first], &s1));
+  assert_non_null(rt_handle_resolve(&st->slots, refs[second], &s2));
+  rt_stripe *sp = &st->stripes[stripe];
   assert_int_equal(rt_lru_tail(&sp->lru), s1);
   ray_view v; /* use the older one: it moves to the head */
   assert_int_equal(ray_get(refs[first], NULL, 0, &v), RAY_OK);
