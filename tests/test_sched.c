@@ -21,9 +21,10 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <time.h>
 
 #include "core/prim.h"
@@ -623,13 +624,6 @@ static void test_worker_index_names_the_calling_worker(void **state) {
   }
 }
 
-static uint64_t cpu_ns(void) {
-  struct rusage ru;
-  getrusage(RUSAGE_SELF, &ru);
-  return ((uint64_t)ru.ru_utime.tv_sec + (uint64_t)ru.ru_stime.tv_sec) * 1000000000ull +
-         ((uint64_t)ru.ru_utime.tv_usec + (uint64_t)ru.ru_stime.tv_usec) * 1000ull;
-}
-
 typedef struct done_job {
   rt_job job;
   _Atomic uint32_t *left;
@@ -642,10 +636,105 @@ static void done_run(rt_job *j) {
     rt_prim_futex_wake(left, INT_MAX);
 }
 
+static void wait_for_zero(_Atomic uint32_t *left) {
+  for (uint32_t v; (v = atomic_load_explicit(left, memory_order_acquire)) != 0;)
+    rt_prim_futex_wait(left, v, UINT64_MAX);
+}
+
+/* One job per worker, each waiting until all have started, so that each ran
+ * on a worker of its own: they learn the workers' thread ids. */
+enum { IDLE_WORKERS = 2 };
+
+typedef struct tid_job {
+  done_job done;
+  _Atomic uint32_t *met; /* futex word: jobs started */
+  pid_t tid;
+} tid_job;
+
+static void tid_run(rt_job *j) {
+  tid_job *t = container_of(j, tid_job, done.job);
+  t->tid = (pid_t)syscall(SYS_gettid);
+  if (atomic_fetch_add(t->met, 1) + 1 == IDLE_WORKERS) rt_prim_futex_wake(t->met, INT_MAX);
+  uint64_t deadline = rt_prim_deadline(60000); /* fails below, never hangs */
+  for (uint32_t n; (n = atomic_load(t->met)) < IDLE_WORKERS;)
+    if (!rt_prim_futex_wait(t->met, n, deadline)) break;
+  done_run(j);
+}
+
+/* What /proc says of one thread of this process: its state letter and its
+ * context switches, voluntary and not. A thread parked on a futex is 'S',
+ * and while nobody wakes it, it does not run at all: the count stays. */
+typedef struct thread_seen {
+  char state;
+  unsigned long long switches;
+} thread_seen;
+
+static thread_seen thread_look(pid_t tid) {
+  char path[64], line[256];
+  snprintf(path, sizeof path, "/proc/self/task/%d/status", (int)tid);
+  FILE *f = fopen(path, "r");
+  if (!f) fail_msg("cannot read %s", path);
+  thread_seen t = {0, 0};
+  while (fgets(line, sizeof line, f)) {
+    unsigned long long n;
+    char c;
+    if (sscanf(line, "State: %c", &c) == 1)
+      t.state = c;
+    else if (sscanf(line, "voluntary_ctxt_switches: %llu", &n) == 1 ||
+             sscanf(line, "nonvoluntary_ctxt_switches: %llu", &n) == 1)
+      t.switches += n;
+  }
+  fclose(f);
+  return t;
+}
+
+static bool all_asleep(const pid_t *tids, thread_seen *seen) {
+  bool asleep = true;
+  for (int i = 0; i < IDLE_WORKERS; i++) {
+    seen[i] = thread_look(tids[i]);
+    asleep = asleep && seen[i].state == 'S';
+  }
+  return asleep;
+}
+
+/* An idle pool parks: every worker asleep, and not running once (no context
+ * switch) for IDLE_WINDOW_MS. A parked worker passes at the first look that
+ * finds it parked, however slow or loaded the machine; a spinning one is
+ * never asleep, and one that polls on a timer shorter than the window
+ * switches within it. Only after 60 s of neither does the test fail. */
+enum { IDLE_WINDOW_MS = 200 };
+
+static void assert_workers_stay_parked(const pid_t *tids) {
+  uint64_t deadline = rt_prim_deadline(60000);
+  thread_seen before[IDLE_WORKERS], after[IDLE_WORKERS];
+  for (;;) {
+    if (all_asleep(tids, before)) {
+      struct timespec window = {0, IDLE_WINDOW_MS * 1000000L};
+      nanosleep(&window, NULL);
+      bool still = all_asleep(tids, after);
+      for (int i = 0; i < IDLE_WORKERS; i++)
+        still = still && after[i].switches == before[i].switches;
+      if (still) return;
+    } else {
+      struct timespec nap = {0, 1000000L};
+      nanosleep(&nap, NULL);
+    }
+    if (rt_prim_now_ns() > deadline) {
+      char msg[256];
+      size_t len = 0;
+      for (int i = 0; i < IDLE_WORKERS; i++)
+        len += (size_t)snprintf(msg + len, sizeof msg - len,
+                                " worker %d: state %c, %llu -> %llu switches;", i, after[i].state,
+                                before[i].switches, after[i].switches);
+      fail_msg("idle workers did not stay parked for %d ms within 60 s:%s", IDLE_WINDOW_MS, msg);
+    }
+  }
+}
+
 static void test_idle_pool_parks_and_uses_no_cpu(void **state) {
   (void)state;
   rt_sched *s;
-  assert_int_equal(rt_sched_create(2, &s), 0);
+  assert_int_equal(rt_sched_create(IDLE_WORKERS, &s), 0);
   enum { N = 1000 };
   static done_job jobs[N];
   _Atomic uint32_t left = N;
@@ -653,22 +742,26 @@ static void test_idle_pool_parks_and_uses_no_cpu(void **state) {
     jobs[i] = (done_job){{NULL, done_run}, &left};
     rt_sched_submit(s, &jobs[i].job);
   }
-  for (uint32_t v; (v = atomic_load_explicit(&left, memory_order_acquire)) != 0;)
-    rt_prim_futex_wait(&left, v, UINT64_MAX);
-  /* Let the workers finish spinning and park. */
-  struct timespec settle = {0, 20 * 1000000L}, idle = {0, 200 * 1000000L};
-  nanosleep(&settle, NULL);
-  uint64_t before = cpu_ns();
-  nanosleep(&idle, NULL);
-  uint64_t used = cpu_ns() - before;
-  if (used >= 50 * 1000000ull)
-    fail_msg("idle pool used %.1f ms of CPU in 200 ms", (double)used / 1e6);
+  wait_for_zero(&left);
+  /* Learn the workers' thread ids, one job on each. */
+  _Atomic uint32_t met = 0;
+  tid_job tj[IDLE_WORKERS];
+  atomic_store(&left, IDLE_WORKERS);
+  for (int i = 0; i < IDLE_WORKERS; i++) {
+    tj[i] = (tid_job){{{NULL, tid_run}, &left}, &met, 0};
+    rt_sched_submit(s, &tj[i].done.job);
+  }
+  wait_for_zero(&left);
+  assert_int_equal(atomic_load(&met), IDLE_WORKERS);
+  pid_t tids[IDLE_WORKERS];
+  for (int i = 0; i < IDLE_WORKERS; i++) tids[i] = tj[i].tid;
+  assert_true(tids[0] != tids[1]);
+  assert_workers_stay_parked(tids);
   /* Still wakes up for new work after a long sleep. */
   atomic_store(&left, 1);
   jobs[0] = (done_job){{NULL, done_run}, &left};
   rt_sched_submit(s, &jobs[0].job);
-  for (uint32_t v; (v = atomic_load_explicit(&left, memory_order_acquire)) != 0;)
-    rt_prim_futex_wait(&left, v, UINT64_MAX);
+  wait_for_zero(&left);
   rt_sched_destroy(s);
 }
 
