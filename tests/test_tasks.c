@@ -1,6 +1,12 @@
 /*
  * test_tasks.c - tasks through the public API: dependencies, DAGs, returns,
  * error chains, retries, cancellation, nesting, volume and shutdown.
+ *
+ * Tests order events with gates, never with pauses: a task that must not
+ * finish yet waits for an object the test seals (wait_for_gate) or a flag
+ * it sets; and where a test needs a thread parked in a wait, it asks the
+ * store whether the object has a waiter (has_waiter, the one look through
+ * an internal header).
  */
 #define _GNU_SOURCE
 /* cmocka needs these first, in this order */
@@ -19,6 +25,7 @@
 #include <unistd.h>
 
 #include "ray.h"
+#include "store/store.h"
 #include "test_util.h"
 
 #if defined(RT_TEST_SANITIZED)
@@ -201,31 +208,66 @@ static void test_get_a_list_in_order_with_duplicates(void **state) {
   for (int i = 0; i < N; i++) ray_ref_release(r[i]);
 }
 
-static ray_status sleep_ms_task(ray_ctx *ctx) {
+/* Blocks until the object whose handle is argument 0 (as a value) is sealed. */
+static ray_status wait_for_gate(ray_ctx *ctx) {
   ray_view v;
-  ray_status s = ray_ctx_arg(ctx, 0, &ray_type_i64, &v);
+  ray_status s = ray_ctx_arg(ctx, 0, NULL, &v);
   if (s != RAY_OK) return s;
-  int64_t ms = *(const int64_t *)v.data;
-  usleep((useconds_t)ms * 1000);
-  return ray_ctx_return(ctx, 0, &ms, sizeof ms, &ray_type_i64);
+  ray_ref *gate = *(ray_ref *const *)v.data;
+  ray_view g;
+  if ((s = ray_get(gate, NULL, -1, &g)) != RAY_OK) return s;
+  ray_view_release(&g);
+  int64_t one = 1;
+  return ray_ctx_return(ctx, 0, &one, sizeof one, &ray_type_i64);
 }
 
-static ray_ref *sleeper(int64_t ms) {
-  ray_arg v = val_i64(&ms);
-  return submit1(sleep_ms_task, &v, 1, "sleep");
+/* A gate: an object created unsealed, which the test seals to open it. */
+static ray_ref *new_gate(void) {
+  void *d;
+  ray_ref *gate;
+  CHECK_OK(ray_create(8, NULL, &d, &gate));
+  return gate;
+}
+
+/* A task that cannot finish before gate is sealed. */
+static ray_ref *gated(ray_ref *gate) {
+  ray_arg a = ray_arg_value(&gate, sizeof gate, NULL);
+  return submit1(wait_for_gate, &a, 1, "gated");
+}
+
+static ray_ref *quick(void) {
+  int64_t zero = 0;
+  ray_arg a = val_i64(&zero);
+  return submit1(add_one, &a, 1, "quick");
+}
+
+/* A thread is parked waiting for ref's object: a waiter flags the entry
+ * (RT_ST_WAITERS, store/entry.h) under its stripe lock just before it
+ * sleeps, and the flag stays until the object is sealed or failed. */
+static bool has_waiter(ray_ref *ref) {
+  rt_store *st = rt_store_current();
+  uint32_t slot;
+  rt_entry *e = st ? rt_handle_resolve(&st->slots, ref, &slot) : NULL;
+  return e && (atomic_load(&e->state) & RT_ST_WAITERS);
 }
 
 static void test_wait_on_task_results(void **state) {
   (void)state;
-  ray_ref *r[4] = {sleeper(0), sleeper(200), sleeper(200), sleeper(200)};
+  ray_ref *gate = new_gate();
+  ray_ref *r[4] = {quick(), gated(gate), gated(gate), gated(gate)};
   bool ready[4];
   assert_int_equal(ray_wait(r, 4, 1, -1, ready), RAY_OK); /* 1 of 4 */
   assert_true(ready[0]);
+  for (int i = 1; i < 4; i++) assert_false(ready[i]); /* their gate is shut */
+  CHECK_OK(ray_seal(gate));
   assert_int_equal(ray_wait(r, 4, 4, -1, ready), RAY_OK); /* 4 of 4 */
   for (int i = 0; i < 4; i++) assert_true(ready[i]);
   for (int i = 0; i < 4; i++) ray_ref_release(r[i]);
+  ray_ref_release(gate);
 
-  ray_ref *fs[2] = {sleeper(1), sleeper(1000)}; /* one fast, one slow */
+  gate = new_gate();
+  ray_ref *fs[2] = {quick(), gated(gate)}; /* one done, one that cannot be */
+  assert_int_equal(get_i64(fs[0]), 1);
   assert_int_equal(ray_wait(fs, 2, 2, 100, ready), RAY_ETIMEOUT);
   assert_true(ready[0]);
   assert_false(ready[1]);
@@ -233,8 +275,11 @@ static void test_wait_on_task_results(void **state) {
   assert_int_equal(ray_wait(dup, 2, 1, 0, ready), RAY_EINVAL);
   assert_error_contains("more than once");
   assert_int_equal(ray_wait(NULL, 0, 0, 0, NULL), RAY_OK);
+  CHECK_OK(ray_seal(gate));
+  assert_int_equal(get_i64(fs[1]), 1);
   ray_ref_release(fs[0]);
   ray_ref_release(fs[1]);
+  ray_ref_release(gate);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -469,8 +514,8 @@ static void test_recursive_cancel_reaches_the_children(void **state) {
 
 /* A get outside the pool, with its task still queued and the one worker
  * busy, runs that task itself (nested gets too, and retries): it waits for
- * it anyway. A watchdog frees the worker after 5 s so that a regression
- * fails the asserts instead of hanging. */
+ * it anyway. A watchdog frees the worker after 60 s, a time only a hang
+ * reaches, so that a regression fails the asserts instead of hanging. */
 static _Atomic int g_busy_started;
 static pthread_t g_main_thread;
 
@@ -481,9 +526,9 @@ static ray_status busy_until_gate(ray_ctx *ctx) {
   return ray_ctx_return(ctx, 0, &x, sizeof x, &ray_type_i64);
 }
 
-static void *open_gate_after_5s(void *arg) {
+static void *open_gate_after_60s(void *arg) {
   (void)arg;
-  for (int i = 0; i < 5000 && !atomic_load(&g_release_gate); i++) usleep(1000);
+  for (int i = 0; i < 60000 && !atomic_load(&g_release_gate); i++) usleep(1000);
   atomic_store(&g_release_gate, 1);
   return NULL;
 }
@@ -519,7 +564,7 @@ static void test_a_get_outside_the_pool_runs_its_queued_task(void **state) {
   ray_ref *busy = submit1(busy_until_gate, NULL, 0, "busy");
   while (!atomic_load(&g_busy_started)) usleep(1000);
   pthread_t watchdog;
-  pthread_create(&watchdog, NULL, open_gate_after_5s, NULL);
+  pthread_create(&watchdog, NULL, open_gate_after_60s, NULL);
 
   int64_t levels = 20;
   ray_arg a = ray_arg_value(&levels, sizeof levels, &ray_type_i64);
@@ -587,7 +632,10 @@ static void test_a_wait_does_not_run_jobs_queued_before_its_task(void **state) {
   ray_ref *a = submit1(wait_then_seal, &aa, 1, "A");
   ray_ref *b = submit1(wait_then_seal, &ab, 1, "B");
   atomic_store(&g_release_gate, 1); /* the worker now takes A and B at once */
-  usleep(50000);                    /* A is waiting for X */
+  /* Seal X only once A waits for it: parked on X, past any help. (Had A's
+   * help run B, B would be parked on Y instead, under A: fail fast.) */
+  WAIT_UNTIL(has_waiter(x) || has_waiter(y), "waiter on X or Y");
+  assert_true(has_waiter(x));
   memset(xd, 1, 8);
   assert_int_equal(ray_seal(x), RAY_OK);
   ray_view v;
@@ -723,19 +771,6 @@ static void test_a_tree_of_blocking_gets_of_any_width_with_one_worker(void **sta
   assert_int_equal(stats().tasks_finished, 21891);
 }
 
-/* Blocks until the object whose handle is argument 0 (as a value) is sealed. */
-static ray_status wait_for_gate(ray_ctx *ctx) {
-  ray_view v;
-  ray_status s = ray_ctx_arg(ctx, 0, NULL, &v);
-  if (s != RAY_OK) return s;
-  ray_ref *gate = *(ray_ref *const *)v.data;
-  ray_view g;
-  if ((s = ray_get(gate, NULL, -1, &g)) != RAY_OK) return s;
-  ray_view_release(&g);
-  int64_t one = 1;
-  return ray_ctx_return(ctx, 0, &one, sizeof one, &ray_type_i64);
-}
-
 /* Submits many children that all block on the same gate, then gets them. */
 static ray_status many_blocked_children(ray_ctx *ctx) {
   const int N = 20000 / SCALE; /* enough to overflow a stack one frame each */
@@ -763,36 +798,50 @@ static ray_status many_blocked_children(ray_ctx *ctx) {
 
 static void test_thousands_of_queued_children_blocking_on_one_gate(void **state) {
   (void)state; /* helping must not nest one stack frame per waiting child */
-  void *d;
-  ray_ref *gate;
-  CHECK_OK(ray_create(8, NULL, &d, &gate));
+  ray_ref *gate = new_gate();
   ray_arg a = ray_arg_value(&gate, sizeof gate, NULL);
   ray_ref *r = submit1(many_blocked_children, &a, 1, "parent");
-  usleep(200000); /* let the children pile up, blocked */
+  /* The children pile up, blocked: all submitted, some parked on the gate. */
+  WAIT_UNTIL(stats().tasks_submitted == 1 + 20000 / SCALE && has_waiter(gate),
+             "children all submitted and blocked on the gate");
   CHECK_OK(ray_seal(gate));
   assert_int_equal(get_i64(r), 20000 / SCALE);
   ray_ref_release(r);
   ray_ref_release(gate);
 }
 
-static ray_status timed_get_of_a_slow_child(ray_ctx *ctx) {
-  int64_t ms = 500;
-  ray_arg a = ray_arg_value(&ms, sizeof ms, &ray_type_i64);
-  ray_ref *child;
-  ray_status s = ray_submit(sleep_ms_task, &a, 1, NULL, &child);
-  if (s != RAY_OK) return s;
+/* Gets its child, which waits for the gate of argument 0, with a 50 ms
+ * timeout. Run inline, the child would hold the get until the gate opens. */
+static ray_status timed_get_of_a_gated_child(ray_ctx *ctx) {
   ray_view v;
-  int64_t got = ray_get(child, NULL, 50, &v); /* must not run the child inline */
-  if (got == RAY_OK) ray_view_release(&v);
+  ray_status s = ray_ctx_arg(ctx, 0, NULL, &v);
+  if (s != RAY_OK) return s;
+  ray_arg a = ray_arg_value(v.data, v.size, NULL);
+  ray_ref *child;
+  if ((s = ray_submit(wait_for_gate, &a, 1, NULL, &child)) != RAY_OK) return s;
+  ray_view cv;
+  int64_t got = ray_get(child, NULL, 50, &cv); /* must not run the child inline */
+  if (got == RAY_OK) ray_view_release(&cv);
   ray_ref_release(child);
   return ray_ctx_return(ctx, 0, &got, sizeof got, &ray_type_i64);
 }
 
 static void test_a_timed_get_inside_a_task_keeps_its_deadline(void **state) {
   (void)state;
-  ray_ref *r = submit1(timed_get_of_a_slow_child, NULL, 0, "timed");
-  assert_int_equal(get_i64(r), RAY_ETIMEOUT);
+  ray_ref *gate = new_gate();
+  ray_arg a = ray_arg_value(&gate, sizeof gate, NULL);
+  ray_ref *r = submit1(timed_get_of_a_gated_child, &a, 1, "timed");
+  ray_view v; /* timed, so that a child run inline fails here, not hangs */
+  ray_status s = ray_get(r, &ray_type_i64, 60000, &v);
+  CHECK_OK(ray_seal(gate)); /* the child may end now, however it ran */
+  if (s != RAY_OK) fail_msg("ray_get: %s: %s", ray_status_name(s), ray_last_error());
+  assert_int_equal(*(const int64_t *)v.data, RAY_ETIMEOUT);
+  ray_view_release(&v);
   ray_ref_release(r);
+  /* The child holds the gate's handle, not a ref: keep the gate until the
+   * child has ended. */
+  WAIT_UNTIL(stats().tasks_finished == 2, "the gated child's end");
+  ray_ref_release(gate);
 }
 
 static ray_status forward(ray_ctx *ctx) {
@@ -956,13 +1005,18 @@ static void test_calls_without_a_runtime_give_eshutdown(void **state) {
   assert_int_equal(ray_cancel((ray_ref *)(uintptr_t)1, false), RAY_ESHUTDOWN);
 }
 
-static _Atomic int g_finished_during_shutdown;
+static _Atomic int g_finished_during_shutdown, g_spawned_during_shutdown, g_slow_started;
 
+/* Runs until the test saw shutdown begin, then submits a child. */
 static ray_status slow_then_spawn(ray_ctx *ctx) {
-  usleep(100000);
+  atomic_fetch_add(&g_slow_started, 1);
+  while (!atomic_load(&g_release_gate)) usleep(1000);
   ray_ref *child; /* tasks may still submit while shutdown drains */
   ray_status s = ray_submit(empty_task, NULL, 0, NULL, &child);
-  if (s == RAY_OK) ray_ref_release(child);
+  if (s == RAY_OK) {
+    ray_ref_release(child);
+    atomic_fetch_add(&g_spawned_during_shutdown, 1);
+  }
   atomic_fetch_add(&g_finished_during_shutdown, 1);
   int64_t x = s;
   return ray_ctx_return(ctx, 0, &x, sizeof x, &ray_type_i64);
@@ -978,24 +1032,31 @@ static void test_shutdown_lets_running_tasks_finish_and_rejects_new_ones(void **
   (void)state;
   assert_int_equal(init_workers(2), 0);
   atomic_store(&g_finished_during_shutdown, 0);
+  atomic_store(&g_spawned_during_shutdown, 0);
+  atomic_store(&g_slow_started, 0);
+  atomic_store(&g_release_gate, 0);
   ray_ref *r[4];
   for (int i = 0; i < 4; i++) r[i] = submit1(slow_then_spawn, NULL, 0, "slow");
   for (int i = 0; i < 4; i++) ray_ref_release(r[i]);
+  WAIT_UNTIL(atomic_load(&g_slow_started) == 2, "both workers running a slow task");
   pthread_t t;
   pthread_create(&t, NULL, shutdown_thread, NULL);
-  /* While shutdown drains, an outside submit is refused. */
+  /* While shutdown drains, an outside submit is refused. The slow tasks
+   * hold the drain open until the test has seen that. */
   ray_status s = RAY_OK;
   ray_ref *late = NULL;
-  for (int tries = 0; tries < 100000 && s == RAY_OK; tries++) { /* bounded: 10 s */
+  for (int tries = 0; tries < 600000 && s == RAY_OK; tries++) { /* bounded: 60 s */
     s = ray_submit(empty_task, NULL, 0, NULL, &late);
     if (s == RAY_OK) {
       ray_ref_release(late);
       usleep(100);
     }
   }
+  atomic_store(&g_release_gate, 1);
   assert_int_equal(s, RAY_ESHUTDOWN);
   pthread_join(t, NULL);
   assert_int_equal(atomic_load(&g_finished_during_shutdown), 4);
+  assert_int_equal(atomic_load(&g_spawned_during_shutdown), 4);
   assert_false(ray_is_initialized());
 }
 

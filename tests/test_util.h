@@ -67,6 +67,19 @@ static inline uint64_t settled_objects(uint64_t want) {
   return s.objects;
 }
 
+/* Waits for an event that the code under test is certain to publish (a
+ * counter, a flag a task sets at a gate): polls cond every millisecond and
+ * fails the test, naming what, if it still does not hold after 60 s, a bound
+ * that only a hang reaches. Never a way to let time pass: a test that needs
+ * "X has not happened" gets it from a state the protocol guarantees. */
+#define WAIT_UNTIL(cond, what)                                                                     \
+  do {                                                                                             \
+    for (int w_ = 0; !(cond); w_++) {                                                              \
+      if (w_ >= 60000) fail_msg("no %s after 60 s", (what));                                       \
+      usleep(1000);                                                                                \
+    }                                                                                              \
+  } while (0)
+
 /* A task: its i64 argument 0 plus one. */
 static inline ray_status add_one(ray_ctx *ctx) {
   ray_view v;
