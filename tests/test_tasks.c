@@ -241,16 +241,6 @@ static ray_ref *quick(void) {
   return submit1(add_one, &a, 1, "quick");
 }
 
-/* A thread is parked waiting for ref's object: a waiter flags the entry
- * (RT_ST_WAITERS, store/entry.h) under its stripe lock just before it
- * sleeps, and the flag stays until the object is sealed or failed. */
-static bool has_waiter(ray_ref *ref) {
-  rt_store *st = rt_store_current();
-  uint32_t slot;
-  rt_entry *e = st ? rt_handle_resolve(&st->slots, ref, &slot) : NULL;
-  return e && (atomic_load(&e->state) & RT_ST_WAITERS);
-}
-
 static void test_wait_on_task_results(void **state) {
   (void)state;
   ray_ref *gate = new_gate();

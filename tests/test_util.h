@@ -80,6 +80,42 @@ static inline uint64_t settled_objects(uint64_t want) {
     }                                                                                              \
   } while (0)
 
+#ifdef RT_STORE_H
+/* For tests that include "store/store.h" first: looks into the store of
+ * the running runtime, for events no public call shows. */
+
+/* A thread is parked waiting for ref's object (ray_get, ray_wait): a waiter
+ * flags the entry (RT_ST_WAITERS, store/entry.h) under its stripe lock just
+ * before it sleeps, and the flag stays until the object is sealed or
+ * failed. */
+static inline bool has_waiter(ray_ref *ref) {
+  rt_store *st = rt_store_current();
+  uint32_t slot;
+  rt_entry *e = st ? rt_handle_resolve(&st->slots, ref, &slot) : NULL;
+  return e && (atomic_load(&e->state) & RT_ST_WAITERS);
+}
+
+/* Threads parked waiting for ref's object: their nodes on its stripe's
+ * list (store.h, rt_waiter), counted under the stripe lock. */
+static inline int waiters_on(ray_ref *ref) {
+  rt_store *st = rt_store_current();
+  uint32_t slot;
+  int stripe = rt_store_stripe_of(ref), n = 0;
+  if (!st || stripe < 0 || !rt_handle_resolve(&st->slots, ref, &slot)) return 0;
+  rt_stripe *sp = &st->stripes[stripe];
+  pthread_mutex_lock(&sp->lock);
+  for (rt_waiter *w = sp->waiters; w; w = w->next) n += w->slot == slot;
+  pthread_mutex_unlock(&sp->lock);
+  return n;
+}
+
+/* For a helper thread, which must not fail the test: waits until n threads
+ * are parked on ref's object, or 60 s. */
+static inline void await_waiters(ray_ref *ref, int n) {
+  for (int i = 0; i < 60000 && waiters_on(ref) < n; i++) usleep(1000);
+}
+#endif
+
 /* A task: its i64 argument 0 plus one. */
 static inline ray_status add_one(ray_ctx *ctx) {
   ray_view v;
