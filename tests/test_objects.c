@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "ray.h"
+#include "store/store.h"
 #include "test_util.h"
 
 #define MIB ((size_t)1 << 20)
@@ -173,12 +174,13 @@ static void test_unsealed_object_freed_at_last_release(void **state) {
 struct sealer {
   ray_ref *ref;
   int64_t *data;
-  useconds_t delay;
+  int getters;
 };
 
+/* Writes and seals once every getter is parked on the object. */
 static void *seal_later(void *arg) {
   struct sealer *s = arg;
-  usleep(s->delay);
+  await_waiters(s->ref, s->getters);
   for (int i = 0; i < 1000; i++) s->data[i] = 1000 - i;
   if (ray_seal(s->ref) != RAY_OK) abort();
   return NULL;
@@ -186,7 +188,7 @@ static void *seal_later(void *arg) {
 
 static void test_get_blocks_until_another_thread_seals(void **state) {
   (void)state;
-  struct sealer s = {.delay = 50000};
+  struct sealer s = {.getters = 1};
   void *data;
   assert_int_equal(ray_create(1000 * sizeof(int64_t), &ray_type_i64, &data, &s.ref), RAY_OK);
   s.data = data;
@@ -238,7 +240,7 @@ static void *get_and_check(void *arg) {
 static void test_many_getters_all_woken_by_one_seal(void **state) {
   (void)state;
   enum { N = 6 };
-  struct sealer s = {.delay = 20000};
+  struct sealer s = {.getters = N};
   void *data;
   assert_int_equal(ray_create(1000 * sizeof(int64_t), &ray_type_i64, &data, &s.ref), RAY_OK);
   s.data = data;

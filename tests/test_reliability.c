@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "ray.h"
+#include "store/store.h"
 #include "test_util.h"
 
 #if defined(RT_TEST_SANITIZED)
@@ -233,7 +234,7 @@ static void test_views_from_many_threads_count_exactly(void **state) {
 static ray_ref *g_to_seal;
 static void *seal_later(void *arg) {
   (void)arg;
-  usleep(100 * 1000);
+  await_waiters(g_to_seal, 1); /* the get or wait with a huge timeout is parked */
   ray_seal(g_to_seal);
   return NULL;
 }
@@ -274,13 +275,16 @@ static void test_huge_timeouts_wait_instead_of_giving_up(void **state) {
 static ray_ref *g_to_free;
 static void *release_later(void *arg) {
   (void)arg;
-  usleep(100 * 1000);
+  /* Once the put is parked for room (the store counts it in mem_waiters
+   * after its reservation failed), or after 60 s. */
+  rt_store *st = rt_store_current();
+  for (int i = 0; i < 60000 && atomic_load(&st->mem_waiters) == 0; i++) usleep(1000);
   ray_ref_release(g_to_free);
   return NULL;
 }
 
 /* A put at the limit with put_timeout_ms huge waits for room (here: a free
- * 100 ms later) instead of failing at once. */
+ * once it is parked) instead of failing at once. */
 static void put_waits_for_room(void) {
   size_t limit = (size_t)1 << 20;
   void *data;
@@ -461,7 +465,7 @@ static _Atomic int g_slow_started;
 static ray_status slow_inc(void *state, ray_ctx *ctx) {
   ++*(int64_t *)state;
   atomic_store(&g_slow_started, 1);
-  for (int i = 0; i < 5000 && !ray_ctx_cancelled(ctx); i++) usleep(1000);
+  for (int i = 0; i < 60000 && !ray_ctx_cancelled(ctx); i++) usleep(1000); /* 60 s: a hang */
   return ray_ctx_return(ctx, 0, state, sizeof(int64_t), &ray_type_i64);
 }
 static ray_status read_count(void *state, ray_ctx *ctx) {

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "ray.h"
+#include "store/store.h"
 #include "test_util.h"
 
 static int setup(void **state) {
@@ -106,14 +107,20 @@ static void test_wait_is_woken_by_seals_from_other_threads(void **state) {
   }
 }
 
+/* Seals its object once a wait is parked on it. */
+static void *seal_when_waited_for(void *arg) {
+  ray_ref *ref = arg;
+  await_waiters(ref, 1);
+  return ray_seal(ref) == RAY_OK ? NULL : (void *)1;
+}
+
 static void test_wait_one_fast_one_slow_times_out_on_both(void **state) {
   (void)state;
   ray_ref *r[2] = {created(), created()};
-  struct seal_args fast = {r[0], 1000};
-  pthread_t t;
-  pthread_create(&t, NULL, seal_after, &fast);
-  bool ready[2];
-  assert_int_equal(ray_wait(r, 2, 2, 200, ready), RAY_ETIMEOUT);
+  pthread_t t; /* seals r[0] during the wait, as soon as it is parked */
+  pthread_create(&t, NULL, seal_when_waited_for, r[0]);
+  bool ready[2]; /* 1 s: for that thread to see the wait and seal */
+  assert_int_equal(ray_wait(r, 2, 2, 1000, ready), RAY_ETIMEOUT);
   assert_true(ready[0]);
   assert_false(ready[1]);
   pthread_join(t, NULL);
