@@ -473,8 +473,9 @@ static ray_status rendezvous_method(void *state, ray_ctx *ctx) {
   int m = atomic_load(&g_max_inside);
   while (now > m && !atomic_compare_exchange_weak(&g_max_inside, &m, now)) {
   }
-  /* Wait until all three are inside at once (a real rendezvous), bounded. */
-  for (int i = 0; i < 5000 && atomic_load(&g_max_inside) < 3; i++) usleep(1000);
+  /* Wait until all three are inside at once (a real rendezvous), bounded
+   * by 60 s, which only a hang reaches. */
+  for (int i = 0; i < 60000 && atomic_load(&g_max_inside) < 3; i++) usleep(1000);
   usleep(2000);
   atomic_fetch_sub(&g_inside, 1);
   return ret_i64(ctx, atomic_load(&g_max_inside));
@@ -627,7 +628,7 @@ static void test_names_are_unique_and_free_again_once_ended(void **state) {
   ray_actor_release(a);
   /* Once it has ended, the name is free again. */
   ray_status s;
-  for (int i = 0; i < 5000; i++) {
+  for (int i = 0; i < 60000; i++) { /* 60 s at most: a hang */
     s = ray_actor_create(&counter_class, NULL, 0, &o, &b);
     if (s != RAY_EEXIST) break;
     usleep(1000);

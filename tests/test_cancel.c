@@ -53,12 +53,12 @@ static uint64_t now_ms(void) {
 static _Atomic int g_busy_started;
 static _Atomic int g_busy_saw_cancel;
 
-/* Occupies a worker until it is cancelled, or 2 s at most (so that a lost
- * cancel fails the asserts instead of hanging); counts the runs that saw
- * their cancel. */
+/* Occupies a worker until it is cancelled, or 60 s at most, a time only a
+ * hang reaches (so that a lost cancel fails the asserts instead of
+ * hanging); counts the runs that saw their cancel. */
 static ray_status busy(ray_ctx *ctx) {
   atomic_fetch_add(&g_busy_started, 1);
-  uint64_t until = now_ms() + 2000;
+  uint64_t until = now_ms() + 60000;
   int64_t saw = 0;
   while (!saw && now_ms() < until) {
     saw = ray_ctx_cancelled(ctx);
