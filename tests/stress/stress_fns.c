@@ -96,6 +96,7 @@ void st_owned_free(void *p) {
 /* ------------------------------------------------------------------------ */
 
 static ray_status arg_i64(ray_ctx *ctx, size_t i, int64_t *out) {
+  *out = 0; /* set on every path: gcc -O3 cannot tell ray_ctx_fail never returns RAY_OK */
   ray_view v;
   ray_status s = ray_ctx_arg(ctx, i, &ray_type_i64, &v);
   if (s != RAY_OK) return s;
