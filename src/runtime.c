@@ -33,27 +33,8 @@ rt_store *rt_store_for(const char *fn) {
   return NULL;
 }
 
-ray_status rt_runtime_enter(const char *fn, rt_runtime **rt_out, rt_gate **gate_out) {
-  rt_gate *gate = NULL;
-  if (!rt_task_current() && !(gate = rt_gate_enter()))
-    return rt_fail(RAY_ENOMEM, "%s: out of memory for this thread's submission gate", fn);
-  rt_runtime *rt = rt_current();
-  if (!rt) {
-    rt_runtime_leave(gate);
-    return rt_not_running(fn);
-  }
-  /* seq_cst: the second half of the gate's Dekker pattern (gate.h), against
-   * ray_shutdown's seq_cst store of closing. */
-  if (gate && atomic_load(&rt->tasks.tally.closing)) {
-    rt_runtime_leave(gate);
-    return rt_fail(RAY_ESHUTDOWN,
-                   "%s: ray_shutdown has begun; only tasks and actor methods may "
-                   "submit now",
-                   fn);
-  }
-  *rt_out = rt;
-  *gate_out = gate;
-  return RAY_OK;
+bool rt_task_run_awaited(rt_runtime *rt, ray_ref *ref) {
+  return rt_task_run_producer(&rt->tasks, ref);
 }
 
 ray_status ray_init(const ray_config *cfg) {
@@ -83,20 +64,26 @@ ray_status ray_init(const ray_config *cfg) {
     s = rt_fail(RAY_ENOMEM, "ray_init: cannot set up the task layer");
     goto fail_store;
   }
-  if (rt_actors_init(rt) != 0) {
+  if (rt_actors_init(&rt->actors) != 0) {
     rt_tasks_destroy(&rt->tasks);
     s = rt_fail(RAY_ENOMEM, "ray_init: cannot set up the actor layer");
     goto fail_store;
   }
   int err = rt_sched_create(rt->cfg.num_workers, &rt->sched);
   if (err) {
-    rt_actors_destroy(rt);
+    rt_actors_destroy(&rt->actors);
     s = rt_fail(err == ENOMEM ? RAY_ENOMEM : RAY_EIO, "ray_init: cannot start %d workers: %s",
                 rt->cfg.num_workers, strerror(err));
     rt_tasks_destroy(&rt->tasks);
     goto fail_store;
   }
-  /* release: publishes the fully built runtime to rt_current(). */
+  rt_tasks_bind(&rt->tasks, &rt->store, rt->sched, &rt->timeline);
+  rt_actors_bind(&rt->actors, &rt->tasks);
+  /* release: publishes the fully built runtime to rt_current(),
+   * rt_actors_current() and rt_tasks_current() (the actor layer first: a
+   * caller that found the task layer finds it). */
+  atomic_store_explicit(&rt_g_actors, &rt->actors, memory_order_release);
+  atomic_store_explicit(&rt_g_tasks, &rt->tasks, memory_order_release);
   atomic_store_explicit(&rt_g_runtime, rt, memory_order_release);
   rt = NULL;
   goto out;
@@ -123,14 +110,16 @@ ray_status ray_shutdown(void) {
     rt_tallies_close(&rt->tasks.tally);
     rt_gate_wait_all();
     rt_tasks_drain(&rt->tasks);
-    rt_actors_end_all(rt);      /* queued calls ran above; now on_stop, once each */
-    rt_tasks_drain(&rt->tasks); /* what on_stop submitted */
+    rt_actors_end_all(&rt->actors); /* queued calls ran above; now on_stop, once each */
+    rt_tasks_drain(&rt->tasks);     /* what on_stop submitted */
     rt_sched_destroy(rt->sched);
     /* Every worker has stopped: the timeline's buffers are complete. */
     ts = rt_timeline_finish(&rt->timeline, rt->cfg.timeline_path);
     /* New calls see no runtime from here on (acquire/release as in init). */
     atomic_store_explicit(&rt_g_runtime, NULL, memory_order_release);
-    rt_actors_destroy(rt);
+    atomic_store_explicit(&rt_g_tasks, NULL, memory_order_release);
+    atomic_store_explicit(&rt_g_actors, NULL, memory_order_release);
+    rt_actors_destroy(&rt->actors);
     rt_tasks_destroy(&rt->tasks);
     rt_store_destroy(&rt->store);
     rt_config_free(&rt->cfg);
@@ -160,12 +149,13 @@ ray_status ray_stats_get(ray_stats *out) {
   out->bytes_pinned = atomic_load_explicit(&st->bytes_pinned, memory_order_relaxed);
   out->objects = atomic_load_explicit(&st->objects, memory_order_relaxed);
   rt_counts_sum(&st->counts, &out->puts, &out->gets);
-  rt_tasks *ts = &rt_current()->tasks;
+  rt_runtime *rt = rt_current();
+  rt_tasks *ts = &rt->tasks;
   out->tasks_submitted = atomic_load_explicit(&ts->submitted, memory_order_relaxed);
   out->tasks_finished = atomic_load_explicit(&ts->finished, memory_order_relaxed);
   out->tasks_failed = atomic_load_explicit(&ts->failed, memory_order_relaxed);
   out->tasks_cancelled = atomic_load_explicit(&ts->cancelled, memory_order_relaxed);
   out->tasks_retried = atomic_load_explicit(&ts->retried, memory_order_relaxed);
-  rt_actors_stats(rt_current(), out);
+  rt_actors_stats(&rt->actors, out);
   return RAY_OK;
 }

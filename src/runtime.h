@@ -33,19 +33,9 @@ static inline rt_runtime *rt_current(void) {
 /* The store, or NULL with RAY_ESHUTDOWN recorded as the last error for fn. */
 rt_store *rt_store_for(const char *fn);
 
-/*
- * The start and end of a call that submits work (ray_submit, the actor
- * calls). From a thread outside the pool, enter passes the thread's gate
- * (core/gate.h) and then refuses the call once ray_shutdown has begun, so
- * that shutdown frees nothing under a call it let in. Inside the pool no
- * gate is needed: the drain waits for every running task. RAY_OK sets *rt
- * and *gate (NULL inside the pool), and the caller must call
- * rt_runtime_leave(*gate) when it is done with the runtime; otherwise
- * RAY_ESHUTDOWN or RAY_ENOMEM, recorded for fn, and nothing to leave.
- */
-ray_status rt_runtime_enter(const char *fn, rt_runtime **rt, struct rt_gate **gate);
-static inline void rt_runtime_leave(struct rt_gate *gate) {
-  if (gate) rt_gate_leave(gate);
-}
+/* store.c runs the producer of an object it waits for through here (the
+ * task layer's rt_task_run_producer) until the store's ops table takes its
+ * place. */
+bool rt_task_run_awaited(rt_runtime *rt, ray_ref *ref);
 
 #endif

@@ -17,11 +17,12 @@
 #include <stddef.h>
 
 #include "actor/mailbox.h"
+#include "core/error.h"
+#include "core/gate.h"
 #include "sched/sched.h"
 #include "store/store.h"
 #include "task/tally.h"
-
-typedef struct rt_runtime rt_runtime;
+#include "trace/timeline.h"
 
 /* CANCELLED_W: cancelled while WAITING (the dependency path still owns its
  * reference); CANCELLED_Q: cancelled while QUEUED (the queue owns it). */
@@ -115,8 +116,34 @@ _Static_assert(offsetof(rt_task, args) == 64 && offsetof(rt_task, bytes) == 128 
                    offsetof(rt_task, enq_msg) <= 192,
                "rt_task's hot fields fill its first three cache lines");
 
-/* The task layer's part of the runtime. */
+/*
+ * What the task layer asks of the layer that owns actors. The actor layer
+ * installs it (rt_tasks_set_owner) with itself as `owner`, the first
+ * argument of every call, so the task layer never calls up by name and
+ * includes no actor header. Records with `actor` set are the actor layer's:
+ * a call of a method, or an actor's constructor record.
+ */
+typedef struct rt_task_owner_ops {
+  /* Whether h names a live actor (an RT_ARG_ACTOR argument's check). */
+  bool (*actor_valid)(void *owner, ray_actor *h);
+  /* The user handle of a (ray_ctx_self). */
+  ray_actor *(*actor_handle)(void *owner, rt_actor *a);
+  /* The dependencies of t (t->actor set) are ready and it is QUEUED: hand
+   * it to its actor. The hand-off owns one record reference. */
+  void (*call_ready)(void *owner, rt_task *t);
+  /* A record freed; it held a reference on its actor a. */
+  void (*actor_unref)(void *owner, rt_actor *a);
+} rt_task_owner_ops;
+
+/* The task layer: what it uses (set by rt_tasks_bind before the layer is
+ * published, read-only after) and what it owns. */
 typedef struct rt_tasks {
+  rt_store *store;
+  rt_sched *sched;
+  rt_timeline *timeline;
+  const rt_task_owner_ops *owner_ops; /* set by rt_tasks_set_owner */
+  void *owner;
+  uint64_t epoch;
   /* Each hot counter on its own cache line: submitters write some, workers
    * others, and sharing a line would make every task bounce it. */
   rt_tallies tally; /* records not yet freed (closing: ray_shutdown has begun) */
@@ -129,10 +156,22 @@ typedef struct rt_tasks {
   size_t nfree, free_cap;
   void **slabs; /* under pool_lock */
   size_t nslabs, slabs_cap;
-  uint64_t epoch;
 } rt_tasks;
 
+/* The task layer of the running runtime, or NULL. Published by ray_init
+ * with a release store once the whole runtime is built, cleared by
+ * ray_shutdown (runtime.c); acquire, so that a caller that sees the layer
+ * sees everything ray_init built before publishing it. */
+extern _Atomic(rt_tasks *) rt_g_tasks;
+static inline rt_tasks *rt_tasks_current(void) {
+  return atomic_load_explicit(&rt_g_tasks, memory_order_acquire);
+}
+
 int rt_tasks_init(rt_tasks *ts, uint64_t epoch);
+/* Gives the layer what it uses; before it is published. */
+void rt_tasks_bind(rt_tasks *ts, rt_store *store, rt_sched *sched, rt_timeline *timeline);
+/* Installs the actor layer's ops; before the layer is published. */
+void rt_tasks_set_owner(rt_tasks *ts, const rt_task_owner_ops *ops, void *owner);
 /* Rejects outside submissions, then waits until every task has ended. */
 void rt_tasks_drain(rt_tasks *ts);
 void rt_tasks_destroy(rt_tasks *ts);
@@ -140,6 +179,21 @@ void rt_tasks_destroy(rt_tasks *ts);
 /* Record pool: per-thread caches over a shared list, slabs freed at destroy. */
 rt_task *rt_taskpool_get(rt_tasks *ts);
 void rt_taskpool_put(rt_tasks *ts, rt_task *t);
+
+/*
+ * The start and end of a call that submits work (ray_submit, the actor
+ * calls). From a thread outside the pool, enter passes the thread's gate
+ * (core/gate.h) and then refuses the call once ray_shutdown has begun, so
+ * that shutdown frees nothing under a call it let in. Inside the pool no
+ * gate is needed: the drain waits for every running task. RAY_OK sets *ts
+ * and *gate (NULL inside the pool), and the caller must call
+ * rt_tasks_leave(*gate) when it is done with the runtime; otherwise
+ * RAY_ESHUTDOWN or RAY_ENOMEM, recorded for fn, and nothing to leave.
+ */
+ray_status rt_tasks_enter(const char *fn, rt_tasks **ts, rt_gate **gate);
+static inline void rt_tasks_leave(rt_gate *gate) {
+  if (gate) rt_gate_leave(gate);
+}
 
 /* The task, method or actor hook running on this thread, or NULL. */
 rt_task *rt_task_current(void);
@@ -151,21 +205,21 @@ typedef struct ray_task_opts ray_task_opts;
  * readiness goes to rt_actor_call_ready instead of the scheduler. name is
  * copied; NULL names the task "unnamed". The
  * caller must not touch the record after rt_task_start. */
-ray_status rt_task_build(rt_runtime *rt, const char *fn_name, ray_task_fn fn, const ray_arg *args,
+ray_status rt_task_build(rt_tasks *ts, const char *fn_name, ray_task_fn fn, const ray_arg *args,
                          size_t nargs, const char *name, int nrets, int max_retries, rt_task **out,
                          ray_ref **returns);
-void rt_task_start(rt_runtime *rt, rt_task *t, int extra_rc);
-void rt_task_release(rt_runtime *rt, rt_task *t);
+void rt_task_start(rt_tasks *ts, rt_task *t, int extra_rc);
+void rt_task_release(rt_tasks *ts, rt_task *t);
 /* Takes a built record out of the drain's count: it lives as long as its
  * actor, not as a task (an actor's constructor). */
-void rt_task_uncount(rt_runtime *rt, rt_task *t);
+void rt_task_uncount(rt_tasks *ts, rt_task *t);
 /* Runs a claimed (RUNNING) record and ends it: seals or fails its returns.
  * RT_EXEC_RETRY: the function failed with retries left (nothing ended);
  * RT_EXEC_CRASH: an actor method returned RAY_EACTOR (returns left pending
  * for the actor layer to retry or fail). *exit_actor: the method called
  * ray_ctx_exit_actor. */
 enum { RT_EXEC_DONE, RT_EXEC_RETRY, RT_EXEC_CRASH };
-int rt_task_execute(rt_runtime *rt, rt_task *t, bool *exit_actor, char **crash_reason);
+int rt_task_execute(rt_tasks *ts, rt_task *t, bool *exit_actor, char **crash_reason);
 /* Records that parent submitted the task whose first return is first_ret
  * (for recursive cancel). */
 void rt_task_note_child(rt_task *parent, ray_ref *first_ret);
@@ -174,17 +228,17 @@ void rt_task_note_child(rt_task *parent, ray_ref *first_ret);
  * fails its returns. */
 bool rt_task_claim_end(rt_task *t);
 /* Fails every pending return of t with status and message. */
-void rt_task_fail_returns(rt_runtime *rt, rt_task *t, ray_status status, const char *msg,
+void rt_task_fail_returns(rt_tasks *ts, rt_task *t, ray_status status, const char *msg,
                           const char *reason);
 /* Runs the task that produces ref on the calling thread, if it is a plain
  * task queued and not yet started: for a get that would otherwise wait for
  * it (the caller waits for that task in any case, so running it here adds no
  * wait and saves the hand-off). The task's job stays queued and, when a
  * worker pops it, finds it taken. False if it did not run it. */
-bool rt_task_run_awaited(rt_runtime *rt, ray_ref *ref);
+bool rt_task_run_producer(rt_tasks *ts, ray_ref *ref);
 /* Whether ref is the first return of one of the last few tasks that the
  * calling thread, outside the pool, submitted: the cheap test for trying
- * rt_task_run_awaited (a get right after its submit, or nested gets). */
+ * rt_task_run_producer (a get right after its submit, or nested gets). */
 bool rt_task_recent_own(ray_ref *ref);
 /* The id of the current submitter: the running record's id, or this
  * thread's. */

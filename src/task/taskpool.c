@@ -124,6 +124,17 @@ int rt_tasks_init(rt_tasks *ts, uint64_t epoch) {
   return 0;
 }
 
+void rt_tasks_bind(rt_tasks *ts, rt_store *store, rt_sched *sched, rt_timeline *timeline) {
+  ts->store = store;
+  ts->sched = sched;
+  ts->timeline = timeline;
+}
+
+void rt_tasks_set_owner(rt_tasks *ts, const rt_task_owner_ops *ops, void *owner) {
+  ts->owner_ops = ops;
+  ts->owner = owner;
+}
+
 void rt_tasks_destroy(rt_tasks *ts) {
   for (size_t i = 0; i < ts->nslabs; i++) rt_prim_unmap(ts->slabs[i], SLAB_BYTES);
   free(ts->slabs);
