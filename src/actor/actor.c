@@ -143,17 +143,21 @@ static uint32_t slot_alloc(rt_actors *as) {
   return as->free_slots[--as->nfree];
 }
 
-void *rt_actor_state(rt_actor *a) {
-  return a->state;
+/* The record's invoke pointers (task.h): what ctx.c runs for an actor. */
+static ray_status invoke_method(rt_task *t, ray_ctx *ctx) {
+  rt_actor *a = t->actor;
+  return a->cls->methods[t->method].fn(a->state, ctx);
 }
-const ray_actor_class *rt_actor_class(rt_actor *a) {
-  return a->cls;
+
+static ray_status invoke_start(rt_task *t, ray_ctx *ctx) {
+  rt_actor *a = t->actor;
+  return a->cls->on_start ? a->cls->on_start(a->state, ctx) : RAY_OK;
 }
-ray_method_fn rt_actor_method(rt_actor *a, uint32_t method) {
-  return a->cls->methods[method].fn;
-}
-uint16_t rt_actor_account(rt_actor *a) {
-  return a->account;
+
+static ray_status invoke_stop(rt_task *t, ray_ctx *ctx) {
+  rt_actor *a = t->actor;
+  if (a->cls->on_stop) a->cls->on_stop(a->state, ctx);
+  return RAY_OK;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -230,8 +234,10 @@ static void call_ready(rt_actors *as, rt_task *call) {
 /* Ending and restarting (turn only)                                        */
 /* ------------------------------------------------------------------------ */
 
-static void run_hook(rt_actors *as, rt_actor *a, int kind, rt_task_outcome *out) {
-  a->ctor->run_kind = kind;
+static void run_hook(rt_actors *as, rt_actor *a, int kind, rt_task_invoke_fn hook,
+                     rt_task_outcome *out) {
+  a->ctor->run_kind = (uint8_t)kind;
+  a->ctor->invoke = hook;
   rt_ctx_run(as->tasks, a->ctor, out);
 }
 
@@ -240,7 +246,7 @@ static void run_on_stop(rt_actors *as, rt_actor *a) {
   a->started = false;
   if (!a->cls->on_stop) return;
   rt_task_outcome out;
-  run_hook(as, a, RT_RUN_STOP, &out);
+  run_hook(as, a, RT_RUN_STOP, invoke_stop, &out);
   free(out.reason);
   rt_ctx_done(&out);
 }
@@ -479,7 +485,7 @@ static bool step(rt_actors *as, rt_actor *a) {
     uint32_t st = atomic_load_explicit(&ctor->state, memory_order_acquire);
     if (st != RT_T_QUEUED) return false; /* constructor arguments not ready */
     rt_task_outcome out;
-    run_hook(as, a, RT_RUN_START, &out);
+    run_hook(as, a, RT_RUN_START, invoke_start, &out);
     if (out.status == RAY_OK) {
       a->phase = PH_ALIVE;
       a->started = true;
@@ -662,6 +668,8 @@ static ray_status actor_create(rt_actors *as, const ray_actor_class *cls, const 
   rt_task_uncount(as->tasks, a->ctor); /* lives as long as the actor, not a task to drain */
   a->ctor->actor = a;
   a->ctor->run_kind = RT_RUN_START;
+  a->ctor->invoke = invoke_start;
+  a->ctor->account = a->account;
   a->ctor->ready_msg = (rt_actor_msg){{NULL}, RT_AMSG_READY, a->ctor};
   atomic_store_explicit(&a->handles, 1, memory_order_relaxed);
   atomic_store_explicit(&a->rc, 2, memory_order_relaxed); /* the handle and the constructor */
@@ -730,6 +738,8 @@ static ray_status make_call(rt_actors *as, ray_actor *h, size_t method, const ra
   t->actor = a;
   atomic_fetch_add_explicit(&a->rc, 1, memory_order_relaxed); /* the call holds the record */
   t->run_kind = RT_RUN_METHOD;
+  t->invoke = invoke_method;
+  t->account = a->account;
   t->method = (uint32_t)method;
   t->send = send;
   t->submitter = rt_submitter_id();

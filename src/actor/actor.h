@@ -50,12 +50,6 @@ static inline rt_actors *rt_actors_current(void) {
   return atomic_load_explicit(&rt_g_actors, memory_order_acquire);
 }
 
-/* What a record needs to run a method (ctx.c). */
-void *rt_actor_state(rt_actor *a);
-const ray_actor_class *rt_actor_class(rt_actor *a);
-ray_method_fn rt_actor_method(rt_actor *a, uint32_t method);
-uint16_t rt_actor_account(rt_actor *a);
-
 /* The lifetime of the layer: init, bind (what it uses, and installs its
  * ops in the task layer), end_all (at shutdown: every living actor ends,
  * on_stop once each, and is waited for), destroy (frees what is left:

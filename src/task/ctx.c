@@ -12,7 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "actor/actor.h"
 #include "core/alloc.h"
 #include "core/prim.h"
 #include "core/types.h"
@@ -51,28 +50,9 @@ void rt_ctx_run(rt_tasks *ts, rt_task *t, rt_task_outcome *out) {
   rt_task *outer = t_current;
   t_current = t;
   /* Objects put by actor code are charged to the actor's quota. */
-  uint16_t outer_account = rt_store_set_account(t->actor ? rt_actor_account(t->actor) : 0);
-  ray_status s = RAY_OK;
+  uint16_t outer_account = rt_store_set_account(t->actor ? t->account : 0);
   uint64_t t0 = ts->timeline->on ? rt_prim_now_ns() : 0;
-  switch (t->run_kind) {
-  case RT_RUN_TASK:
-    s = t->fn(&ctx);
-    break;
-  case RT_RUN_METHOD:
-    s = rt_actor_method(t->actor, t->method)(rt_actor_state(t->actor), &ctx);
-    break;
-  case RT_RUN_START:
-    s = rt_actor_class(t->actor)->on_start
-            ? rt_actor_class(t->actor)->on_start(rt_actor_state(t->actor), &ctx)
-            : RAY_OK;
-    break;
-  case RT_RUN_STOP:
-    if (rt_actor_class(t->actor)->on_stop)
-      rt_actor_class(t->actor)->on_stop(rt_actor_state(t->actor), &ctx);
-    break;
-  default:
-    break;
-  }
+  ray_status s = t->run_kind == RT_RUN_TASK ? t->fn(&ctx) : t->invoke(t, &ctx);
   if (ts->timeline->on) {
     static const char *const kinds[] = {"task", "actor.method", "actor.on_start", "actor.on_stop"};
     rt_timeline_record(ts->timeline, kinds[t->run_kind], t->name, t->id, t->attempts, s,

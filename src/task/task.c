@@ -364,6 +364,7 @@ ray_status rt_task_build(rt_tasks *ts, const char *fn_name, ray_task_fn fn, cons
   t->actor = NULL;
   t->run_kind = RT_RUN_TASK;
   t->method = 0;
+  t->account = 0;
   t->send = false;
   t->uncounted = false;
   t->q_next = NULL;

@@ -32,9 +32,12 @@ enum { RT_ARG_REF = 1, RT_ARG_VALUE = 2, RT_ARG_ACTOR = 3 };
 typedef struct rt_actor rt_actor;
 typedef struct rt_task rt_task;
 
-/* What a record runs: a task function, an actor method, or an actor's
- * on_start / on_stop (the constructor record). */
+/* What a record runs: a task function (fn), or, through the record's
+ * invoke pointer that the actor layer sets, an actor method or an actor's
+ * on_start / on_stop (the constructor record). The kind names the run in
+ * the timeline; ray_ctx_exit_actor accepts only RT_RUN_METHOD. */
 enum { RT_RUN_TASK, RT_RUN_METHOD, RT_RUN_START, RT_RUN_STOP };
+typedef ray_status (*rt_task_invoke_fn)(rt_task *t, ray_ctx *ctx);
 
 /* Kinds of actor mailbox messages a record carries. */
 enum { RT_AMSG_ENQUEUE, RT_AMSG_READY, RT_AMSG_DONE, RT_AMSG_CONTROL };
@@ -97,11 +100,13 @@ struct rt_task {
   uint32_t method;
   int max_retries;
   atomic_flag child_lock;
+  uint16_t account; /* an actor's record: its memory-quota account (0: none) */
   /* A dependency the task waited for failed (set by dep_fire, read by the
    * last one): the task will not run, and fails at once (deps_ready). */
   _Atomic uint32_t arg_failed;
   size_t nchildren, children_cap;
   uint64_t submitter;
+  rt_task_invoke_fn invoke; /* what runs unless run_kind is RT_RUN_TASK */
   union {
     rt_task *q_next;     /* an actor call: the actor's per-submitter queue */
     rt_task *unrun_next; /* a plain task: its thread's list of tasks to fail (task.c) */
