@@ -266,13 +266,9 @@ static void actor_die(rt_actors *as, rt_actor *a, const char *reason) {
   a->ctor = NULL;
   /* seq_cst: pairs with the shutdown's load of alive before it sleeps. */
   if (atomic_fetch_sub(&as->alive, 1) == 1) rt_prim_futex_wake(&as->alive, INT32_MAX);
-  /* The constructor's own reference: ours once its arguments were ready
-   * (QUEUED); while it still waits for one, the dependency path owns it and
-   * drops it when the argument is ready (deps_ready sees CANCELLED_W). */
-  uint32_t expect = RT_T_WAITING;
-  if (!atomic_compare_exchange_strong_explicit(&ctor->state, &expect, RT_T_CANCELLED_W,
-                                               memory_order_acq_rel, memory_order_acquire))
-    rt_task_release(as->tasks, ctor);
+  /* The constructor's own reference: ours once its arguments were ready;
+   * while it still waits for one, the dependency path drops it. */
+  rt_task_abandon(as->tasks, ctor);
 }
 
 /* An orderly end: on_stop, then dead. */
@@ -342,13 +338,9 @@ static void prune_queues(rt_actor *a) {
   }
 }
 
-/* A call the actor will not run: the references of the paths that still
- * hold it. QUEUED or CANCELLED_Q: the queue and the dependency path (which
- * handed its reference to the queue); CANCELLED_W: the queue only. */
+/* The turn is done with a call in its queue (ran, failed or cancelled). */
 static void drop_call(rt_actors *as, rt_task *call) {
-  uint32_t st = atomic_load_explicit(&call->state, memory_order_acquire);
-  if (st != RT_T_CANCELLED_W) rt_task_release(as->tasks, call);
-  rt_task_release(as->tasks, call);
+  rt_task_release_queued(as->tasks, call);
 }
 
 static void handle_done(rt_actors *as, rt_actor *a, rt_task *call);
@@ -394,11 +386,11 @@ static void on_crash(rt_actors *as, rt_actor *a, rt_task *call, char *why, rt_su
   bool retry =
       a->restarts_left != 0 && (a->max_task_retries < 0 || call->attempts <= a->max_task_retries);
   if (retry && q) { /* runs again, first of its queue, after the restart */
-    atomic_store_explicit(&call->state, RT_T_QUEUED, memory_order_release);
+    rt_task_requeue(call);
   } else {
     char msg[400];
     snprintf(msg, sizeof msg, "actor '%s' (%s) died in this call: %s", a->label, a->id, reason);
-    atomic_store_explicit(&call->state, RT_T_DONE, memory_order_release);
+    rt_task_finish(call);
     rt_task_fail_returns(as->tasks, call, RAY_EACTOR, msg, reason);
     if (q) dequeue_head(q);
     drop_call(as, call);
@@ -408,7 +400,7 @@ static void on_crash(rt_actors *as, rt_actor *a, rt_task *call, char *why, rt_su
 
 static void handle_done(rt_actors *as, rt_actor *a, rt_task *call) {
   atomic_fetch_sub_explicit(&a->inflight, 1, memory_order_relaxed);
-  atomic_store_explicit(&call->state, RT_T_DONE, memory_order_release);
+  rt_task_finish(call);
   drop_call(as, call);
 }
 
@@ -481,9 +473,7 @@ static bool step(rt_actors *as, rt_actor *a) {
     return true;
   }
   if (a->phase == PH_STARTING) {
-    rt_task *ctor = a->ctor;
-    uint32_t st = atomic_load_explicit(&ctor->state, memory_order_acquire);
-    if (st != RT_T_QUEUED) return false; /* constructor arguments not ready */
+    if (rt_task_readiness(a->ctor) != RT_TASK_READY) return false; /* arguments not ready */
     rt_task_outcome out;
     run_hook(as, a, RT_RUN_START, invoke_start, &out);
     if (out.status == RAY_OK) {
@@ -503,20 +493,16 @@ static bool step(rt_actors *as, rt_actor *a) {
   for (rt_subq *q = a->queues; q; q = q->next) {
     while (q->head) {
       rt_task *call = q->head;
-      uint32_t st = atomic_load_explicit(&call->state, memory_order_acquire);
-      if (st == RT_T_CANCELLED_W || st == RT_T_CANCELLED_Q) {
+      int readiness = rt_task_readiness(call);
+      if (readiness == RT_TASK_CANCELLED) {
         dequeue_head(q);
         drop_call(as, call);
         progress = true;
         continue;
       }
-      if (st != RT_T_QUEUED) break; /* waiting on an argument: only this queue waits */
+      if (readiness == RT_TASK_WAITS) break; /* on an argument: only this queue waits */
       if (a->max_concurrency > 1 && (inflight >= a->max_concurrency || a->crashed)) return progress;
-      uint32_t expect = RT_T_QUEUED;
-      /* acq_rel: against a canceller's CAS; see rt_task_claim_end. */
-      if (!atomic_compare_exchange_strong_explicit(&call->state, &expect, RT_T_RUNNING,
-                                                   memory_order_acq_rel, memory_order_acquire))
-        continue; /* cancelled meanwhile: dropped on the next pass */
+      if (!rt_task_claim_run(call)) continue; /* cancelled meanwhile: dropped on the next pass */
       if (a->max_concurrency > 1) {
         dequeue_head(q);
         atomic_fetch_add_explicit(&a->inflight, 1, memory_order_relaxed);
@@ -701,7 +687,7 @@ static ray_status actor_create(rt_actors *as, const ray_actor_class *cls, const 
   atomic_fetch_add_explicit(&as->alive, 1, memory_order_relaxed);
 
   *out = handle_of(as, a);
-  rt_task_start(as->tasks, a->ctor, 0); /* ready arguments wake the first turn */
+  rt_task_start(as->tasks, a->ctor); /* ready arguments wake the first turn */
   return RAY_OK;
 }
 
@@ -746,23 +732,7 @@ static ray_status make_call(rt_actors *as, ray_actor *h, size_t method, const ra
   t->enq_msg = (rt_actor_msg){{NULL}, RT_AMSG_ENQUEUE, t};
   t->ready_msg = (rt_actor_msg){{NULL}, RT_AMSG_READY, t};
   atomic_fetch_add_explicit(&as->calls, 1, memory_order_relaxed);
-  /* Into the mailbox now, in this submitter's order; the queue holds one
-   * record reference, the dependency path the other. */
-  bool has_deps = false;
-  for (size_t i = 0; i < nargs; i++) has_deps |= args[i].kind_ == RT_ARG_REF;
-  if (!has_deps) {
-    /* Nothing to wait for: queued before the one message that carries it,
-     * so no READY message is needed. Relaxed: the push publishes it. */
-    atomic_store_explicit(&t->state, RT_T_QUEUED, memory_order_relaxed);
-    atomic_store_explicit(&t->deps, 0, memory_order_relaxed);
-    atomic_fetch_add_explicit(&t->rc, 1, memory_order_relaxed);
-    rt_task *parent = rt_task_current();
-    if (parent) rt_task_note_child(parent, t->rets[0]);
-    push(as, a, &t->enq_msg);
-  } else {
-    push(as, a, &t->enq_msg);
-    rt_task_start(as->tasks, t, 1);
-  }
+  rt_task_start_call(as->tasks, t);   /* files it through call_enqueue */
   if (send) ray_ref_release(dropped); /* nobody reads it; failures are logged */
   return RAY_OK;
 }
@@ -875,6 +845,9 @@ static ray_actor *op_actor_handle(void *owner, rt_actor *a) {
 static void op_call_ready(void *owner, rt_task *t) {
   call_ready(owner, t);
 }
+static void op_call_enqueue(void *owner, rt_task *t) {
+  push(owner, t->actor, &t->enq_msg);
+}
 static void op_actor_unref(void *owner, rt_actor *a) {
   unref(owner, a);
 }
@@ -883,6 +856,7 @@ static const rt_task_owner_ops k_owner_ops = {
     .actor_valid = op_actor_valid,
     .actor_handle = op_actor_handle,
     .call_ready = op_call_ready,
+    .call_enqueue = op_call_enqueue,
     .actor_unref = op_actor_unref,
 };
 

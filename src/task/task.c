@@ -30,6 +30,12 @@
 
 _Atomic(rt_tasks *) rt_g_tasks;
 
+/* The record's states (task.h). CANCELLED_W: cancelled while WAITING (the
+ * dependency path still owns its reference); CANCELLED_Q: cancelled while
+ * QUEUED (the queue owns it). Only this file names them: other modules use
+ * the state verbs. */
+enum { RT_T_WAITING, RT_T_QUEUED, RT_T_RUNNING, RT_T_CANCELLED_W, RT_T_CANCELLED_Q, RT_T_DONE };
+
 /* Unique ids for records and submitting threads (relaxed: only uniqueness
  * matters). A thread's id is drawn once, on its first call. */
 static _Atomic uint64_t g_ids = 1;
@@ -147,6 +153,83 @@ static void fail_cancelled(rt_tasks *ts, rt_task *t, const char *how) {
 }
 
 /* ------------------------------------------------------------------------ */
+/* State verbs                                                              */
+/* ------------------------------------------------------------------------ */
+
+/* Each verb below says which store/CAS its release pairs with (who
+ * acquires it) and which release its acquire pairs with. The record's
+ * memory as a whole is ordered by rc (task_release, acq_rel); the state
+ * orders who acts on it. */
+
+bool rt_task_claim_run(rt_task *t) {
+  uint32_t expect = RT_T_QUEUED;
+  /* acquire: pairs with the release that made it QUEUED (deps_ready's CAS,
+   * rt_task_requeue; the start's relaxed store is published by the queue
+   * hand-off), so the runner sees the record as they left it. release:
+   * a canceller's failed rt_task_claim_end and the owner's
+   * rt_task_readiness (acquire) see it claimed. Racing claims (a worker's
+   * task_run, a get's rt_task_run_producer, an actor turn) and cancels:
+   * the CAS lets exactly one win. */
+  return atomic_compare_exchange_strong_explicit(&t->state, &expect, RT_T_RUNNING,
+                                                 memory_order_acq_rel, memory_order_acquire);
+}
+
+void rt_task_requeue(rt_task *t) {
+  /* release: pairs with the next rt_task_claim_run's CAS (the worker that
+   * pops the resubmitted job, or the actor turn after a restart) and the
+   * turn's rt_task_readiness: the next run sees what this one left. */
+  atomic_store_explicit(&t->state, RT_T_QUEUED, memory_order_release);
+}
+
+void rt_task_finish(rt_task *t) {
+  /* release: pairs with a canceller's failed rt_task_claim_end and with
+   * rt_task_release_queued's load (acquire); those need only the value. */
+  atomic_store_explicit(&t->state, RT_T_DONE, memory_order_release);
+}
+
+bool rt_task_claim_end(rt_task *t) {
+  /* acq_rel: the winner of the CAS owns ending the task; its acquire pairs
+   * with the release that made it WAITING (submit, published by the
+   * returns' or the parent's hand-off) or QUEUED (deps_ready, requeue);
+   * its release pairs with the acquire of the loser: deps_ready's failed
+   * CAS, rt_task_claim_run's failed CAS, rt_task_readiness and
+   * rt_task_release_queued. */
+  uint32_t expect = RT_T_WAITING;
+  if (atomic_compare_exchange_strong_explicit(&t->state, &expect, RT_T_CANCELLED_W,
+                                              memory_order_acq_rel, memory_order_acquire))
+    return true;
+  expect = RT_T_QUEUED;
+  return atomic_compare_exchange_strong_explicit(&t->state, &expect, RT_T_CANCELLED_Q,
+                                                 memory_order_acq_rel, memory_order_acquire);
+}
+
+int rt_task_readiness(const rt_task *t) {
+  /* acquire: pairs with deps_ready's CAS (QUEUED: the arguments are
+   * ready), rt_task_requeue, and rt_task_claim_end (cancelled). */
+  uint32_t st = atomic_load_explicit(&t->state, memory_order_acquire);
+  if (st == RT_T_CANCELLED_W || st == RT_T_CANCELLED_Q) return RT_TASK_CANCELLED;
+  return st == RT_T_QUEUED ? RT_TASK_READY : RT_TASK_WAITS;
+}
+
+void rt_task_release_queued(rt_tasks *ts, rt_task *t) {
+  /* acquire: pairs with rt_task_claim_end's CAS (CANCELLED_W) and
+   * deps_ready's (QUEUED: the path handed its reference over). */
+  uint32_t st = atomic_load_explicit(&t->state, memory_order_acquire);
+  if (st != RT_T_CANCELLED_W) task_release(ts, t);
+  task_release(ts, t);
+}
+
+void rt_task_abandon(rt_tasks *ts, rt_task *t) {
+  uint32_t expect = RT_T_WAITING;
+  /* acq_rel: release pairs with deps_ready's failed CAS (acquire), which
+   * then drops the dependency path's reference; acquire pairs with
+   * deps_ready's successful CAS, whose reference we drop instead. */
+  if (!atomic_compare_exchange_strong_explicit(&t->state, &expect, RT_T_CANCELLED_W,
+                                               memory_order_acq_rel, memory_order_acquire))
+    task_release(ts, t);
+}
+
+/* ------------------------------------------------------------------------ */
 /* Dependencies                                                             */
 /* ------------------------------------------------------------------------ */
 
@@ -172,12 +255,12 @@ static _Thread_local struct {
  * ours: fails it, then drops that reference. */
 static void end_unrun(rt_tasks *ts, rt_task *t) {
   if (!upstream_failed(ts, t)) { /* cannot happen (FAILED is final); run it after all */
-    atomic_store_explicit(&t->state, RT_T_QUEUED, memory_order_release);
+    rt_task_requeue(t);
     rt_sched_submit(ts->sched, &t->job);
     return;
   }
   release_args(t);
-  atomic_store_explicit(&t->state, RT_T_DONE, memory_order_release);
+  rt_task_finish(t);
   task_release(ts, t);
 }
 
@@ -207,8 +290,10 @@ static void deps_ready(rt_tasks *ts, rt_task *t) {
    * dep_fire's store before this load. */
   bool unrun = !call && atomic_load_explicit(&t->arg_failed, memory_order_relaxed);
   uint32_t expect = RT_T_WAITING;
-  /* acq_rel: a worker that later claims the task (QUEUED -> RUNNING) sees
-   * the record as submit and the dependency waiters left it. */
+  /* acq_rel: release pairs with whoever claims the task next
+   * (rt_task_claim_run, rt_task_readiness, rt_task_claim_end), which sees
+   * the record as submit and the dependency waiters left it; acquire pairs
+   * with a canceller's rt_task_claim_end or rt_task_abandon when it fails. */
   if (atomic_compare_exchange_strong_explicit(&t->state, &expect,
                                               unrun ? RT_T_RUNNING : RT_T_QUEUED,
                                               memory_order_acq_rel, memory_order_acquire)) {
@@ -421,8 +506,9 @@ ray_status rt_task_build(rt_tasks *ts, const char *fn_name, ray_task_fn fn, cons
   return RAY_OK;
 }
 
-void rt_task_start(rt_tasks *ts, rt_task *t, int extra_rc) {
-  if (extra_rc) atomic_fetch_add_explicit(&t->rc, (uint32_t)extra_rc, memory_order_relaxed);
+/* extra_rc: references to add for the caller (an actor call's queue). */
+static void start(rt_tasks *ts, rt_task *t, uint32_t extra_rc) {
+  if (extra_rc) atomic_fetch_add_explicit(&t->rc, extra_rc, memory_order_relaxed);
   count(t, &ts->submitted);
   rt_task *parent = rt_task_current();
   if (parent && t->nrets) rt_task_note_child(parent, t->rets[0]);
@@ -455,6 +541,37 @@ void rt_task_start(rt_tasks *ts, rt_task *t, int extra_rc) {
   }
 }
 
+void rt_task_start(rt_tasks *ts, rt_task *t) {
+  start(ts, t, 0);
+}
+
+static bool has_ref_arg(const rt_task *t) {
+  for (uint32_t i = 0; i < t->nargs; i++)
+    if (t->args[i].kind == RT_ARG_REF) return true;
+  return false;
+}
+
+void rt_task_start_call(rt_tasks *ts, rt_task *t) {
+  /* The actor's queue holds one reference, the dependency path the other. */
+  if (has_ref_arg(t)) {
+    /* Filed first, in this submitter's order; it becomes ready (READY
+     * hand-off) when its last argument is. */
+    ts->owner_ops->call_enqueue(ts->owner, t);
+    start(ts, t, 1);
+    return;
+  }
+  /* Nothing to wait for: QUEUED before the one message that carries it, so
+   * no READY hand-off is needed. Relaxed: nobody else can reach the record
+   * yet; the parent's child list (child_lock's release) and the enqueue
+   * (the mailbox push) publish it. */
+  atomic_store_explicit(&t->state, RT_T_QUEUED, memory_order_relaxed);
+  atomic_store_explicit(&t->deps, 0, memory_order_relaxed);
+  atomic_fetch_add_explicit(&t->rc, 1, memory_order_relaxed);
+  rt_task *parent = rt_task_current();
+  if (parent) rt_task_note_child(parent, t->rets[0]);
+  ts->owner_ops->call_enqueue(ts->owner, t);
+}
+
 static ray_status submit(rt_tasks *ts, ray_task_fn fn, const ray_arg *args, size_t nargs,
                          const ray_task_opts *opts, ray_ref **returns) {
   static const ray_task_opts defaults = RAY_TASK_OPTS_INIT;
@@ -472,7 +589,7 @@ static ray_status submit(rt_tasks *ts, ray_task_fn fn, const ray_arg *args, size
   ray_status s = rt_task_build(ts, "ray_submit", fn, args, nargs, opts->name, opts->num_returns,
                                opts->max_retries, &t, returns);
   if (s != RAY_OK) return s;
-  rt_task_start(ts, t, 0);
+  rt_task_start(ts, t);
   return RAY_OK;
 }
 
@@ -557,7 +674,7 @@ int rt_task_execute(rt_tasks *ts, rt_task *t, bool *exit_actor, char **crash_rea
   if (exit_actor) *exit_actor = false;
   if (upstream_failed(ts, t)) {
     release_args(t);
-    atomic_store_explicit(&t->state, RT_T_DONE, memory_order_release);
+    rt_task_finish(t);
     return RT_EXEC_DONE;
   }
   t->attempts++;
@@ -622,23 +739,21 @@ int rt_task_execute(rt_tasks *ts, rt_task *t, bool *exit_actor, char **crash_rea
     }
   }
   rt_ctx_done(&out);
-  atomic_store_explicit(&t->state, RT_T_DONE, memory_order_release);
+  rt_task_finish(t);
   return RT_EXEC_DONE;
 }
 
 static void task_run(rt_job *job) {
   rt_task *t = (rt_task *)job;
   rt_tasks *ts = rt_tasks_current();
-  uint32_t expect = RT_T_QUEUED;
-  if (!atomic_compare_exchange_strong_explicit(&t->state, &expect, RT_T_RUNNING,
-                                               memory_order_acq_rel, memory_order_acquire)) {
+  if (!rt_task_claim_run(t)) {
     /* Cancelled while queued (the canceller failed the returns), or run
      * already by a get that waited for it (rt_task_run_producer). */
     task_release(ts, t);
     return;
   }
   if (rt_task_execute(ts, t, NULL, NULL) == RT_EXEC_RETRY) {
-    atomic_store_explicit(&t->state, RT_T_QUEUED, memory_order_release);
+    rt_task_requeue(t);
     rt_sched_submit(ts->sched, &t->job);
     return;
   }
@@ -662,12 +777,9 @@ bool rt_task_run_producer(rt_tasks *ts, ray_ref *ref) {
   rt_task *t = NULL;
   if (!rt_store_with_producer(ts->store, ref, hold_plain_task, &t) || !t) return false;
   bool ran = false;
-  uint32_t expect = RT_T_QUEUED;
-  /* acq_rel: as in task_run, whose CAS this one races with; the loser
-   * leaves the task alone. */
+  /* The claim races task_run's; the loser leaves the task alone. */
   if (rt_sched_nest_enter()) {
-    if (atomic_compare_exchange_strong_explicit(&t->state, &expect, RT_T_RUNNING,
-                                                memory_order_acq_rel, memory_order_acquire)) {
+    if (rt_task_claim_run(t)) {
       while (rt_task_execute(ts, t, NULL, NULL) == RT_EXEC_RETRY) {
       } /* retries run here too: the state stays RUNNING */
       ran = true;
@@ -681,18 +793,6 @@ bool rt_task_run_producer(rt_tasks *ts, ray_ref *ref) {
 /* ------------------------------------------------------------------------ */
 /* Cancel                                                                   */
 /* ------------------------------------------------------------------------ */
-
-bool rt_task_claim_end(rt_task *t) {
-  /* acq_rel: the winner of the CAS owns ending the task; it sees the record
-   * as the other paths left it. */
-  uint32_t expect = RT_T_WAITING;
-  if (atomic_compare_exchange_strong_explicit(&t->state, &expect, RT_T_CANCELLED_W,
-                                              memory_order_acq_rel, memory_order_acquire))
-    return true;
-  expect = RT_T_QUEUED;
-  return atomic_compare_exchange_strong_explicit(&t->state, &expect, RT_T_CANCELLED_Q,
-                                                 memory_order_acq_rel, memory_order_acquire);
-}
 
 /* rt_store_with_producer callback: marks the task and holds it for the
  * canceller. */

@@ -24,9 +24,6 @@
 #include "task/tally.h"
 #include "trace/timeline.h"
 
-/* CANCELLED_W: cancelled while WAITING (the dependency path still owns its
- * reference); CANCELLED_Q: cancelled while QUEUED (the queue owns it). */
-enum { RT_T_WAITING, RT_T_QUEUED, RT_T_RUNNING, RT_T_CANCELLED_W, RT_T_CANCELLED_Q, RT_T_DONE };
 enum { RT_ARG_REF = 1, RT_ARG_VALUE = 2, RT_ARG_ACTOR = 3 };
 
 typedef struct rt_actor rt_actor;
@@ -136,6 +133,9 @@ typedef struct rt_task_owner_ops {
   /* The dependencies of t (t->actor set) are ready and it is QUEUED: hand
    * it to its actor. The hand-off owns one record reference. */
   void (*call_ready)(void *owner, rt_task *t);
+  /* A new call, built: file it with its actor, in the submitter's order
+   * (rt_task_start_call). The actor's queue owns one record reference. */
+  void (*call_enqueue)(void *owner, rt_task *t);
   /* A record freed; it held a reference on its actor a. */
   void (*actor_unref)(void *owner, rt_actor *a);
 } rt_task_owner_ops;
@@ -213,7 +213,14 @@ typedef struct ray_task_opts ray_task_opts;
 ray_status rt_task_build(rt_tasks *ts, const char *fn_name, ray_task_fn fn, const ray_arg *args,
                          size_t nargs, const char *name, int nrets, int max_retries, rt_task **out,
                          ray_ref **returns);
-void rt_task_start(rt_tasks *ts, rt_task *t, int extra_rc);
+/* Starts a built record: registers its dependencies, and once they are
+ * ready hands it to the scheduler (a plain task) or to its actor
+ * (owner_ops->call_ready). */
+void rt_task_start(rt_tasks *ts, rt_task *t);
+/* Starts an actor call: files it with its actor (owner_ops->call_enqueue)
+ * in the submitter's order, and starts it. A call with no ref argument is
+ * QUEUED before it is filed, so no READY hand-off follows. */
+void rt_task_start_call(rt_tasks *ts, rt_task *t);
 void rt_task_release(rt_tasks *ts, rt_task *t);
 /* Takes a built record out of the drain's count: it lives as long as its
  * actor, not as a task (an actor's constructor). */
@@ -228,10 +235,40 @@ int rt_task_execute(rt_tasks *ts, rt_task *t, bool *exit_actor, char **crash_rea
 /* Records that parent submitted the task whose first return is first_ret
  * (for recursive cancel). */
 void rt_task_note_child(rt_task *parent, ray_ref *first_ret);
-/* Claims the end of a task not yet running (WAITING -> CANCELLED_W or
- * QUEUED -> CANCELLED_Q); false if another path owns it. The caller then
- * fails its returns. */
+/*
+ * State verbs. The task layer alone moves `state` (task.c); the actor layer
+ * drives its records through these, never by the state's values.
+ */
+/* Claims a QUEUED record to run it (QUEUED -> RUNNING); false if another
+ * path owns it (cancelled, or run by a get that waited for it). */
+bool rt_task_claim_run(rt_task *t);
+/* A claimed record whose run must be repeated (a retry, or an actor call
+ * that runs again after its actor restarts): RUNNING -> QUEUED, for the
+ * next rt_task_claim_run. */
+void rt_task_requeue(rt_task *t);
+/* A claimed record is done (RUNNING -> DONE); its returns are ended, or
+ * the caller ends them next. */
+void rt_task_finish(rt_task *t);
+/* Claims the end of a task not yet running (WAITING or QUEUED ->
+ * cancelled); false if another path owns it. The caller then fails its
+ * returns. */
 bool rt_task_claim_end(rt_task *t);
+/* Where a record in its owner's queue stands (an actor's calls and its
+ * constructor): ready to claim, still waiting for an argument, or
+ * cancelled (the owner drops it with rt_task_release_queued). */
+enum { RT_TASK_WAITS, RT_TASK_READY, RT_TASK_CANCELLED };
+int rt_task_readiness(const rt_task *t);
+/* The owner of a queued record (an actor) will not touch it again, whether
+ * it ran, failed or was cancelled: drops the queue's reference and, unless
+ * it was cancelled while still waiting (then the dependency path drops its
+ * own when the last argument is ready), the one the dependency path handed
+ * over when it became ready. */
+void rt_task_release_queued(rt_tasks *ts, rt_task *t);
+/* The owner is done with a record it never claimed (an actor's
+ * constructor, run through its hooks): drops the dependency path's
+ * reference if that path handed it over (QUEUED), or marks the record
+ * cancelled so that the path drops it when the last argument is ready. */
+void rt_task_abandon(rt_tasks *ts, rt_task *t);
 /* Fails every pending return of t with status and message. */
 void rt_task_fail_returns(rt_tasks *ts, rt_task *t, ray_status status, const char *msg,
                           const char *reason);
