@@ -376,11 +376,16 @@ static void drain_mailbox(rt_actors *as, rt_actor *a) {
   }
 }
 
+/* The method's name, for messages. */
+static const char *method_name(const rt_actor *a, const rt_task *call) {
+  const char *m = a->cls->methods[call->method].name;
+  return m ? m : "?";
+}
+
 /* The method crashed the actor in `call`. */
 static void on_crash(rt_actors *as, rt_actor *a, rt_task *call, char *why, rt_subq *q) {
   char reason[256];
-  snprintf(reason, sizeof reason, "method '%s' returned RAY_EACTOR: %s",
-           a->cls->methods[call->method].name ? a->cls->methods[call->method].name : "?",
+  snprintf(reason, sizeof reason, "method '%s' returned RAY_EACTOR: %s", method_name(a, call),
            why ? why : "(no reason)");
   free(why);
   bool retry =
@@ -418,9 +423,7 @@ static void call_job(rt_job *job) {
     snprintf(msg, sizeof msg,
              "actor '%s' (%s) died in this call: method '%s' returned "
              "RAY_EACTOR: %s",
-             a->label, a->id,
-             a->cls->methods[call->method].name ? a->cls->methods[call->method].name : "?",
-             why ? why : "(no reason)");
+             a->label, a->id, method_name(a, call), why ? why : "(no reason)");
     rt_task_fail_returns(as->tasks, call, RAY_EACTOR, msg, why);
     free(why);
     control(as, a, CTL_CRASH);
@@ -448,47 +451,78 @@ static bool fail_queued(rt_actors *as, rt_actor *a) {
   return any;
 }
 
-/* One step of work; false when there is nothing to do right now. */
-static bool step(rt_actors *as, rt_actor *a) {
-  if (a->phase == PH_DEAD) return fail_queued(as, a);
-  int inflight = atomic_load_explicit(&a->inflight, memory_order_relaxed);
-  if (a->kill_end || a->shutdown_req || a->exit_req) {
-    if (inflight) return false; /* wait for dispatched calls */
-    actor_end(as, a,
-              a->kill_end       ? "killed"
-              : a->shutdown_req ? "the runtime shut down"
-                                : "exited in a method");
-    return true;
-  }
-  if (a->crashed) {
-    if (inflight) return false;
+/* What one step did: nothing to do now, some work, or (step_control only)
+ * no request pending, so the step goes on. */
+enum { STEP_IDLE, STEP_WORKED, STEP_NONE };
+
+/* Acts on a pending control request once no dispatched call runs: an end
+ * (kill, shutdown, exit in a method) before a restart (a crash of a
+ * dispatched call, then a kill with restart). */
+static int step_control(rt_actors *as, rt_actor *a, int inflight) {
+  const char *end = a->kill_end       ? "killed"
+                    : a->shutdown_req ? "the runtime shut down"
+                    : a->exit_req     ? "exited in a method"
+                                      : NULL;
+  if (!end && !a->crashed && !a->kill_restart) return STEP_NONE;
+  if (inflight) return STEP_IDLE; /* wait for dispatched calls */
+  if (end) {
+    actor_end(as, a, end);
+  } else if (a->crashed) {
     a->crashed = false;
     restart_or_die(as, a, "a method returned RAY_EACTOR", false);
-    return true;
-  }
-  if (a->kill_restart) {
-    if (inflight) return false;
+  } else {
     a->kill_restart = false;
     restart_or_die(as, a, "killed", true);
-    return true;
   }
-  if (a->phase == PH_STARTING) {
-    if (rt_task_readiness(a->ctor) != RT_TASK_READY) return false; /* arguments not ready */
-    rt_task_outcome out;
-    run_hook(as, a, RT_RUN_START, invoke_start, &out);
-    if (out.status == RAY_OK) {
-      a->phase = PH_ALIVE;
-      a->started = true;
-    } else {
-      char reason[256];
-      snprintf(reason, sizeof reason, "on_start failed: %s", out.reason ? out.reason : "error");
-      restart_or_die(as, a, reason, false);
-    }
-    free(out.reason);
-    rt_ctx_done(&out);
-    return true;
+  return STEP_WORKED;
+}
+
+/* STARTING: runs on_start once the constructor's arguments are ready. */
+static bool step_start(rt_actors *as, rt_actor *a) {
+  if (rt_task_readiness(a->ctor) != RT_TASK_READY) return false; /* arguments not ready */
+  rt_task_outcome out;
+  run_hook(as, a, RT_RUN_START, invoke_start, &out);
+  if (out.status == RAY_OK) {
+    a->phase = PH_ALIVE;
+    a->started = true;
+  } else {
+    char reason[256];
+    snprintf(reason, sizeof reason, "on_start failed: %s", out.reason ? out.reason : "error");
+    restart_or_die(as, a, reason, false);
   }
-  /* ALIVE: the first ready head, in any submitter queue. */
+  free(out.reason);
+  rt_ctx_done(&out);
+  return true;
+}
+
+/* Runs a claimed call, the head of q, on this turn (max_concurrency 1). */
+static void run_call(rt_actors *as, rt_actor *a, rt_subq *q, rt_task *call) {
+  bool exit_actor;
+  char *why = NULL;
+  if (rt_task_execute(as->tasks, call, &exit_actor, &why) == RT_EXEC_CRASH) {
+    on_crash(as, a, call, why, q);
+    return;
+  }
+  dequeue_head(q);
+  drop_call(as, call);
+  if (exit_actor) {
+    char reason[160];
+    snprintf(reason, sizeof reason, "exited in method '%s'", method_name(a, call));
+    actor_end(as, a, reason);
+  }
+}
+
+/* Hands a claimed call, the head of q, to the pool (max_concurrency > 1). */
+static void dispatch_call(rt_actors *as, rt_actor *a, rt_subq *q, rt_task *call) {
+  dequeue_head(q);
+  atomic_fetch_add_explicit(&a->inflight, 1, memory_order_relaxed);
+  call->job.run = call_job;
+  rt_sched_submit(as->sched, &call->job);
+}
+
+/* ALIVE: runs or dispatches the first ready head, in any submitter queue,
+ * dropping cancelled heads on the way. */
+static bool step_calls(rt_actors *as, rt_actor *a, int inflight) {
   bool progress = false;
   for (rt_subq *q = a->queues; q; q = q->next) {
     while (q->head) {
@@ -504,33 +538,27 @@ static bool step(rt_actors *as, rt_actor *a) {
       if (a->max_concurrency > 1 && (inflight >= a->max_concurrency || a->crashed)) return progress;
       if (!rt_task_claim_run(call)) continue; /* cancelled meanwhile: dropped on the next pass */
       if (a->max_concurrency > 1) {
-        dequeue_head(q);
-        atomic_fetch_add_explicit(&a->inflight, 1, memory_order_relaxed);
-        call->job.run = call_job;
-        rt_sched_submit(as->sched, &call->job);
+        dispatch_call(as, a, q, call);
         return true;
       }
-      bool exit_actor;
-      char *why = NULL;
-      if (rt_task_execute(as->tasks, call, &exit_actor, &why) == RT_EXEC_CRASH) {
-        on_crash(as, a, call, why, q);
-        prune_queues(a);
-        return true;
-      }
-      dequeue_head(q);
-      drop_call(as, call);
-      if (exit_actor) {
-        char reason[160];
-        snprintf(reason, sizeof reason, "exited in method '%s'",
-                 a->cls->methods[call->method].name ? a->cls->methods[call->method].name : "?");
-        actor_end(as, a, reason);
-      }
+      run_call(as, a, q, call);
       prune_queues(a);
       return true;
     }
   }
   prune_queues(a);
-  if (progress) return true;
+  return progress;
+}
+
+/* One step of work; false when there is nothing to do right now. */
+static bool step(rt_actors *as, rt_actor *a) {
+  if (a->phase == PH_DEAD) return fail_queued(as, a);
+  int inflight = atomic_load_explicit(&a->inflight, memory_order_relaxed);
+  int c = step_control(as, a, inflight);
+  if (c != STEP_NONE) return c == STEP_WORKED;
+  if (a->phase == PH_STARTING) return step_start(as, a);
+  if (step_calls(as, a, inflight)) return true;
+  /* Nothing left to run and no handle left: the actor ends by itself. */
   if (a->released && !a->detached && !a->queues && inflight == 0) {
     actor_end(as, a, "its last handle was released");
     return true;
@@ -593,13 +621,7 @@ static ray_status check_class(const ray_actor_class *cls) {
   return RAY_OK;
 }
 
-static ray_status actor_create(rt_actors *as, const ray_actor_class *cls, const ray_arg *args,
-                               size_t nargs, const ray_actor_opts *opts, ray_actor **out) {
-  ray_status s = check_class(cls);
-  if (s != RAY_OK) return s;
-  static const ray_actor_opts defaults;
-  if (!opts) opts = &defaults;
-  if (!out) return rt_fail(RAY_EINVAL, "ray_actor_create: out is NULL");
+static ray_status check_opts(const ray_actor_opts *opts) {
   if (opts->name && !opts->name[0])
     return rt_fail(RAY_EINVAL, "ray_actor_create: the name is empty");
   if (opts->max_concurrency < 0 || opts->max_restarts < -1 || opts->max_task_retries < -1)
@@ -607,7 +629,13 @@ static ray_status actor_create(rt_actors *as, const ray_actor_class *cls, const 
                    "ray_actor_create: max_concurrency %d, max_restarts %d or max_task_retries %d "
                    "is out of range",
                    opts->max_concurrency, opts->max_restarts, opts->max_task_retries);
+  return RAY_OK;
+}
 
+/* A new record: state, names, id, options, mailbox, quota account; not
+ * yet published. */
+static ray_status actor_new(rt_actors *as, const ray_actor_class *cls, const ray_actor_opts *opts,
+                            rt_actor **out) {
   rt_actor *a = rt_calloc(1, sizeof *a);
   if (!a) return rt_fail(RAY_ENOMEM, "ray_actor_create: out of memory");
   if (cls->state_size && !(a->state = rt_calloc(1, cls->state_size))) {
@@ -644,35 +672,37 @@ static ray_status actor_create(rt_actors *as, const ray_actor_class *cls, const 
       return rt_fail(RAY_ENOMEM, "ray_actor_create: no memory-quota account left");
     }
   }
-  /* The constructor record carries the arguments for every (re)start. */
-  if ((s = rt_task_build(as->tasks, "ray_actor_create", NULL, args, nargs, a->label, 0, 0, &a->ctor,
-                         NULL)) != RAY_OK) {
-    a->ctor = NULL;
-    discard_new(as, a);
-    return s;
-  }
-  rt_task_uncount(as->tasks, a->ctor); /* lives as long as the actor, not a task to drain */
-  a->ctor->actor = a;
-  a->ctor->run_kind = RT_RUN_START;
-  a->ctor->invoke = invoke_start;
-  a->ctor->account = a->account;
-  a->ctor->ready_msg = (rt_actor_msg){{NULL}, RT_AMSG_READY, a->ctor};
-  atomic_store_explicit(&a->handles, 1, memory_order_relaxed);
-  atomic_store_explicit(&a->rc, 2, memory_order_relaxed); /* the handle and the constructor */
-  pthread_mutex_lock(&as->lock);
-  if (opts->name) {
+  *out = a;
+  return RAY_OK;
+}
+
+/* The constructor record: the arguments of every (re)start. */
+static ray_status make_ctor(rt_actors *as, rt_actor *a, const ray_arg *args, size_t nargs) {
+  rt_task *t;
+  ray_status s =
+      rt_task_build(as->tasks, "ray_actor_create", NULL, args, nargs, a->label, 0, 0, &t, NULL);
+  if (s != RAY_OK) return s;
+  rt_task_uncount(as->tasks, t); /* lives as long as the actor, not a task to drain */
+  t->actor = a;
+  t->run_kind = RT_RUN_START;
+  t->invoke = invoke_start;
+  t->account = a->account;
+  t->ready_msg = (rt_actor_msg){{NULL}, RT_AMSG_READY, t};
+  a->ctor = t;
+  return RAY_OK;
+}
+
+/* Under as->lock: takes the name (if any) and a slot, links the record on
+ * the list of all, and publishes it in its slot. */
+static ray_status publish_locked(rt_actors *as, rt_actor *a, const char *name) {
+  if (name) {
     for (rt_actor *o = as->all; o; o = o->all_next)
-      if (o->name && strcmp(o->name, opts->name) == 0) {
-        pthread_mutex_unlock(&as->lock);
-        discard_new(as, a);
-        return rt_fail(RAY_EEXIST, "ray_actor_create: an actor named '%s' is alive", opts->name);
-      }
+      if (o->name && strcmp(o->name, name) == 0)
+        return rt_fail(RAY_EEXIST, "ray_actor_create: an actor named '%s' is alive", name);
   }
   uint32_t slot = slot_alloc(as);
-  if (slot == UINT32_MAX || (opts->name && !(a->name = rt_strdup(opts->name)))) {
+  if (slot == UINT32_MAX || (name && !(a->name = rt_strdup(name)))) {
     if (slot != UINT32_MAX) as->free_slots[as->nfree++] = slot;
-    pthread_mutex_unlock(&as->lock);
-    discard_new(as, a);
     return rt_fail(RAY_ENOMEM, "ray_actor_create: no room for another actor");
   }
   a->slot = slot;
@@ -683,9 +713,33 @@ static ray_status actor_create(rt_actors *as, const ray_actor_class *cls, const 
   a->all_next = as->all;
   if (as->all) as->all->all_prev = a;
   as->all = a;
-  pthread_mutex_unlock(&as->lock);
-  atomic_fetch_add_explicit(&as->alive, 1, memory_order_relaxed);
+  return RAY_OK;
+}
 
+static ray_status actor_create(rt_actors *as, const ray_actor_class *cls, const ray_arg *args,
+                               size_t nargs, const ray_actor_opts *opts, ray_actor **out) {
+  ray_status s = check_class(cls);
+  if (s != RAY_OK) return s;
+  static const ray_actor_opts defaults;
+  if (!opts) opts = &defaults;
+  if (!out) return rt_fail(RAY_EINVAL, "ray_actor_create: out is NULL");
+  if ((s = check_opts(opts)) != RAY_OK) return s;
+  rt_actor *a;
+  if ((s = actor_new(as, cls, opts, &a)) != RAY_OK) return s;
+  if ((s = make_ctor(as, a, args, nargs)) != RAY_OK) {
+    discard_new(as, a);
+    return s;
+  }
+  atomic_store_explicit(&a->handles, 1, memory_order_relaxed);
+  atomic_store_explicit(&a->rc, 2, memory_order_relaxed); /* the handle and the constructor */
+  pthread_mutex_lock(&as->lock);
+  s = publish_locked(as, a, opts->name);
+  pthread_mutex_unlock(&as->lock);
+  if (s != RAY_OK) {
+    discard_new(as, a);
+    return s;
+  }
+  atomic_fetch_add_explicit(&as->alive, 1, memory_order_relaxed);
   *out = handle_of(as, a);
   rt_task_start(as->tasks, a->ctor); /* ready arguments wake the first turn */
   return RAY_OK;

@@ -416,23 +416,8 @@ void rt_task_note_child(rt_task *parent, ray_ref *first_ret) {
   atomic_flag_clear_explicit(&parent->child_lock, memory_order_release);
 }
 
-ray_status rt_task_build(rt_tasks *ts, const char *fn_name, ray_task_fn fn, const ray_arg *args,
-                         size_t nargs, const char *name, int num_returns, int max_retries,
-                         rt_task **out, ray_ref **returns) {
-  if (nargs && !args)
-    return rt_fail(RAY_EINVAL, "%s: args is NULL with nargs = %zu", fn_name, nargs);
-  if (nargs > UINT32_MAX) return rt_fail(RAY_EINVAL, "%s: nargs = %zu is too many", fn_name, nargs);
-  size_t bytes;
-  ray_status s = check_args(ts, fn_name, args, nargs, &bytes);
-  if (s != RAY_OK) return s;
-
-  rt_task *t = rt_taskpool_get(ts);
-  if (!t) return rt_fail(RAY_ENOMEM, "%s: out of memory for a task record", fn_name);
-  size_t nrets = (size_t)num_returns;
-  if (!task_layout(t, nargs, nrets, bytes)) {
-    rt_taskpool_put(ts, t);
-    return rt_fail(RAY_ENOMEM, "%s: out of memory for %zu arguments", fn_name, nargs);
-  }
+/* Names the record: inline if short, else a copy; false when out of memory. */
+static bool set_name(rt_task *t, const char *name) {
   size_t nlen = name ? strlen(name) : 0;
   if (!name) {
     t->name = k_unnamed;
@@ -440,10 +425,32 @@ ray_status rt_task_build(rt_tasks *ts, const char *fn_name, ray_task_fn fn, cons
     memcpy(t->name_inl, name, nlen + 1);
     t->name = t->name_inl;
   } else if (!(t->name = rt_strdup(name))) {
+    return false;
+  }
+  return true;
+}
+
+/* A record from the pool, laid out for its arguments and returns, named. */
+static ray_status record_new(rt_tasks *ts, const char *fn_name, size_t nargs, size_t nrets,
+                             size_t bytes, const char *name, rt_task **out) {
+  rt_task *t = rt_taskpool_get(ts);
+  if (!t) return rt_fail(RAY_ENOMEM, "%s: out of memory for a task record", fn_name);
+  if (!task_layout(t, nargs, nrets, bytes)) {
+    rt_taskpool_put(ts, t);
+    return rt_fail(RAY_ENOMEM, "%s: out of memory for %zu arguments", fn_name, nargs);
+  }
+  if (!set_name(t, name)) {
     free(t->heap);
     rt_taskpool_put(ts, t);
     return rt_fail(RAY_ENOMEM, "%s: out of memory for the task name", fn_name);
   }
+  *out = t;
+  return RAY_OK;
+}
+
+/* Every field a plain task starts with (the actor layer sets its own after
+ * rt_task_build). The record is private until started: relaxed stores. */
+static void record_init(rt_task *t, ray_task_fn fn, size_t nargs, int max_retries) {
   t->job.run = task_run;
   t->fn = fn;
   t->actor = NULL;
@@ -461,13 +468,17 @@ ray_status rt_task_build(rt_tasks *ts, const char *fn_name, ray_task_fn fn, cons
   t->attempts = 0;
   t->children = NULL;
   t->nchildren = t->children_cap = 0;
-  atomic_flag_clear_explicit(&t->child_lock, memory_order_relaxed); /* private until started */
+  atomic_flag_clear_explicit(&t->child_lock, memory_order_relaxed);
   atomic_store_explicit(&t->state, RT_T_WAITING, memory_order_relaxed);
   atomic_store_explicit(&t->cancel, 0, memory_order_relaxed);
   atomic_store_explicit(&t->arg_failed, 0, memory_order_relaxed);
   atomic_store_explicit(&t->rc, 1, memory_order_relaxed);
   atomic_store_explicit(&t->deps, 1, memory_order_relaxed); /* guard while registering */
+}
 
+/* Copies value arguments, and takes a reference on each ref or actor
+ * argument (checked by check_args). */
+static void copy_args(rt_task *t, const ray_arg *args, size_t nargs) {
   unsigned char *at = t->bytes;
   for (size_t i = 0; i < nargs; i++) {
     rt_task_arg *a = &t->args[i];
@@ -475,10 +486,10 @@ ray_status rt_task_build(rt_tasks *ts, const char *fn_name, ray_task_fn fn, cons
     a->kind = args[i].kind_;
     a->task = t;
     if (a->kind == RT_ARG_REF) {
-      a->ref = ray_ref_retain((ray_ref *)args[i].p_); /* checked above */
+      a->ref = ray_ref_retain((ray_ref *)args[i].p_);
       a->dep.fire = dep_fire;
     } else if (a->kind == RT_ARG_ACTOR) {
-      a->actor = ray_actor_retain((ray_actor *)args[i].p_); /* checked above */
+      a->actor = ray_actor_retain((ray_actor *)args[i].p_);
     } else {
       memcpy(at, args[i].p_, args[i].size_);
       a->data = at;
@@ -487,10 +498,14 @@ ray_status rt_task_build(rt_tasks *ts, const char *fn_name, ray_task_fn fn, cons
       at += (args[i].size_ + 15) & ~(size_t)15;
     }
   }
-  rt_tally_in(&ts->tally);
-  /* Each handle in t->rets counts two refs: the task's and the caller's. */
+}
+
+/* One PENDING entry per return. Each handle in t->rets counts two refs:
+ * the task's and the caller's. On failure the record is freed. */
+static ray_status make_returns(rt_tasks *ts, rt_task *t, const char *fn_name, size_t nrets) {
   for (size_t i = 0; i < nrets; i++) {
-    if ((s = rt_store_new_pending(ts->store, fn_name, t, &t->rets[i])) != RAY_OK) {
+    ray_status s = rt_store_new_pending(ts->store, fn_name, t, &t->rets[i]);
+    if (s != RAY_OK) {
       for (size_t j = 0; j < i; j++)
         ray_ref_release(t->rets[j]); /* the caller's; free drops the task's */
       t->nrets = (uint32_t)i;
@@ -499,6 +514,25 @@ ray_status rt_task_build(rt_tasks *ts, const char *fn_name, ray_task_fn fn, cons
     }
     t->nrets++;
   }
+  return RAY_OK;
+}
+
+ray_status rt_task_build(rt_tasks *ts, const char *fn_name, ray_task_fn fn, const ray_arg *args,
+                         size_t nargs, const char *name, int num_returns, int max_retries,
+                         rt_task **out, ray_ref **returns) {
+  if (nargs && !args)
+    return rt_fail(RAY_EINVAL, "%s: args is NULL with nargs = %zu", fn_name, nargs);
+  if (nargs > UINT32_MAX) return rt_fail(RAY_EINVAL, "%s: nargs = %zu is too many", fn_name, nargs);
+  size_t bytes;
+  ray_status s = check_args(ts, fn_name, args, nargs, &bytes);
+  if (s != RAY_OK) return s;
+  rt_task *t;
+  size_t nrets = (size_t)num_returns;
+  if ((s = record_new(ts, fn_name, nargs, nrets, bytes, name, &t)) != RAY_OK) return s;
+  record_init(t, fn, nargs, max_retries);
+  copy_args(t, args, nargs);
+  rt_tally_in(&ts->tally);
+  if ((s = make_returns(ts, t, fn_name, nrets)) != RAY_OK) return s;
   /* Only now: on failure the caller's array is untouched. (A loop, not a
    * memcpy: for one or two returns a string move costs more than it does.) */
   for (size_t i = 0; i < nrets; i++) returns[i] = t->rets[i];
