@@ -107,7 +107,7 @@ ray_status ray_shutdown(void) {
     /* Outside submissions are refused from here, and those already inside
      * a submission call finish it; submitted work, and the work it submits,
      * runs to the end. Then the pool stops. */
-    rt_tallies_close(&rt->tasks.tally);
+    rt_tasks_close(&rt->tasks);
     rt_gate_wait_all();
     rt_tasks_drain(&rt->tasks);
     rt_actors_end_all(&rt->actors); /* queued calls ran above; now on_stop, once each */

@@ -16,7 +16,8 @@ typedef struct rt_task_outcome {
   rt_payload staged_inl[RT_TASK_INLINE_RETS];
 } rt_task_outcome;
 
-/* Calls t->fn with a fresh ctx; argument views end with the call. */
+/* Runs the record with a fresh ctx: t->fn for a plain task, t->invoke for
+ * an actor's record; argument views end with the run. */
 void rt_ctx_run(rt_tasks *ts, rt_task *t, rt_task_outcome *out);
 /* Gives back every staged return (memory, buffers, alias targets). */
 void rt_ctx_discard(rt_tasks *ts, rt_task_outcome *out);

@@ -402,7 +402,9 @@ static bool task_layout(rt_task *t, size_t nargs, size_t nrets, size_t bytes) {
   return true;
 }
 
-void rt_task_note_child(rt_task *parent, ray_ref *first_ret) {
+/* Records that parent submitted the task whose first return is first_ret
+ * (for recursive cancel). */
+static void note_child(rt_task *parent, ray_ref *first_ret) {
   while (atomic_flag_test_and_set_explicit(&parent->child_lock, memory_order_acquire))
     rt_prim_pause();
   ray_ref **c = rt_array_reserve(parent->children, &parent->children_cap, parent->nchildren + 1,
@@ -545,7 +547,7 @@ static void start(rt_tasks *ts, rt_task *t, uint32_t extra_rc) {
   if (extra_rc) atomic_fetch_add_explicit(&t->rc, extra_rc, memory_order_relaxed);
   count(t, &ts->submitted);
   rt_task *parent = rt_task_current();
-  if (parent && t->nrets) rt_task_note_child(parent, t->rets[0]);
+  if (parent && t->nrets) note_child(parent, t->rets[0]);
   if (t->nrets && !t->actor && rt_sched_worker_index(ts->sched) < 0)
     t_recent.ref[t_recent.next++ % RECENT] = t->rets[0];
   /* Register dependencies last: from the first registration on, another
@@ -602,7 +604,7 @@ void rt_task_start_call(rt_tasks *ts, rt_task *t) {
   atomic_store_explicit(&t->deps, 0, memory_order_relaxed);
   atomic_fetch_add_explicit(&t->rc, 1, memory_order_relaxed);
   rt_task *parent = rt_task_current();
-  if (parent) rt_task_note_child(parent, t->rets[0]);
+  if (parent) note_child(parent, t->rets[0]);
   ts->owner_ops->call_enqueue(ts->owner, t);
 }
 
@@ -891,6 +893,10 @@ ray_status rt_tasks_enter(const char *fn, rt_tasks **ts_out, rt_gate **gate_out)
   *ts_out = ts;
   *gate_out = gate;
   return RAY_OK;
+}
+
+void rt_tasks_close(rt_tasks *ts) {
+  rt_tallies_close(&ts->tally);
 }
 
 void rt_tasks_drain(rt_tasks *ts) {

@@ -1,14 +1,28 @@
 /*
- * task.h - task records and the task layer's hooks into the runtime.
+ * task.h - task records, the task layer (rt_tasks) and what it offers the
+ * actor layer above it.
  *
  * A task record lives from ray_submit until the task has ended and its
  * last dependency waiter has fired. Its `state` says who may act on it:
- *   WAITING  (dependencies outstanding) --deps ready--> QUEUED --worker--> RUNNING
+ *   WAITING  (dependencies outstanding) --deps ready--> QUEUED --claim--> RUNNING
  *   WAITING / QUEUED --ray_cancel--> CANCELLED
  *   WAITING --deps ready, one failed--> RUNNING (failed at once, no queue)
- * A CAS decides each transition, so a canceller and the worker cannot both
- * claim the task. `rc` counts who still uses the record: 1 for the task's
- * own path through the states, +1 while a canceller works on it.
+ *   RUNNING --retry, or an actor call run again after a restart--> QUEUED
+ *   RUNNING --ended--> DONE
+ * A CAS decides each contested transition, so a canceller and a runner
+ * cannot both claim the task. Only task.c moves the state; others use the
+ * state verbs below.
+ *
+ * `rc` counts who still uses the record. 1 for the record's own path (the
+ * dependency path, then the queue or whoever claims it; for an actor's
+ * constructor, the actor until rt_task_abandon), plus 1 for each of:
+ *   - a canceller, or a get running the producer (rt_task_run_producer),
+ *     while it works on the record (taken under the stripe lock of one of
+ *     the returns, rt_store_with_producer);
+ *   - an actor call's place in its actor's queue (rt_task_start_call);
+ *   - an actor record's READY message while it is in the mailbox
+ *     (deps_ready), since an intrusive node must outlive its queue stay.
+ * The record is freed at 0 (task_release, acq_rel).
  */
 #ifndef RT_TASK_H
 #define RT_TASK_H
@@ -177,7 +191,10 @@ int rt_tasks_init(rt_tasks *ts, uint64_t epoch);
 void rt_tasks_bind(rt_tasks *ts, rt_store *store, rt_sched *sched, rt_timeline *timeline);
 /* Installs the actor layer's ops; before the layer is published. */
 void rt_tasks_set_owner(rt_tasks *ts, const rt_task_owner_ops *ops, void *owner);
-/* Rejects outside submissions, then waits until every task has ended. */
+/* Refuses outside submissions from now on (rt_tasks_enter); seq_cst, the
+ * first half of the gate's Dekker pattern (core/gate.h). Idempotent. */
+void rt_tasks_close(rt_tasks *ts);
+/* Refuses outside submissions, then waits until every task has ended. */
 void rt_tasks_drain(rt_tasks *ts);
 void rt_tasks_destroy(rt_tasks *ts);
 
@@ -205,11 +222,12 @@ rt_task *rt_task_current(void);
 
 /* For the actor layer (task.c). */
 typedef struct ray_task_opts ray_task_opts;
-/* Builds a record like ray_submit; with actor set, the record is a call of
- * method (or the constructor when run_kind is RT_RUN_START) and its
- * readiness goes to rt_actor_call_ready instead of the scheduler. name is
- * copied; NULL names the task "unnamed". The
- * caller must not touch the record after rt_task_start. */
+/* Builds a record like ray_submit, as a plain task of fn. The actor layer
+ * then sets its own fields (actor, run_kind, invoke, method, account, its
+ * messages), which make the record an actor call or constructor whose
+ * readiness goes to owner_ops->call_ready instead of the scheduler. name
+ * is copied; NULL names the task "unnamed". The caller must not touch the
+ * record after starting it, except through the state verbs. */
 ray_status rt_task_build(rt_tasks *ts, const char *fn_name, ray_task_fn fn, const ray_arg *args,
                          size_t nargs, const char *name, int nrets, int max_retries, rt_task **out,
                          ray_ref **returns);
@@ -232,9 +250,6 @@ void rt_task_uncount(rt_tasks *ts, rt_task *t);
  * ray_ctx_exit_actor. */
 enum { RT_EXEC_DONE, RT_EXEC_RETRY, RT_EXEC_CRASH };
 int rt_task_execute(rt_tasks *ts, rt_task *t, bool *exit_actor, char **crash_reason);
-/* Records that parent submitted the task whose first return is first_ret
- * (for recursive cancel). */
-void rt_task_note_child(rt_task *parent, ray_ref *first_ret);
 /*
  * State verbs. The task layer alone moves `state` (task.c); the actor layer
  * drives its records through these, never by the state's values.
