@@ -31,6 +31,7 @@
 #include <stddef.h>
 
 #include "actor/mailbox.h"
+#include "core/batchcache.h"
 #include "core/error.h"
 #include "core/gate.h"
 #include "sched/sched.h"
@@ -169,11 +170,9 @@ typedef struct rt_tasks {
   _Alignas(64) _Atomic uint64_t submitted;
   _Alignas(64) _Atomic uint64_t finished;
   _Alignas(64) _Atomic uint64_t failed, cancelled, retried, sends_failed;
-  /* record pool */
-  pthread_mutex_t pool_lock;
-  rt_task **pool_free; /* free records, under pool_lock */
-  size_t nfree, free_cap;
-  void **slabs; /* under pool_lock */
+  /* record pool (taskpool.c) */
+  rt_batchlist pool; /* free records (rt_task *) */
+  void **slabs;      /* under pool.lock */
   size_t nslabs, slabs_cap;
 } rt_tasks;
 
