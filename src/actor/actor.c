@@ -747,8 +747,8 @@ static ray_status actor_create(rt_actors *as, const ray_actor_class *cls, const 
 
 ray_status ray_actor_create(const ray_actor_class *cls, const ray_arg *args, size_t nargs,
                             const ray_actor_opts *opts, ray_actor **out) {
-  rt_actors *as;
-  rt_gate *gate;
+  rt_actors *as = NULL;
+  rt_gate *gate = NULL;
   ray_status s = enter("ray_actor_create", &as, &gate);
   if (s != RAY_OK) return s;
   s = actor_create(as, cls, args, nargs, opts, out);
@@ -793,8 +793,8 @@ static ray_status make_call(rt_actors *as, ray_actor *h, size_t method, const ra
 
 ray_status ray_actor_call(ray_actor *h, size_t method, const ray_arg *args, size_t nargs,
                           ray_ref **ret) {
-  rt_actors *as;
-  rt_gate *gate;
+  rt_actors *as = NULL;
+  rt_gate *gate = NULL;
   ray_status s = enter("ray_actor_call", &as, &gate);
   if (s != RAY_OK) return s;
   s = make_call(as, h, method, args, nargs, ret, false, "ray_actor_call");
@@ -803,8 +803,8 @@ ray_status ray_actor_call(ray_actor *h, size_t method, const ray_arg *args, size
 }
 
 ray_status ray_actor_send(ray_actor *h, size_t method, const ray_arg *args, size_t nargs) {
-  rt_actors *as;
-  rt_gate *gate;
+  rt_actors *as = NULL;
+  rt_gate *gate = NULL;
   ray_status s = enter("ray_actor_send", &as, &gate);
   if (s == RAY_OK) {
     s = make_call(as, h, method, args, nargs, NULL, true, "ray_actor_send");

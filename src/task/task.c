@@ -631,8 +631,8 @@ static ray_status submit(rt_tasks *ts, ray_task_fn fn, const ray_arg *args, size
 
 ray_status ray_submit(ray_task_fn fn, const ray_arg *args, size_t nargs, const ray_task_opts *opts,
                       ray_ref **returns) {
-  rt_tasks *ts;
-  rt_gate *gate;
+  rt_tasks *ts = NULL; /* set on RAY_OK; initialised for -Wmaybe-uninitialized */
+  rt_gate *gate = NULL;
   ray_status s = rt_tasks_enter("ray_submit", &ts, &gate);
   if (s != RAY_OK) return s;
   s = submit(ts, fn, args, nargs, opts, returns);
