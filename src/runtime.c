@@ -1,40 +1,65 @@
 /*
- * runtime.c - ray_init / ray_shutdown: owns the one store of the process.
+ * runtime.c - ray_init / ray_shutdown: builds the layers, wires them
+ * together and publishes them; the one file that knows them all.
  *
- * The runtime pointer is published with a release store once everything in
- * it is built, and every public call begins with an acquire load of it, so a
- * call sees either no runtime (RAY_ESHUTDOWN) or a complete one. ray_init and
- * ray_shutdown serialise on g_life_lock. Shutdown first refuses outside
- * submissions and waits for those already inside a submission call (each
- * outside thread passes a gate of its own: core/gate.h), drains the tasks,
- * stops the pool, then unpublishes and frees. Submissions may race
- * shutdown (they are refused, or finish before anything is freed); other
- * calls must not, which is what lets it free without a reader count on the
- * hot paths of gets and puts.
+ * The layers below know nothing above them (docs/ARCHITECTURE.md draws the
+ * include graph; scripts/layers.sh checks it): the store calls up only
+ * through the ops table installed here (help, block, run a producer), and
+ * the task layer reaches actors only through the ops the actor layer
+ * installs when it is bound. Each layer finds itself through its own
+ * published pointer (rt_store_current, rt_tasks_current,
+ * rt_actors_current); this file publishes them, with release stores, once
+ * everything is built, and every public call begins with an acquire load,
+ * so a call sees either no runtime (RAY_ESHUTDOWN) or a complete one.
+ *
+ * ray_init and ray_shutdown serialise on g_life_lock. Shutdown first
+ * refuses outside submissions and waits for those already inside a
+ * submission call (each outside thread passes a gate of its own:
+ * core/gate.h), drains the tasks, stops the pool, then unpublishes and
+ * frees. Submissions may race shutdown (they are refused, or finish before
+ * anything is freed); other calls must not, which is what lets it free
+ * without a reader count on the hot paths of gets and puts.
  */
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "actor/actor.h"
 #include "core/alloc.h"
+#include "core/config.h"
+#include "core/error.h"
+#include "core/gate.h"
 #include "core/prim.h"
-#include "runtime.h"
+#include "sched/sched.h"
+#include "store/store.h"
+#include "task/task.h"
+#include "trace/timeline.h"
 
-_Atomic(rt_runtime *) rt_g_runtime;
+/* The one runtime of the process: every layer's struct, side by side. */
+typedef struct rt_runtime {
+  rt_config cfg;
+  rt_store store;
+  rt_sched *sched;
+  rt_tasks tasks;
+  rt_actors actors;
+  rt_timeline timeline;
+  uint64_t epoch; /* 1, 2, ... per ray_init in this process */
+} rt_runtime;
+
+/* Published last by ray_init (release) and cleared first by ray_shutdown;
+ * read (acquire) only here, under g_life_lock or by ray_is_initialized. */
+static _Atomic(rt_runtime *) g_runtime;
 
 static pthread_mutex_t g_life_lock = PTHREAD_MUTEX_INITIALIZER;
 static uint64_t g_epoch; /* under g_life_lock */
 
-rt_store *rt_store_for(const char *fn) {
-  rt_runtime *rt = rt_current();
-  if (RT_LIKELY(rt != NULL)) return &rt->store;
-  (void)rt_not_running(fn);
-  return NULL;
+static rt_runtime *current(void) {
+  return atomic_load_explicit(&g_runtime, memory_order_acquire);
 }
 
-/* The store's hooks to the layers above it (store.h, rt_store_ops); arg is
- * the runtime. */
+/* ---- the store's hooks to the layers above it (store.h, rt_store_ops) --- */
+
 static bool store_help(void *arg) {
   return rt_sched_help(((rt_runtime *)arg)->sched);
 }
@@ -45,112 +70,102 @@ static void store_block_end(void *arg) {
   rt_sched_block_end(((rt_runtime *)arg)->sched);
 }
 static bool store_run_producer(void *arg, ray_ref *ref) {
-  return rt_task_recent_own(ref) && rt_task_run_awaited(arg, ref);
+  return rt_task_recent_own(ref) && rt_task_run_producer(&((rt_runtime *)arg)->tasks, ref);
 }
 
-ray_status rt_runtime_enter(const char *fn, rt_runtime **rt_out, rt_gate **gate_out) {
-  rt_gate *gate = NULL;
-  if (!rt_task_current() && !(gate = rt_gate_enter()))
-    return rt_fail(RAY_ENOMEM, "%s: out of memory for this thread's submission gate", fn);
-  rt_runtime *rt = rt_current();
-  if (!rt) {
-    rt_runtime_leave(gate);
-    return rt_not_running(fn);
+/* ---- init ---------------------------------------------------------------- */
+
+/* Builds every layer bottom-up, binds them, and publishes them. On failure
+ * it undoes what it built in reverse order (one label per step) and
+ * returns the status, with the last error set. */
+static ray_status runtime_start(const ray_config *cfg) {
+  /* Cache-line aligned: hot counters inside sit on lines of their own. */
+  size_t rt_size = (sizeof(rt_runtime) + 63) & ~(size_t)63;
+  rt_runtime *rt = rt_aligned_alloc(64, rt_size);
+  if (!rt) return rt_fail(RAY_ENOMEM, "ray_init: out of memory");
+  memset(rt, 0, rt_size);
+  ray_status s;
+  int err;
+  if ((s = rt_config_resolve(cfg, &rt->cfg)) != RAY_OK) goto free_rt;
+  rt->epoch = ++g_epoch;
+  if ((s = rt_store_init(&rt->store, &rt->cfg, rt->epoch)) != RAY_OK) goto free_cfg;
+  rt_timeline_init(&rt->timeline, rt->cfg.timeline_path != NULL, rt->epoch);
+  if (rt_tasks_init(&rt->tasks, rt->epoch) != 0) {
+    s = rt_fail(RAY_ENOMEM, "ray_init: cannot set up the task layer");
+    goto free_store;
   }
-  /* seq_cst: the second half of the gate's Dekker pattern (gate.h), against
-   * ray_shutdown's seq_cst store of closing. */
-  if (gate && atomic_load(&rt->tasks.tally.closing)) {
-    rt_runtime_leave(gate);
-    return rt_fail(RAY_ESHUTDOWN,
-                   "%s: ray_shutdown has begun; only tasks and actor methods may "
-                   "submit now",
-                   fn);
+  if (rt_actors_init(&rt->actors) != 0) {
+    s = rt_fail(RAY_ENOMEM, "ray_init: cannot set up the actor layer");
+    goto free_tasks;
   }
-  *rt_out = rt;
-  *gate_out = gate;
+  if ((err = rt_sched_create(rt->cfg.num_workers, &rt->sched)) != 0) {
+    s = rt_fail(err == ENOMEM ? RAY_ENOMEM : RAY_EIO, "ray_init: cannot start %d workers: %s",
+                rt->cfg.num_workers, strerror(err));
+    goto free_actors;
+  }
+
+  rt_store_set_ops(&rt->store, &(rt_store_ops){rt, store_help, store_block_begin, store_block_end,
+                                               store_run_producer});
+  rt_tasks_bind(&rt->tasks, &rt->store, rt->sched, &rt->timeline);
+  rt_actors_bind(&rt->actors, &rt->tasks);
+  /* release: each publishes the fully built runtime to its layer's
+   * current() (acquire). Bottom-up, so a caller that found one layer finds
+   * the ones it calls. */
+  atomic_store_explicit(&rt_g_store, &rt->store, memory_order_release);
+  atomic_store_explicit(&rt_g_actors, &rt->actors, memory_order_release);
+  atomic_store_explicit(&rt_g_tasks, &rt->tasks, memory_order_release);
+  atomic_store_explicit(&g_runtime, rt, memory_order_release);
   return RAY_OK;
+
+free_actors:
+  rt_actors_destroy(&rt->actors);
+free_tasks:
+  rt_tasks_destroy(&rt->tasks);
+free_store:
+  rt_store_destroy(&rt->store);
+free_cfg:
+  rt_config_free(&rt->cfg);
+free_rt:
+  free(rt);
+  return s;
 }
 
 ray_status ray_init(const ray_config *cfg) {
   pthread_mutex_lock(&g_life_lock);
-  ray_status s = RAY_OK;
-  rt_runtime *rt = NULL;
-  if (rt_current()) {
-    s = rt_fail(RAY_EEXIST, "ray_init: the runtime is already running");
-    goto out;
-  }
-  /* Cache-line aligned: hot counters inside sit on lines of their own. */
-  size_t rt_size = (sizeof *rt + 63) & ~(size_t)63;
-  rt = rt_aligned_alloc(64, rt_size);
-  if (rt) memset(rt, 0, rt_size);
-  if (!rt) {
-    s = rt_fail(RAY_ENOMEM, "ray_init: out of memory");
-    goto out;
-  }
-  if ((s = rt_config_resolve(cfg, &rt->cfg)) != RAY_OK) goto out;
-  rt->epoch = ++g_epoch;
-  if ((s = rt_store_init(&rt->store, &rt->cfg, rt->epoch)) != RAY_OK) {
-    rt_config_free(&rt->cfg);
-    goto out;
-  }
-  rt_timeline_init(&rt->timeline, rt->cfg.timeline_path != NULL, rt->epoch);
-  if (rt_tasks_init(&rt->tasks, rt->epoch) != 0) {
-    s = rt_fail(RAY_ENOMEM, "ray_init: cannot set up the task layer");
-    goto fail_store;
-  }
-  if (rt_actors_init(rt) != 0) {
-    rt_tasks_destroy(&rt->tasks);
-    s = rt_fail(RAY_ENOMEM, "ray_init: cannot set up the actor layer");
-    goto fail_store;
-  }
-  int err = rt_sched_create(rt->cfg.num_workers, &rt->sched);
-  if (err) {
-    rt_actors_destroy(rt);
-    s = rt_fail(err == ENOMEM ? RAY_ENOMEM : RAY_EIO, "ray_init: cannot start %d workers: %s",
-                rt->cfg.num_workers, strerror(err));
-    rt_tasks_destroy(&rt->tasks);
-    goto fail_store;
-  }
-  rt_store_set_ops(&rt->store, &(rt_store_ops){rt, store_help, store_block_begin, store_block_end,
-                                               store_run_producer});
-  /* release: publishes the fully built runtime to rt_store_current() and
-   * rt_current(). */
-  atomic_store_explicit(&rt_g_store, &rt->store, memory_order_release);
-  atomic_store_explicit(&rt_g_runtime, rt, memory_order_release);
-  rt = NULL;
-  goto out;
-fail_store:
-  rt_store_destroy(&rt->store);
-  rt_config_free(&rt->cfg);
-out:
-  free(rt);
+  ray_status s = current() ? rt_fail(RAY_EEXIST, "ray_init: the runtime is already running")
+                           : runtime_start(cfg);
   pthread_mutex_unlock(&g_life_lock);
   return s;
 }
+
+/* ---- shutdown ------------------------------------------------------------ */
 
 ray_status ray_shutdown(void) {
   if (rt_task_current())
     return rt_fail(RAY_EINVAL, "ray_shutdown: called from inside a task, which would wait for "
                                "itself");
   pthread_mutex_lock(&g_life_lock);
-  rt_runtime *rt = rt_current();
+  rt_runtime *rt = current();
   ray_status ts = RAY_OK;
   if (rt) {
     /* Outside submissions are refused from here, and those already inside
      * a submission call finish it; submitted work, and the work it submits,
      * runs to the end. Then the pool stops. */
-    rt_tallies_close(&rt->tasks.tally);
+    rt_tasks_close(&rt->tasks);
     rt_gate_wait_all();
     rt_tasks_drain(&rt->tasks);
-    rt_actors_end_all(rt);      /* queued calls ran above; now on_stop, once each */
-    rt_tasks_drain(&rt->tasks); /* what on_stop submitted */
+    rt_actors_end_all(&rt->actors); /* queued calls ran above; now on_stop, once each */
+    rt_tasks_drain(&rt->tasks);     /* what on_stop submitted */
     rt_sched_destroy(rt->sched);
     /* Every worker has stopped: the timeline's buffers are complete. */
     ts = rt_timeline_finish(&rt->timeline, rt->cfg.timeline_path);
-    /* New calls see no runtime from here on (acquire/release as in init). */
+    /* New calls see no runtime from here on (release, as in init; top-down,
+     * the reverse of init). */
+    atomic_store_explicit(&g_runtime, NULL, memory_order_release);
+    atomic_store_explicit(&rt_g_tasks, NULL, memory_order_release);
+    atomic_store_explicit(&rt_g_actors, NULL, memory_order_release);
     atomic_store_explicit(&rt_g_store, NULL, memory_order_release);
-    atomic_store_explicit(&rt_g_runtime, NULL, memory_order_release);
-    rt_actors_destroy(rt);
+    rt_actors_destroy(&rt->actors);
     rt_tasks_destroy(&rt->tasks);
     rt_store_destroy(&rt->store);
     rt_config_free(&rt->cfg);
@@ -166,26 +181,29 @@ ray_status ray_shutdown(void) {
   return ts;
 }
 
+/* ---- queries -------------------------------------------------------------- */
+
 bool ray_is_initialized(void) {
-  return rt_current() != NULL;
+  return current() != NULL;
 }
 
 ray_status ray_stats_get(ray_stats *out) {
-  rt_store *st = rt_store_for("ray_stats_get");
-  if (!st) return RAY_ESHUTDOWN;
+  rt_runtime *rt = current();
+  if (!rt) return rt_not_running("ray_stats_get");
   if (!out) return rt_fail(RAY_EINVAL, "ray_stats_get: out is NULL");
   memset(out, 0, sizeof *out);
+  rt_store *st = &rt->store;
   out->memory_limit = st->limit;
   out->bytes_in_memory = rt_store_bytes_in_memory(st);
   out->bytes_pinned = atomic_load_explicit(&st->bytes_pinned, memory_order_relaxed);
   out->objects = atomic_load_explicit(&st->objects, memory_order_relaxed);
   rt_counts_sum(&st->counts, &out->puts, &out->gets);
-  rt_tasks *ts = &rt_current()->tasks;
+  rt_tasks *ts = &rt->tasks;
   out->tasks_submitted = atomic_load_explicit(&ts->submitted, memory_order_relaxed);
   out->tasks_finished = atomic_load_explicit(&ts->finished, memory_order_relaxed);
   out->tasks_failed = atomic_load_explicit(&ts->failed, memory_order_relaxed);
   out->tasks_cancelled = atomic_load_explicit(&ts->cancelled, memory_order_relaxed);
   out->tasks_retried = atomic_load_explicit(&ts->retried, memory_order_relaxed);
-  rt_actors_stats(rt_current(), out);
+  rt_actors_stats(&rt->actors, out);
   return RAY_OK;
 }

@@ -23,7 +23,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "actor/mailbox.h"
+#include "core/mailbox.h"
 
 /* Sanitizers slow the code down 5-20x: TSan most, so it gets the smallest
  * loops. The full test takes ~0.2 s plain, so the margin to 5 s is wide. */

@@ -1,9 +1,9 @@
 /*
  * actor.h - actors: a state block plus a mailbox, run on the worker pool.
  *
- * The task layer sees actors through these calls: resolving handles, the
- * hand-off of a call whose dependencies are ready, and what a record needs
- * to run a method (state, class, method function, quota account).
+ * The task layer sees actors only through the ops this layer installs in
+ * it (rt_task_owner_ops, task.h): resolving handles, the hand-off of a call
+ * whose dependencies are ready, dropping a record's hold on its actor.
  */
 #ifndef RT_ACTOR_H
 #define RT_ACTOR_H
@@ -23,6 +23,10 @@ typedef struct rt_actor_slot {
 #define RT_ACTOR_CHUNKS 1024 /* a million actors at once */
 
 typedef struct rt_actors {
+  /* What the layer uses: set by rt_actors_bind, read-only after. */
+  rt_tasks *tasks;
+  rt_store *store;
+  rt_sched *sched;
   pthread_mutex_t lock; /* table growth, free slots, names, the list of all */
   _Atomic(rt_actor_slot *) chunks[RT_ACTOR_CHUNKS];
   uint32_t nchunks;
@@ -36,26 +40,25 @@ typedef struct rt_actors {
   _Atomic uint64_t restarts, calls, seq;
 } rt_actors;
 
-/* The live actor a handle names, or NULL (NULL, released, stale). */
-rt_actor *rt_actor_resolve(rt_runtime *rt, ray_actor *h);
-ray_actor *rt_actor_handle(rt_actor *a);
-void *rt_actor_state(rt_actor *a);
-const ray_actor_class *rt_actor_class(rt_actor *a);
-ray_method_fn rt_actor_method(rt_actor *a, uint32_t method);
-uint16_t rt_actor_account(rt_actor *a);
+/* The actor layer of the running runtime, or NULL. Published by ray_init
+ * with a release store once the whole runtime is built (before the task
+ * layer, so a caller that found the task layer finds this one), cleared by
+ * ray_shutdown (runtime.c); acquire, so that a caller that sees the layer
+ * sees everything ray_init built before publishing it. */
+extern _Atomic(rt_actors *) rt_g_actors;
+static inline rt_actors *rt_actors_current(void) {
+  return atomic_load_explicit(&rt_g_actors, memory_order_acquire);
+}
 
-/* A call's (or the constructor's) dependencies are ready: queue it. */
-void rt_actor_call_ready(rt_runtime *rt, rt_task *call);
-/* Drops a record reference on a (calls and the constructor hold one). */
-void rt_actor_unref(rt_runtime *rt, rt_actor *a);
-
-/* The actor layer's part of the runtime. */
-int rt_actors_init(rt_runtime *rt);
-/* Ends every living actor (on_stop once each) and waits for them. */
-void rt_actors_end_all(rt_runtime *rt);
-/* Frees what is left (records whose handles were never released). */
-void rt_actors_destroy(rt_runtime *rt);
+/* The lifetime of the layer: init, bind (what it uses, and installs its
+ * ops in the task layer), end_all (at shutdown: every living actor ends,
+ * on_stop once each, and is waited for), destroy (frees what is left:
+ * records whose handles were never released). */
+int rt_actors_init(rt_actors *as);
+void rt_actors_bind(rt_actors *as, rt_tasks *ts);
+void rt_actors_end_all(rt_actors *as);
+void rt_actors_destroy(rt_actors *as);
 /* Counters for ray_stats. */
-void rt_actors_stats(rt_runtime *rt, ray_stats *out);
+void rt_actors_stats(rt_actors *as, ray_stats *out);
 
 #endif

@@ -12,7 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "actor/actor.h"
 #include "core/alloc.h"
 #include "core/prim.h"
 #include "core/types.h"
@@ -25,13 +24,13 @@ rt_task *rt_task_current(void) {
 }
 
 struct ray_ctx {
-  rt_runtime *rt;
+  rt_tasks *ts;
   rt_task *task;
   rt_task_outcome *out;
   char *fail_msg; /* from ray_ctx_fail */
 };
 
-void rt_ctx_run(rt_runtime *rt, rt_task *t, rt_task_outcome *out) {
+void rt_ctx_run(rt_tasks *ts, rt_task *t, rt_task_outcome *out) {
   /* Not a memset of the whole outcome: the inline payload areas are a few
    * hundred bytes that a return overwrites anyway; "unset" is data == NULL. */
   out->status = RAY_OK;
@@ -46,37 +45,18 @@ void rt_ctx_run(rt_runtime *rt, rt_task *t, rt_task_outcome *out) {
     out->reason = rt_strdup("no memory to stage the returns");
     return;
   }
-  ray_ctx ctx = {rt, t, out, NULL};
+  ray_ctx ctx = {ts, t, out, NULL};
   rt_clear_error(); /* so a failure's reason names this run's error, not an old one */
   rt_task *outer = t_current;
   t_current = t;
   /* Objects put by actor code are charged to the actor's quota. */
-  uint16_t outer_account = rt_store_set_account(t->actor ? rt_actor_account(t->actor) : 0);
-  ray_status s = RAY_OK;
-  uint64_t t0 = rt->timeline.on ? rt_prim_now_ns() : 0;
-  switch (t->run_kind) {
-  case RT_RUN_TASK:
-    s = t->fn(&ctx);
-    break;
-  case RT_RUN_METHOD:
-    s = rt_actor_method(t->actor, t->method)(rt_actor_state(t->actor), &ctx);
-    break;
-  case RT_RUN_START:
-    s = rt_actor_class(t->actor)->on_start
-            ? rt_actor_class(t->actor)->on_start(rt_actor_state(t->actor), &ctx)
-            : RAY_OK;
-    break;
-  case RT_RUN_STOP:
-    if (rt_actor_class(t->actor)->on_stop)
-      rt_actor_class(t->actor)->on_stop(rt_actor_state(t->actor), &ctx);
-    break;
-  default:
-    break;
-  }
-  if (rt->timeline.on) {
+  uint16_t outer_account = rt_store_set_account(t->actor ? t->account : 0);
+  uint64_t t0 = ts->timeline->on ? rt_prim_now_ns() : 0;
+  ray_status s = t->run_kind == RT_RUN_TASK ? t->fn(&ctx) : t->invoke(t, &ctx);
+  if (ts->timeline->on) {
     static const char *const kinds[] = {"task", "actor.method", "actor.on_start", "actor.on_stop"};
-    rt_timeline_record(&rt->timeline, kinds[t->run_kind], t->name, t->id, t->attempts, s,
-                       rt_sched_worker_index(rt->sched), t0, rt_prim_now_ns());
+    rt_timeline_record(ts->timeline, kinds[t->run_kind], t->name, t->id, t->attempts, s,
+                       rt_sched_worker_index(ts->sched), t0, rt_prim_now_ns());
   }
   rt_store_set_account(outer_account);
   t_current = outer;
@@ -96,15 +76,15 @@ void rt_ctx_run(rt_runtime *rt, rt_task *t, rt_task_outcome *out) {
   for (uint32_t i = 0; i < t->nargs; i++) {
     rt_task_arg *a = &t->args[i];
     if (a->viewed) {
-      rt_store_view_drop(&rt->store, &a->view);
+      rt_store_view_drop(ts->store, &a->view);
       a->viewed = false;
     }
   }
 }
 
-void rt_ctx_discard(rt_runtime *rt, rt_task_outcome *out) {
+void rt_ctx_discard(rt_tasks *ts, rt_task_outcome *out) {
   if (!out->staged) return;
-  for (uint32_t i = 0; i < out->nstaged; i++) rt_store_payload_discard(&rt->store, &out->staged[i]);
+  for (uint32_t i = 0; i < out->nstaged; i++) rt_store_payload_discard(ts->store, &out->staged[i]);
 }
 
 void rt_ctx_done(rt_task_outcome *out) {
@@ -140,7 +120,7 @@ ray_status ray_ctx_arg(ray_ctx *ctx, size_t i, const ray_type *expect, ray_view 
     return RAY_OK;
   }
   if (!a->viewed) {
-    ray_status s = rt_store_view(&ctx->rt->store, a->ref, expect, what, &a->view);
+    ray_status s = rt_store_view(ctx->ts->store, a->ref, expect, what, &a->view);
     if (s != RAY_OK) return s;
     a->viewed = true;
   } else if (expect && !rt_type_equal(a->view.type, expect)) {
@@ -170,7 +150,7 @@ ray_status ray_ctx_return(ray_ctx *ctx, size_t i, const void *data, size_t size,
   rt_payload *p;
   ray_status s = return_slot(ctx, i, "ray_ctx_return", &p);
   if (s != RAY_OK) return s;
-  return rt_store_payload_copy(&ctx->rt->store, "ray_ctx_return", data, size, type, p);
+  return rt_store_payload_copy(ctx->ts->store, "ray_ctx_return", data, size, type, p);
 }
 
 ray_status ray_ctx_return_owned(ray_ctx *ctx, size_t i, void *data, size_t size,
@@ -178,7 +158,7 @@ ray_status ray_ctx_return_owned(ray_ctx *ctx, size_t i, void *data, size_t size,
   rt_payload *p;
   ray_status s = return_slot(ctx, i, "ray_ctx_return_owned", &p);
   if (s != RAY_OK) return s;
-  return rt_store_payload_adopt(&ctx->rt->store, "ray_ctx_return_owned", data, size, type, free_fn,
+  return rt_store_payload_adopt(ctx->ts->store, "ray_ctx_return_owned", data, size, type, free_fn,
                                 p);
 }
 
@@ -186,7 +166,7 @@ ray_status ray_ctx_return_ref(ray_ctx *ctx, size_t i, ray_ref *ref) {
   rt_payload *p;
   ray_status s = return_slot(ctx, i, "ray_ctx_return_ref", &p);
   if (s != RAY_OK) return s;
-  rt_store *st = &ctx->rt->store;
+  rt_store *st = ctx->ts->store;
   uint32_t state = rt_store_state(st, ref);
   if (state == RT_ST_FREE)
     return rt_fail(RAY_EINVAL, "ray_ctx_return_ref: ref %p is %s", (void *)ref,
@@ -215,7 +195,8 @@ ray_status ray_ctx_arg_actor(ray_ctx *ctx, size_t i, ray_actor **out) {
 }
 
 ray_actor *ray_ctx_self(const ray_ctx *ctx) {
-  return ctx && ctx->task->actor ? rt_actor_handle(ctx->task->actor) : NULL;
+  if (!ctx || !ctx->task->actor) return NULL;
+  return ctx->ts->owner_ops->actor_handle(ctx->ts->owner, ctx->task->actor);
 }
 
 ray_status ray_ctx_exit_actor(ray_ctx *ctx) {

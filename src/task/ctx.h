@@ -4,7 +4,6 @@
 #ifndef RT_CTX_H
 #define RT_CTX_H
 
-#include "runtime.h"
 #include "task/task.h"
 
 /* What one run of a task function produced. */
@@ -17,10 +16,11 @@ typedef struct rt_task_outcome {
   rt_payload staged_inl[RT_TASK_INLINE_RETS];
 } rt_task_outcome;
 
-/* Calls t->fn with a fresh ctx; argument views end with the call. */
-void rt_ctx_run(rt_runtime *rt, rt_task *t, rt_task_outcome *out);
+/* Runs the record with a fresh ctx: t->fn for a plain task, t->invoke for
+ * an actor's record; argument views end with the run. */
+void rt_ctx_run(rt_tasks *ts, rt_task *t, rt_task_outcome *out);
 /* Gives back every staged return (memory, buffers, alias targets). */
-void rt_ctx_discard(rt_runtime *rt, rt_task_outcome *out);
+void rt_ctx_discard(rt_tasks *ts, rt_task_outcome *out);
 /* Frees the outcome's own storage (after its payloads were sealed or discarded). */
 void rt_ctx_done(rt_task_outcome *out);
 

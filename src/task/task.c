@@ -22,13 +22,19 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "actor/actor.h"
 #include "core/alloc.h"
 #include "core/array.h"
 #include "core/prim.h"
-#include "runtime.h"
 #include "task/ctx.h"
 #include "task/task.h"
+
+_Atomic(rt_tasks *) rt_g_tasks;
+
+/* The record's states (task.h). CANCELLED_W: cancelled while WAITING (the
+ * dependency path still owns its reference); CANCELLED_Q: cancelled while
+ * QUEUED (the queue owns it). Only this file names them: other modules use
+ * the state verbs. */
+enum { RT_T_WAITING, RT_T_QUEUED, RT_T_RUNNING, RT_T_CANCELLED_W, RT_T_CANCELLED_Q, RT_T_DONE };
 
 /* Unique ids for records and submitting threads (relaxed: only uniqueness
  * matters). A thread's id is drawn once, on its first call. */
@@ -91,7 +97,7 @@ static void release_args(rt_task *t) {
     }
 }
 
-static void task_free(rt_runtime *rt, rt_task *t) {
+static void task_free(rt_tasks *ts, rt_task *t) {
   release_args(t);
   for (uint32_t i = 0; i < t->nargs; i++)
     if (t->args[i].kind == RT_ARG_ACTOR) ray_actor_release(t->args[i].actor);
@@ -104,46 +110,123 @@ static void task_free(rt_runtime *rt, rt_task *t) {
   t->children = NULL;
   t->heap = NULL;
   t->actor = NULL;
-  rt_taskpool_put(&rt->tasks, t);
-  if (actor) rt_actor_unref(rt, actor);
-  if (counted) rt_tally_out(&rt->tasks.tally);
+  rt_taskpool_put(ts, t);
+  if (actor) ts->owner_ops->actor_unref(ts->owner, actor);
+  if (counted) rt_tally_out(&ts->tally);
 }
 
-void rt_task_uncount(rt_runtime *rt, rt_task *t) {
+void rt_task_uncount(rt_tasks *ts, rt_task *t) {
   t->uncounted = true;
-  rt_tally_out(&rt->tasks.tally);
+  rt_tally_out(&ts->tally);
 }
 
-static void task_release(rt_runtime *rt, rt_task *t) {
+static void task_release(rt_tasks *ts, rt_task *t) {
   /* acq_rel: every user's accesses to the record happen before the free. */
-  if (atomic_fetch_sub_explicit(&t->rc, 1, memory_order_acq_rel) == 1) task_free(rt, t);
+  if (atomic_fetch_sub_explicit(&t->rc, 1, memory_order_acq_rel) == 1) task_free(ts, t);
 }
 
-void rt_task_release(rt_runtime *rt, rt_task *t) {
-  task_release(rt, t);
+void rt_task_release(rt_tasks *ts, rt_task *t) {
+  task_release(ts, t);
 }
 
 /* Fails every return still pending, with one message for all. A send has
  * no return to carry the failure: it is written to stderr and counted. */
-static void fail_returns(rt_runtime *rt, rt_task *t, ray_status status, const char *msg,
+static void fail_returns(rt_tasks *ts, rt_task *t, ray_status status, const char *msg,
                          const char *reason) {
   for (uint32_t i = 0; i < t->nrets; i++)
-    rt_store_fail_pending(&rt->store, t->rets[i], status, msg, t->name, reason);
+    rt_store_fail_pending(ts->store, t->rets[i], status, msg, t->name, reason);
   if (t->send) {
-    atomic_fetch_add_explicit(&rt->tasks.sends_failed, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&ts->sends_failed, 1, memory_order_relaxed);
     rt_warn("ray_actor_send: %s", msg);
   }
 }
 
-void rt_task_fail_returns(rt_runtime *rt, rt_task *t, ray_status status, const char *msg,
+void rt_task_fail_returns(rt_tasks *ts, rt_task *t, ray_status status, const char *msg,
                           const char *reason) {
-  fail_returns(rt, t, status, msg, reason);
+  fail_returns(ts, t, status, msg, reason);
 }
 
-static void fail_cancelled(rt_runtime *rt, rt_task *t, const char *how) {
+static void fail_cancelled(rt_tasks *ts, rt_task *t, const char *how) {
   char msg[320];
   snprintf(msg, sizeof msg, "task '%s' was cancelled%s", t->name, how);
-  fail_returns(rt, t, RAY_ECANCELLED, msg, "cancelled");
+  fail_returns(ts, t, RAY_ECANCELLED, msg, "cancelled");
+}
+
+/* ------------------------------------------------------------------------ */
+/* State verbs                                                              */
+/* ------------------------------------------------------------------------ */
+
+/* Each verb below says which store/CAS its release pairs with (who
+ * acquires it) and which release its acquire pairs with. The record's
+ * memory as a whole is ordered by rc (task_release, acq_rel); the state
+ * orders who acts on it. */
+
+bool rt_task_claim_run(rt_task *t) {
+  uint32_t expect = RT_T_QUEUED;
+  /* acquire: pairs with the release that made it QUEUED (deps_ready's CAS,
+   * rt_task_requeue; the start's relaxed store is published by the queue
+   * hand-off), so the runner sees the record as they left it. release:
+   * a canceller's failed rt_task_claim_end and the owner's
+   * rt_task_readiness (acquire) see it claimed. Racing claims (a worker's
+   * task_run, a get's rt_task_run_producer, an actor turn) and cancels:
+   * the CAS lets exactly one win. */
+  return atomic_compare_exchange_strong_explicit(&t->state, &expect, RT_T_RUNNING,
+                                                 memory_order_acq_rel, memory_order_acquire);
+}
+
+void rt_task_requeue(rt_task *t) {
+  /* release: pairs with the next rt_task_claim_run's CAS (the worker that
+   * pops the resubmitted job, or the actor turn after a restart) and the
+   * turn's rt_task_readiness: the next run sees what this one left. */
+  atomic_store_explicit(&t->state, RT_T_QUEUED, memory_order_release);
+}
+
+void rt_task_finish(rt_task *t) {
+  /* release: pairs with a canceller's failed rt_task_claim_end and with
+   * rt_task_release_queued's load (acquire); those need only the value. */
+  atomic_store_explicit(&t->state, RT_T_DONE, memory_order_release);
+}
+
+bool rt_task_claim_end(rt_task *t) {
+  /* acq_rel: the winner of the CAS owns ending the task; its acquire pairs
+   * with the release that made it WAITING (submit, published by the
+   * returns' or the parent's hand-off) or QUEUED (deps_ready, requeue);
+   * its release pairs with the acquire of the loser: deps_ready's failed
+   * CAS, rt_task_claim_run's failed CAS, rt_task_readiness and
+   * rt_task_release_queued. */
+  uint32_t expect = RT_T_WAITING;
+  if (atomic_compare_exchange_strong_explicit(&t->state, &expect, RT_T_CANCELLED_W,
+                                              memory_order_acq_rel, memory_order_acquire))
+    return true;
+  expect = RT_T_QUEUED;
+  return atomic_compare_exchange_strong_explicit(&t->state, &expect, RT_T_CANCELLED_Q,
+                                                 memory_order_acq_rel, memory_order_acquire);
+}
+
+int rt_task_readiness(const rt_task *t) {
+  /* acquire: pairs with deps_ready's CAS (QUEUED: the arguments are
+   * ready), rt_task_requeue, and rt_task_claim_end (cancelled). */
+  uint32_t st = atomic_load_explicit(&t->state, memory_order_acquire);
+  if (st == RT_T_CANCELLED_W || st == RT_T_CANCELLED_Q) return RT_TASK_CANCELLED;
+  return st == RT_T_QUEUED ? RT_TASK_READY : RT_TASK_WAITS;
+}
+
+void rt_task_release_queued(rt_tasks *ts, rt_task *t) {
+  /* acquire: pairs with rt_task_claim_end's CAS (CANCELLED_W) and
+   * deps_ready's (QUEUED: the path handed its reference over). */
+  uint32_t st = atomic_load_explicit(&t->state, memory_order_acquire);
+  if (st != RT_T_CANCELLED_W) task_release(ts, t);
+  task_release(ts, t);
+}
+
+void rt_task_abandon(rt_tasks *ts, rt_task *t) {
+  uint32_t expect = RT_T_WAITING;
+  /* acq_rel: release pairs with deps_ready's failed CAS (acquire), which
+   * then drops the dependency path's reference; acquire pairs with
+   * deps_ready's successful CAS, whose reference we drop instead. */
+  if (!atomic_compare_exchange_strong_explicit(&t->state, &expect, RT_T_CANCELLED_W,
+                                               memory_order_acq_rel, memory_order_acquire))
+    task_release(ts, t);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -151,7 +234,7 @@ static void fail_cancelled(rt_runtime *rt, rt_task *t, const char *how) {
 /* ------------------------------------------------------------------------ */
 
 static void task_run(rt_job *job);
-static bool upstream_failed(rt_runtime *rt, rt_task *t);
+static bool upstream_failed(rt_tasks *ts, rt_task *t);
 
 /*
  * A plain task whose argument failed will not run, so it is failed at once
@@ -170,18 +253,18 @@ static _Thread_local struct {
 
 /* t is claimed (WAITING -> RUNNING) and its dependency path's reference is
  * ours: fails it, then drops that reference. */
-static void end_unrun(rt_runtime *rt, rt_task *t) {
-  if (!upstream_failed(rt, t)) { /* cannot happen (FAILED is final); run it after all */
-    atomic_store_explicit(&t->state, RT_T_QUEUED, memory_order_release);
-    rt_sched_submit(rt->sched, &t->job);
+static void end_unrun(rt_tasks *ts, rt_task *t) {
+  if (!upstream_failed(ts, t)) { /* cannot happen (FAILED is final); run it after all */
+    rt_task_requeue(t);
+    rt_sched_submit(ts->sched, &t->job);
     return;
   }
   release_args(t);
-  atomic_store_explicit(&t->state, RT_T_DONE, memory_order_release);
-  task_release(rt, t);
+  rt_task_finish(t);
+  task_release(ts, t);
 }
 
-static void fail_unrun(rt_runtime *rt, rt_task *t) {
+static void fail_unrun(rt_tasks *ts, rt_task *t) {
   t->unrun_next = t_unrun.head;
   t_unrun.head = t;
   if (t_unrun.active) return;
@@ -189,12 +272,12 @@ static void fail_unrun(rt_runtime *rt, rt_task *t) {
   while (t_unrun.head) {
     rt_task *u = t_unrun.head;
     t_unrun.head = u->unrun_next;
-    end_unrun(rt, u);
+    end_unrun(ts, u);
   }
   t_unrun.active = false;
 }
 
-static void deps_ready(rt_runtime *rt, rt_task *t) {
+static void deps_ready(rt_tasks *ts, rt_task *t) {
   /* A call is in its actor's queue already, and once QUEUED the actor may
    * run it at any moment: the READY message we push must keep the record
    * alive until the actor pops it (an intrusive node must not be reused
@@ -207,35 +290,37 @@ static void deps_ready(rt_runtime *rt, rt_task *t) {
    * dep_fire's store before this load. */
   bool unrun = !call && atomic_load_explicit(&t->arg_failed, memory_order_relaxed);
   uint32_t expect = RT_T_WAITING;
-  /* acq_rel: a worker that later claims the task (QUEUED -> RUNNING) sees
-   * the record as submit and the dependency waiters left it. */
+  /* acq_rel: release pairs with whoever claims the task next
+   * (rt_task_claim_run, rt_task_readiness, rt_task_claim_end), which sees
+   * the record as submit and the dependency waiters left it; acquire pairs
+   * with a canceller's rt_task_claim_end or rt_task_abandon when it fails. */
   if (atomic_compare_exchange_strong_explicit(&t->state, &expect,
                                               unrun ? RT_T_RUNNING : RT_T_QUEUED,
                                               memory_order_acq_rel, memory_order_acquire)) {
     if (call)
-      rt_actor_call_ready(rt, t);
+      ts->owner_ops->call_ready(ts->owner, t);
     else if (unrun)
-      fail_unrun(rt, t);
+      fail_unrun(ts, t);
     else
-      rt_sched_submit(rt->sched, &t->job);
+      rt_sched_submit(ts->sched, &t->job);
   } else {
     /* Cancelled while waiting: the canceller failed the returns; the last
      * dependency waiter has fired, so the dependency path is done with it. */
-    task_release(rt, t);
-    if (call) task_release(rt, t); /* no READY message after all */
+    task_release(ts, t);
+    if (call) task_release(ts, t); /* no READY message after all */
   }
 }
 
 static void dep_fire(rt_waiter *w) {
   rt_task_arg *a = (rt_task_arg *)((char *)w - offsetof(rt_task_arg, dep));
   rt_task *t = a->task;
-  rt_runtime *rt = rt_current();
+  rt_tasks *ts = rt_tasks_current();
   /* The entry is ready now and stays so (the task holds a ref on it).
    * relaxed: published by the decrement below. */
-  if (rt_store_state(&rt->store, a->ref) == RT_ST_FAILED)
+  if (rt_store_state(ts->store, a->ref) == RT_ST_FAILED)
     atomic_store_explicit(&t->arg_failed, 1, memory_order_relaxed);
   /* acq_rel: the last decrement sees every other waiter's effects. */
-  if (atomic_fetch_sub_explicit(&t->deps, 1, memory_order_acq_rel) == 1) deps_ready(rt, t);
+  if (atomic_fetch_sub_explicit(&t->deps, 1, memory_order_acq_rel) == 1) deps_ready(ts, t);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -254,9 +339,9 @@ ray_arg ray_arg_actor(ray_actor *actor) {
   return (ray_arg){RT_ARG_ACTOR, actor, 0, NULL};
 }
 
-static ray_status check_args(rt_runtime *rt, const char *fn, const ray_arg *args, size_t nargs,
+static ray_status check_args(rt_tasks *ts, const char *fn, const ray_arg *args, size_t nargs,
                              size_t *bytes) {
-  rt_store *st = &rt->store;
+  rt_store *st = ts->store;
   *bytes = 0;
   for (size_t i = 0; i < nargs; i++) {
     const ray_arg *a = &args[i];
@@ -265,7 +350,7 @@ static ray_status check_args(rt_runtime *rt, const char *fn, const ray_arg *args
         return rt_fail(RAY_EINVAL, "%s: argument %zu: ref %p is %s", fn, i, a->p_,
                        a->p_ ? "released or invalid" : "NULL");
     } else if (a->kind_ == RT_ARG_ACTOR) {
-      if (!rt_actor_resolve(rt, (ray_actor *)a->p_))
+      if (!ts->owner_ops || !ts->owner_ops->actor_valid(ts->owner, (ray_actor *)a->p_))
         return rt_fail(RAY_EINVAL, "%s: argument %zu: actor handle %p is %s", fn, i, a->p_,
                        a->p_ ? "released or invalid" : "NULL");
     } else if (a->kind_ == RT_ARG_VALUE) {
@@ -317,7 +402,9 @@ static bool task_layout(rt_task *t, size_t nargs, size_t nrets, size_t bytes) {
   return true;
 }
 
-void rt_task_note_child(rt_task *parent, ray_ref *first_ret) {
+/* Records that parent submitted the task whose first return is first_ret
+ * (for recursive cancel). */
+static void note_child(rt_task *parent, ray_ref *first_ret) {
   while (atomic_flag_test_and_set_explicit(&parent->child_lock, memory_order_acquire))
     rt_prim_pause();
   ray_ref **c = rt_array_reserve(parent->children, &parent->children_cap, parent->nchildren + 1,
@@ -331,23 +418,8 @@ void rt_task_note_child(rt_task *parent, ray_ref *first_ret) {
   atomic_flag_clear_explicit(&parent->child_lock, memory_order_release);
 }
 
-ray_status rt_task_build(rt_runtime *rt, const char *fn_name, ray_task_fn fn, const ray_arg *args,
-                         size_t nargs, const char *name, int num_returns, int max_retries,
-                         rt_task **out, ray_ref **returns) {
-  if (nargs && !args)
-    return rt_fail(RAY_EINVAL, "%s: args is NULL with nargs = %zu", fn_name, nargs);
-  if (nargs > UINT32_MAX) return rt_fail(RAY_EINVAL, "%s: nargs = %zu is too many", fn_name, nargs);
-  size_t bytes;
-  ray_status s = check_args(rt, fn_name, args, nargs, &bytes);
-  if (s != RAY_OK) return s;
-
-  rt_task *t = rt_taskpool_get(&rt->tasks);
-  if (!t) return rt_fail(RAY_ENOMEM, "%s: out of memory for a task record", fn_name);
-  size_t nrets = (size_t)num_returns;
-  if (!task_layout(t, nargs, nrets, bytes)) {
-    rt_taskpool_put(&rt->tasks, t);
-    return rt_fail(RAY_ENOMEM, "%s: out of memory for %zu arguments", fn_name, nargs);
-  }
+/* Names the record: inline if short, else a copy; false when out of memory. */
+static bool set_name(rt_task *t, const char *name) {
   size_t nlen = name ? strlen(name) : 0;
   if (!name) {
     t->name = k_unnamed;
@@ -355,15 +427,38 @@ ray_status rt_task_build(rt_runtime *rt, const char *fn_name, ray_task_fn fn, co
     memcpy(t->name_inl, name, nlen + 1);
     t->name = t->name_inl;
   } else if (!(t->name = rt_strdup(name))) {
+    return false;
+  }
+  return true;
+}
+
+/* A record from the pool, laid out for its arguments and returns, named. */
+static ray_status record_new(rt_tasks *ts, const char *fn_name, size_t nargs, size_t nrets,
+                             size_t bytes, const char *name, rt_task **out) {
+  rt_task *t = rt_taskpool_get(ts);
+  if (!t) return rt_fail(RAY_ENOMEM, "%s: out of memory for a task record", fn_name);
+  if (!task_layout(t, nargs, nrets, bytes)) {
+    rt_taskpool_put(ts, t);
+    return rt_fail(RAY_ENOMEM, "%s: out of memory for %zu arguments", fn_name, nargs);
+  }
+  if (!set_name(t, name)) {
     free(t->heap);
-    rt_taskpool_put(&rt->tasks, t);
+    rt_taskpool_put(ts, t);
     return rt_fail(RAY_ENOMEM, "%s: out of memory for the task name", fn_name);
   }
+  *out = t;
+  return RAY_OK;
+}
+
+/* Every field a plain task starts with (the actor layer sets its own after
+ * rt_task_build). The record is private until started: relaxed stores. */
+static void record_init(rt_task *t, ray_task_fn fn, size_t nargs, int max_retries) {
   t->job.run = task_run;
   t->fn = fn;
   t->actor = NULL;
   t->run_kind = RT_RUN_TASK;
   t->method = 0;
+  t->account = 0;
   t->send = false;
   t->uncounted = false;
   t->q_next = NULL;
@@ -375,13 +470,17 @@ ray_status rt_task_build(rt_runtime *rt, const char *fn_name, ray_task_fn fn, co
   t->attempts = 0;
   t->children = NULL;
   t->nchildren = t->children_cap = 0;
-  atomic_flag_clear_explicit(&t->child_lock, memory_order_relaxed); /* private until started */
+  atomic_flag_clear_explicit(&t->child_lock, memory_order_relaxed);
   atomic_store_explicit(&t->state, RT_T_WAITING, memory_order_relaxed);
   atomic_store_explicit(&t->cancel, 0, memory_order_relaxed);
   atomic_store_explicit(&t->arg_failed, 0, memory_order_relaxed);
   atomic_store_explicit(&t->rc, 1, memory_order_relaxed);
   atomic_store_explicit(&t->deps, 1, memory_order_relaxed); /* guard while registering */
+}
 
+/* Copies value arguments, and takes a reference on each ref or actor
+ * argument (checked by check_args). */
+static void copy_args(rt_task *t, const ray_arg *args, size_t nargs) {
   unsigned char *at = t->bytes;
   for (size_t i = 0; i < nargs; i++) {
     rt_task_arg *a = &t->args[i];
@@ -389,10 +488,10 @@ ray_status rt_task_build(rt_runtime *rt, const char *fn_name, ray_task_fn fn, co
     a->kind = args[i].kind_;
     a->task = t;
     if (a->kind == RT_ARG_REF) {
-      a->ref = ray_ref_retain((ray_ref *)args[i].p_); /* checked above */
+      a->ref = ray_ref_retain((ray_ref *)args[i].p_);
       a->dep.fire = dep_fire;
     } else if (a->kind == RT_ARG_ACTOR) {
-      a->actor = ray_actor_retain((ray_actor *)args[i].p_); /* checked above */
+      a->actor = ray_actor_retain((ray_actor *)args[i].p_);
     } else {
       memcpy(at, args[i].p_, args[i].size_);
       a->data = at;
@@ -401,18 +500,41 @@ ray_status rt_task_build(rt_runtime *rt, const char *fn_name, ray_task_fn fn, co
       at += (args[i].size_ + 15) & ~(size_t)15;
     }
   }
-  rt_tally_in(&rt->tasks.tally);
-  /* Each handle in t->rets counts two refs: the task's and the caller's. */
+}
+
+/* One PENDING entry per return. Each handle in t->rets counts two refs:
+ * the task's and the caller's. On failure the record is freed. */
+static ray_status make_returns(rt_tasks *ts, rt_task *t, const char *fn_name, size_t nrets) {
   for (size_t i = 0; i < nrets; i++) {
-    if ((s = rt_store_new_pending(&rt->store, fn_name, t, &t->rets[i])) != RAY_OK) {
+    ray_status s = rt_store_new_pending(ts->store, fn_name, t, &t->rets[i]);
+    if (s != RAY_OK) {
       for (size_t j = 0; j < i; j++)
         ray_ref_release(t->rets[j]); /* the caller's; free drops the task's */
       t->nrets = (uint32_t)i;
-      task_free(rt, t);
+      task_free(ts, t);
       return s;
     }
     t->nrets++;
   }
+  return RAY_OK;
+}
+
+ray_status rt_task_build(rt_tasks *ts, const char *fn_name, ray_task_fn fn, const ray_arg *args,
+                         size_t nargs, const char *name, int num_returns, int max_retries,
+                         rt_task **out, ray_ref **returns) {
+  if (nargs && !args)
+    return rt_fail(RAY_EINVAL, "%s: args is NULL with nargs = %zu", fn_name, nargs);
+  if (nargs > UINT32_MAX) return rt_fail(RAY_EINVAL, "%s: nargs = %zu is too many", fn_name, nargs);
+  size_t bytes;
+  ray_status s = check_args(ts, fn_name, args, nargs, &bytes);
+  if (s != RAY_OK) return s;
+  rt_task *t;
+  size_t nrets = (size_t)num_returns;
+  if ((s = record_new(ts, fn_name, nargs, nrets, bytes, name, &t)) != RAY_OK) return s;
+  record_init(t, fn, nargs, max_retries);
+  copy_args(t, args, nargs);
+  rt_tally_in(&ts->tally);
+  if ((s = make_returns(ts, t, fn_name, nrets)) != RAY_OK) return s;
   /* Only now: on failure the caller's array is untouched. (A loop, not a
    * memcpy: for one or two returns a string move costs more than it does.) */
   for (size_t i = 0; i < nrets; i++) returns[i] = t->rets[i];
@@ -420,12 +542,13 @@ ray_status rt_task_build(rt_runtime *rt, const char *fn_name, ray_task_fn fn, co
   return RAY_OK;
 }
 
-void rt_task_start(rt_runtime *rt, rt_task *t, int extra_rc) {
-  if (extra_rc) atomic_fetch_add_explicit(&t->rc, (uint32_t)extra_rc, memory_order_relaxed);
-  count(t, &rt->tasks.submitted);
+/* extra_rc: references to add for the caller (an actor call's queue). */
+static void start(rt_tasks *ts, rt_task *t, uint32_t extra_rc) {
+  if (extra_rc) atomic_fetch_add_explicit(&t->rc, extra_rc, memory_order_relaxed);
+  count(t, &ts->submitted);
   rt_task *parent = rt_task_current();
-  if (parent && t->nrets) rt_task_note_child(parent, t->rets[0]);
-  if (t->nrets && !t->actor && rt_sched_worker_index(rt->sched) < 0)
+  if (parent && t->nrets) note_child(parent, t->rets[0]);
+  if (t->nrets && !t->actor && rt_sched_worker_index(ts->sched) < 0)
     t_recent.ref[t_recent.next++ % RECENT] = t->rets[0];
   /* Register dependencies last: from the first registration on, another
    * thread may fire it, and the guard count keeps the task from starting
@@ -435,7 +558,7 @@ void rt_task_start(rt_runtime *rt, rt_task *t, int extra_rc) {
     rt_task_arg *a = &t->args[i];
     if (a->kind != RT_ARG_REF) continue;
     atomic_fetch_add_explicit(&t->deps, 1, memory_order_relaxed);
-    if (rt_store_add_waiter(&rt->store, a->ref, &a->dep))
+    if (rt_store_add_waiter(ts->store, a->ref, &a->dep))
       waiting = true;
     else
       atomic_fetch_sub_explicit(&t->deps, 1, memory_order_relaxed);
@@ -448,13 +571,44 @@ void rt_task_start(rt_runtime *rt, rt_task *t, int extra_rc) {
      * through its parent or its refs, and the refs are not returned yet.
      * relaxed: the queue's release publishes it with the record. */
     atomic_store_explicit(&t->state, RT_T_QUEUED, memory_order_relaxed);
-    rt_sched_submit(rt->sched, &t->job);
+    rt_sched_submit(ts->sched, &t->job);
   } else if (!waiting || atomic_fetch_sub_explicit(&t->deps, 1, memory_order_acq_rel) == 1) {
-    deps_ready(rt, t);
+    deps_ready(ts, t);
   }
 }
 
-static ray_status submit(rt_runtime *rt, ray_task_fn fn, const ray_arg *args, size_t nargs,
+void rt_task_start(rt_tasks *ts, rt_task *t) {
+  start(ts, t, 0);
+}
+
+static bool has_ref_arg(const rt_task *t) {
+  for (uint32_t i = 0; i < t->nargs; i++)
+    if (t->args[i].kind == RT_ARG_REF) return true;
+  return false;
+}
+
+void rt_task_start_call(rt_tasks *ts, rt_task *t) {
+  /* The actor's queue holds one reference, the dependency path the other. */
+  if (has_ref_arg(t)) {
+    /* Filed first, in this submitter's order; it becomes ready (READY
+     * hand-off) when its last argument is. */
+    ts->owner_ops->call_enqueue(ts->owner, t);
+    start(ts, t, 1);
+    return;
+  }
+  /* Nothing to wait for: QUEUED before the one message that carries it, so
+   * no READY hand-off is needed. Relaxed: nobody else can reach the record
+   * yet; the parent's child list (child_lock's release) and the enqueue
+   * (the mailbox push) publish it. */
+  atomic_store_explicit(&t->state, RT_T_QUEUED, memory_order_relaxed);
+  atomic_store_explicit(&t->deps, 0, memory_order_relaxed);
+  atomic_fetch_add_explicit(&t->rc, 1, memory_order_relaxed);
+  rt_task *parent = rt_task_current();
+  if (parent) note_child(parent, t->rets[0]);
+  ts->owner_ops->call_enqueue(ts->owner, t);
+}
+
+static ray_status submit(rt_tasks *ts, ray_task_fn fn, const ray_arg *args, size_t nargs,
                          const ray_task_opts *opts, ray_ref **returns) {
   static const ray_task_opts defaults = RAY_TASK_OPTS_INIT;
   if (!opts) opts = &defaults;
@@ -468,21 +622,21 @@ static ray_status submit(rt_runtime *rt, ray_task_fn fn, const ray_arg *args, si
   if (opts->max_retries < -1)
     return rt_fail(RAY_EINVAL, "ray_submit: max_retries %d is below -1", opts->max_retries);
   rt_task *t;
-  ray_status s = rt_task_build(rt, "ray_submit", fn, args, nargs, opts->name, opts->num_returns,
+  ray_status s = rt_task_build(ts, "ray_submit", fn, args, nargs, opts->name, opts->num_returns,
                                opts->max_retries, &t, returns);
   if (s != RAY_OK) return s;
-  rt_task_start(rt, t, 0);
+  rt_task_start(ts, t);
   return RAY_OK;
 }
 
 ray_status ray_submit(ray_task_fn fn, const ray_arg *args, size_t nargs, const ray_task_opts *opts,
                       ray_ref **returns) {
-  rt_runtime *rt;
-  rt_gate *gate;
-  ray_status s = rt_runtime_enter("ray_submit", &rt, &gate);
+  rt_tasks *ts = NULL; /* set on RAY_OK; initialised for -Wmaybe-uninitialized */
+  rt_gate *gate = NULL;
+  ray_status s = rt_tasks_enter("ray_submit", &ts, &gate);
   if (s != RAY_OK) return s;
-  s = submit(rt, fn, args, nargs, opts, returns);
-  rt_runtime_leave(gate);
+  s = submit(ts, fn, args, nargs, opts, returns);
+  rt_tasks_leave(gate);
   return s;
 }
 
@@ -520,10 +674,10 @@ static int unrun_depth(const rt_error *err) {
 }
 
 /* If an argument failed, fails the task's returns and returns true. */
-static bool upstream_failed(rt_runtime *rt, rt_task *t) {
+static bool upstream_failed(rt_tasks *ts, rt_task *t) {
   for (uint32_t i = 0; i < t->nargs; i++) {
     if (t->args[i].kind != RT_ARG_REF) continue;
-    const rt_error *err = rt_store_error(&rt->store, t->args[i].ref);
+    const rt_error *err = rt_store_error(ts->store, t->args[i].ref);
     if (!err) continue;
     char said[400], msg[480];
     const char *reason = said; /* passed on to our dependents */
@@ -545,30 +699,30 @@ static bool upstream_failed(rt_runtime *rt, rt_task *t) {
     snprintf(msg, sizeof msg, "task '%s' %s", t->name, said);
     /* Counted before the returns fail: whoever sees the result sees the
      * stats include it (the same order everywhere below). */
-    count(t, status == RAY_ECANCELLED ? &rt->tasks.cancelled : &rt->tasks.failed);
-    fail_returns(rt, t, status, msg, reason);
+    count(t, status == RAY_ECANCELLED ? &ts->cancelled : &ts->failed);
+    fail_returns(ts, t, status, msg, reason);
     return true;
   }
   return false;
 }
 
-int rt_task_execute(rt_runtime *rt, rt_task *t, bool *exit_actor, char **crash_reason) {
+int rt_task_execute(rt_tasks *ts, rt_task *t, bool *exit_actor, char **crash_reason) {
   if (exit_actor) *exit_actor = false;
-  if (upstream_failed(rt, t)) {
+  if (upstream_failed(ts, t)) {
     release_args(t);
-    atomic_store_explicit(&t->state, RT_T_DONE, memory_order_release);
+    rt_task_finish(t);
     return RT_EXEC_DONE;
   }
   t->attempts++;
   rt_task_outcome out;
-  rt_ctx_run(rt, t, &out);
+  rt_ctx_run(ts, t, &out);
   if (exit_actor) *exit_actor = out.exit_actor;
 
   char msg[640];
   bool cancelled = atomic_load_explicit(&t->cancel, memory_order_acquire);
   bool crashed = !cancelled && t->actor && out.status == RAY_EACTOR;
   if (crashed) { /* the actor layer retries the call or fails it */
-    rt_ctx_discard(rt, &out);
+    rt_ctx_discard(ts, &out);
     rt_ctx_done(&out);
     if (crash_reason)
       *crash_reason = out.reason;
@@ -583,16 +737,16 @@ int rt_task_execute(rt_runtime *rt, rt_task *t, bool *exit_actor, char **crash_r
    * holds them itself). A retry keeps them. */
   if (!retry) release_args(t);
   if (cancelled) {
-    rt_ctx_discard(rt, &out);
+    rt_ctx_discard(ts, &out);
     free(out.reason); /* a cancelled task that also failed: the cancel wins */
-    count(t, &rt->tasks.cancelled);
-    fail_cancelled(rt, t, " while running");
+    count(t, &ts->cancelled);
+    fail_cancelled(ts, t, " while running");
   } else if (out.status != RAY_OK) {
-    rt_ctx_discard(rt, &out);
+    rt_ctx_discard(ts, &out);
     if (retry) {
       free(out.reason);
       rt_ctx_done(&out);
-      count(t, &rt->tasks.retried);
+      count(t, &ts->retried);
       return RT_EXEC_RETRY;
     }
     const char *reason = out.reason ? out.reason : "failed";
@@ -601,47 +755,45 @@ int rt_task_execute(rt_runtime *rt, rt_task *t, bool *exit_actor, char **crash_r
                t->attempts == 1 ? "" : "s", reason);
     else
       snprintf(msg, sizeof msg, "task '%s' failed: %s", t->name, reason);
-    count(t, &rt->tasks.failed);
-    fail_returns(rt, t, RAY_ETASK, msg, reason);
+    count(t, &ts->failed);
+    fail_returns(ts, t, RAY_ETASK, msg, reason);
     free(out.reason);
   } else {
     bool all_set = true;
     for (uint32_t i = 0; i < t->nrets; i++) all_set &= out.staged[i].data != NULL;
-    count(t, all_set ? &rt->tasks.finished : &rt->tasks.failed);
+    count(t, all_set ? &ts->finished : &ts->failed);
     for (uint32_t i = 0; i < t->nrets; i++) {
       if (out.staged[i].data) {
-        rt_store_seal_pending(&rt->store, t->rets[i], &out.staged[i]);
+        rt_store_seal_pending(ts->store, t->rets[i], &out.staged[i]);
       } else {
         char reason[160];
         snprintf(reason, sizeof reason, "returned RAY_OK without setting return %u of %u", i,
                  t->nrets);
         snprintf(msg, sizeof msg, "task '%s' %s", t->name, reason);
-        rt_store_fail_pending(&rt->store, t->rets[i], RAY_ETASK, msg, t->name, reason);
+        rt_store_fail_pending(ts->store, t->rets[i], RAY_ETASK, msg, t->name, reason);
       }
     }
   }
   rt_ctx_done(&out);
-  atomic_store_explicit(&t->state, RT_T_DONE, memory_order_release);
+  rt_task_finish(t);
   return RT_EXEC_DONE;
 }
 
 static void task_run(rt_job *job) {
   rt_task *t = (rt_task *)job;
-  rt_runtime *rt = rt_current();
-  uint32_t expect = RT_T_QUEUED;
-  if (!atomic_compare_exchange_strong_explicit(&t->state, &expect, RT_T_RUNNING,
-                                               memory_order_acq_rel, memory_order_acquire)) {
+  rt_tasks *ts = rt_tasks_current();
+  if (!rt_task_claim_run(t)) {
     /* Cancelled while queued (the canceller failed the returns), or run
-     * already by a get that waited for it (rt_task_run_awaited). */
-    task_release(rt, t);
+     * already by a get that waited for it (rt_task_run_producer). */
+    task_release(ts, t);
     return;
   }
-  if (rt_task_execute(rt, t, NULL, NULL) == RT_EXEC_RETRY) {
-    atomic_store_explicit(&t->state, RT_T_QUEUED, memory_order_release);
-    rt_sched_submit(rt->sched, &t->job);
+  if (rt_task_execute(ts, t, NULL, NULL) == RT_EXEC_RETRY) {
+    rt_task_requeue(t);
+    rt_sched_submit(ts->sched, &t->job);
     return;
   }
-  task_release(rt, t);
+  task_release(ts, t);
 }
 
 /* Under the stripe lock of one of the task's returns, which keeps the
@@ -657,41 +809,26 @@ static void hold_plain_task(void *producer, void *arg) {
   if (!t->actor) hold_record(t, arg); /* an actor's calls run in its turn, in order */
 }
 
-bool rt_task_run_awaited(rt_runtime *rt, ray_ref *ref) {
+bool rt_task_run_producer(rt_tasks *ts, ray_ref *ref) {
   rt_task *t = NULL;
-  if (!rt_store_with_producer(&rt->store, ref, hold_plain_task, &t) || !t) return false;
+  if (!rt_store_with_producer(ts->store, ref, hold_plain_task, &t) || !t) return false;
   bool ran = false;
-  uint32_t expect = RT_T_QUEUED;
-  /* acq_rel: as in task_run, whose CAS this one races with; the loser
-   * leaves the task alone. */
+  /* The claim races task_run's; the loser leaves the task alone. */
   if (rt_sched_nest_enter()) {
-    if (atomic_compare_exchange_strong_explicit(&t->state, &expect, RT_T_RUNNING,
-                                                memory_order_acq_rel, memory_order_acquire)) {
-      while (rt_task_execute(rt, t, NULL, NULL) == RT_EXEC_RETRY) {
+    if (rt_task_claim_run(t)) {
+      while (rt_task_execute(ts, t, NULL, NULL) == RT_EXEC_RETRY) {
       } /* retries run here too: the state stays RUNNING */
       ran = true;
     }
     rt_sched_nest_exit();
   }
-  task_release(rt, t);
+  task_release(ts, t);
   return ran;
 }
 
 /* ------------------------------------------------------------------------ */
 /* Cancel                                                                   */
 /* ------------------------------------------------------------------------ */
-
-bool rt_task_claim_end(rt_task *t) {
-  /* acq_rel: the winner of the CAS owns ending the task; it sees the record
-   * as the other paths left it. */
-  uint32_t expect = RT_T_WAITING;
-  if (atomic_compare_exchange_strong_explicit(&t->state, &expect, RT_T_CANCELLED_W,
-                                              memory_order_acq_rel, memory_order_acquire))
-    return true;
-  expect = RT_T_QUEUED;
-  return atomic_compare_exchange_strong_explicit(&t->state, &expect, RT_T_CANCELLED_Q,
-                                                 memory_order_acq_rel, memory_order_acquire);
-}
 
 /* rt_store_with_producer callback: marks the task and holds it for the
  * canceller. */
@@ -702,12 +839,12 @@ static void cancel_locked(void *producer, void *arg) {
   hold_record(t, arg);
 }
 
-static void cancel_task(rt_runtime *rt, ray_ref *ref, bool recursive) {
+static void cancel_task(rt_tasks *ts, ray_ref *ref, bool recursive) {
   rt_task *t = NULL;
-  if (!rt_store_with_producer(&rt->store, ref, cancel_locked, &t)) return;
+  if (!rt_store_with_producer(ts->store, ref, cancel_locked, &t)) return;
   if (rt_task_claim_end(t)) {
-    count(t, &rt->tasks.cancelled);
-    fail_cancelled(rt, t, "");
+    count(t, &ts->cancelled);
+    fail_cancelled(ts, t, "");
   }
   if (recursive) {
     while (atomic_flag_test_and_set_explicit(&t->child_lock, memory_order_acquire)) rt_prim_pause();
@@ -715,25 +852,52 @@ static void cancel_task(rt_runtime *rt, ray_ref *ref, bool recursive) {
     ray_ref **kids = n ? rt_malloc(n * sizeof *kids) : NULL;
     if (kids) memcpy(kids, t->children, n * sizeof *kids);
     atomic_flag_clear_explicit(&t->child_lock, memory_order_release);
-    for (size_t i = 0; kids && i < n; i++) cancel_task(rt, kids[i], true);
+    for (size_t i = 0; kids && i < n; i++) cancel_task(ts, kids[i], true);
     free(kids);
   }
-  task_release(rt, t);
+  task_release(ts, t);
 }
 
 ray_status ray_cancel(ray_ref *ref, bool recursive) {
-  rt_runtime *rt = rt_current();
-  if (!rt) return rt_not_running("ray_cancel");
-  if (rt_store_state(&rt->store, ref) == RT_ST_FREE)
+  rt_tasks *ts = rt_tasks_current();
+  if (!ts) return rt_not_running("ray_cancel");
+  if (rt_store_state(ts->store, ref) == RT_ST_FREE)
     return rt_fail(RAY_EINVAL, "ray_cancel: ref %p is %s", (void *)ref,
                    ref ? "released or invalid" : "NULL");
-  cancel_task(rt, ref, recursive);
+  cancel_task(ts, ref, recursive);
   return RAY_OK;
 }
 
 /* ------------------------------------------------------------------------ */
 /* Shutdown                                                                 */
 /* ------------------------------------------------------------------------ */
+
+ray_status rt_tasks_enter(const char *fn, rt_tasks **ts_out, rt_gate **gate_out) {
+  rt_gate *gate = NULL;
+  if (!rt_task_current() && !(gate = rt_gate_enter()))
+    return rt_fail(RAY_ENOMEM, "%s: out of memory for this thread's submission gate", fn);
+  rt_tasks *ts = rt_tasks_current();
+  if (!ts) {
+    rt_tasks_leave(gate);
+    return rt_not_running(fn);
+  }
+  /* seq_cst: the second half of the gate's Dekker pattern (gate.h), against
+   * ray_shutdown's seq_cst store of closing (rt_tallies_close). */
+  if (gate && atomic_load(&ts->tally.closing)) {
+    rt_tasks_leave(gate);
+    return rt_fail(RAY_ESHUTDOWN,
+                   "%s: ray_shutdown has begun; only tasks and actor methods may "
+                   "submit now",
+                   fn);
+  }
+  *ts_out = ts;
+  *gate_out = gate;
+  return RAY_OK;
+}
+
+void rt_tasks_close(rt_tasks *ts) {
+  rt_tallies_close(&ts->tally);
+}
 
 void rt_tasks_drain(rt_tasks *ts) {
   rt_tallies_drain(&ts->tally);

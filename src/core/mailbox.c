@@ -31,7 +31,7 @@
  * happens-before; the list order is that order. Hence push(a) happens-before
  * push(b) implies a pops before b, and one producer's messages are FIFO.
  */
-#include "actor/mailbox.h"
+#include "core/mailbox.h"
 
 #include <assert.h>
 #include <stddef.h>

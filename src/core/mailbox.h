@@ -6,6 +6,10 @@
  * running the actor). The queue is intrusive on rt_msg, so a push never
  * allocates and never fails.
  *
+ * It lives in core/ rather than actor/ because the task record carries the
+ * messages an actor call travels as (task.h), and the task layer sits below
+ * the actor layer (docs/ARCHITECTURE.md, the include graph).
+ *
  * Scheduling contract (Pony's messageq): the queue has an "idle" state that
  * means "empty and not scheduled". A push onto an idle queue returns true and
  * the pusher must then schedule the consumer; every other push returns false.
@@ -25,8 +29,8 @@
  * from the start of its push until the pop that returns it; then it is the
  * consumer's again (free it, reuse it, push it elsewhere).
  */
-#ifndef RT_ACTOR_MAILBOX_H
-#define RT_ACTOR_MAILBOX_H
+#ifndef RT_CORE_MAILBOX_H
+#define RT_CORE_MAILBOX_H
 
 #include <stdatomic.h>
 #include <stdbool.h>
