@@ -114,7 +114,6 @@
 #include <assert.h>
 #include <errno.h>
 #include <pthread.h>
-#include <sched.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -459,7 +458,7 @@ static rt_job *spin_one(rt_sched *s, rt_worker *w) {
     if (j) return j;
     if (round % RT_SCHED_SPIN_YIELD == RT_SCHED_SPIN_YIELD - 1) {
       if (rt_prim_now_ns() >= until) return NULL;
-      sched_yield();
+      rt_prim_yield();
     }
   }
 }
@@ -771,7 +770,7 @@ void rt_sched_submit(rt_sched *s, rt_job *job) {
     bool queued = rt_ring_push(r, job);
     if (!queued) {
       notify_one(s);
-      sched_yield();
+      rt_prim_yield();
       queued = rt_ring_push(r, job);
     }
     if (queued) {
@@ -781,7 +780,7 @@ void rt_sched_submit(rt_sched *s, rt_job *job) {
   }
   rt_injector_push(&s->inj, job);
   notify_one(s);
-  if (rt_injector_len(&s->inj) > RT_SCHED_BACKLOG) sched_yield();
+  if (rt_injector_len(&s->inj) > RT_SCHED_BACKLOG) rt_prim_yield();
 }
 
 void rt_sched_block_begin(rt_sched *s) {
