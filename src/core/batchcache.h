@@ -59,11 +59,6 @@ void rt_batchlist_destroy(rt_batchlist *l);
 /* Under l->lock: room for `more` items, for an owner's grow that pushes. */
 bool rt_batchlist_reserve(rt_batchlist *l, size_t more);
 
-/* Whether the cache is of this list's epoch (else it must be reset). */
-static inline bool rt_batchcache_current(const rt_batchcache *c, const rt_batchlist *l) {
-  return c->epoch == l->epoch;
-}
-
 /* Slow path of a get: resets a stale cache and, if it is empty, refills
  * it with up to RT_BATCH items; grow(arg), called under l->lock when the
  * list is empty, adds items to it (rt_batchlist_reserve, then store them

@@ -871,10 +871,6 @@ int rt_sched_worker_index(const rt_sched *s) {
   return ours(s, w) ? w->index : -1;
 }
 
-int rt_sched_num_workers(const rt_sched *s) {
-  return s->nworkers;
-}
-
 int rt_sched_max_workers(const rt_sched *s) {
   return s->max_threads;
 }

@@ -114,8 +114,6 @@ void rt_sched_nest_exit(void);
  * -1 when the caller is not a worker of s.
  */
 int rt_sched_worker_index(const rt_sched *s);
-/* The nworkers given to rt_sched_create. */
-int rt_sched_num_workers(const rt_sched *s);
 /* nworkers + RT_SCHED_MAX_SPARES: a bound for arrays indexed by worker index. */
 int rt_sched_max_workers(const rt_sched *s);
 
