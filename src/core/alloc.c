@@ -1,7 +1,9 @@
 /*
  * alloc.c - the allocation wrappers and their failure injection (alloc.h).
  */
+#include <stdarg.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "core/alloc.h"
@@ -49,12 +51,32 @@ char *rt_strdup(const char *s) {
   return d ? memcpy(d, s, n) : NULL;
 }
 
+int rt_vasprintf(char **out, const char *fmt, va_list ap) {
+  va_list again;
+  va_copy(again, ap);
+  int n = vsnprintf(NULL, 0, fmt, ap);
+  char *d = n < 0 ? NULL : rt_malloc((size_t)n + 1);
+  if (d) vsnprintf(d, (size_t)n + 1, fmt, again);
+  va_end(again);
+  *out = d;
+  return d ? n : -1;
+}
+
+int rt_asprintf(char **out, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int n = rt_vasprintf(out, fmt, ap);
+  va_end(ap);
+  return n;
+}
+
 void rt_alloc_fail_at(long n, bool once) {
   atomic_store_explicit(&g_armed, 0, memory_order_relaxed);
+  if (n <= 0) return; /* off; the counts stay readable */
   atomic_store_explicit(&g_count, 0, memory_order_relaxed);
   atomic_store_explicit(&g_failed, 0, memory_order_relaxed);
   atomic_store_explicit(&g_once, once, memory_order_relaxed);
-  atomic_store_explicit(&g_armed, n < 0 ? 0 : n, memory_order_relaxed);
+  atomic_store_explicit(&g_armed, n, memory_order_relaxed);
 }
 
 long rt_alloc_count(void) {
