@@ -245,7 +245,7 @@ static ray_status alloc_buffer(rt_store *st, const char *fn, size_t size, unsign
   }
   if (!*data) {
     *flags = 0;
-    return rt_fail(RAY_ENOMEM, "%s: cannot allocate %zu bytes", fn, size);
+    return rt_fail(RAY_ENOMEM, "%s: out of memory for %zu bytes", fn, size);
   }
   return RAY_OK;
 }
@@ -348,7 +348,7 @@ ray_status ray_put_refs(ray_ref *const refs[], size_t n, ray_ref **out) {
     e->flags = RT_EF_REFS;
   } else {
     entry_abandon(st, slot, e);
-    return rt_fail(RAY_ENOMEM, "ray_put_refs: cannot allocate %zu bytes", size);
+    return rt_fail(RAY_ENOMEM, "ray_put_refs: out of memory for %zu bytes", size);
   }
   if (n) memcpy(e->data, refs, size);
   /* Each contained ref holds its object. Relaxed is enough for an increment

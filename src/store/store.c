@@ -76,10 +76,10 @@ ray_status rt_store_init(rt_store *st, const rt_config *cfg, uint64_t epoch) {
   st->limit = cfg->memory_limit;
   st->put_timeout_ms = cfg->put_timeout_ms;
   if (rt_slots_init(&st->slots, epoch, rnd[2]) != 0)
-    return rt_fail(RAY_ENOMEM, "ray_init: cannot allocate the object table");
+    return rt_fail(RAY_ENOMEM, "ray_init: out of memory for the object table");
   if (rt_viewtab_init(&st->views, epoch, rnd[2] ^ rnd[0]) != 0) {
     rt_slots_destroy(&st->slots);
-    return rt_fail(RAY_ENOMEM, "ray_init: cannot allocate the view table");
+    return rt_fail(RAY_ENOMEM, "ray_init: out of memory for the view table");
   }
   size_t budget = st->limit / 4 < ((size_t)1 << 30) ? st->limit / 4 : ((size_t)1 << 30);
   rt_bufpool_init(&st->pool, budget);
