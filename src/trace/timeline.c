@@ -63,7 +63,10 @@ void rt_timeline_record(rt_timeline *tl, const char *kind, const char *name, uin
                         int attempt, ray_status status, int track, uint64_t start_ns,
                         uint64_t end_ns) {
   rt_tl_buf *b = my_buf(tl);
-  if (!b) return;
+  if (!b) { /* no memory for this thread's buffer: the event is counted, not kept */
+    atomic_fetch_add_explicit(&tl->dropped, 1, memory_order_relaxed);
+    return;
+  }
   if (b->n == b->cap) {
     uint32_t cap = b->cap ? b->cap * 2 : 1024;
     tl_event *ev = cap <= BUF_MAX_EVENTS ? rt_realloc(b->ev, cap * sizeof *ev) : NULL;
@@ -109,7 +112,7 @@ ray_status rt_timeline_finish(rt_timeline *tl, const char *path) {
       uint32_t pid = rt_prim_pid();
       int max_track = -1;
       bool outside = false; /* events from threads outside the pool (track -1) */
-      uint64_t dropped = 0;
+      uint64_t dropped = atomic_load_explicit(&tl->dropped, memory_order_relaxed);
       fprintf(f, "{\"displayTimeUnit\":\"ns\",\"traceEvents\":[\n");
       bool first = true;
       for (rt_tl_buf *b = tl->bufs; b; b = b->next) {

@@ -12,6 +12,7 @@
 #define RT_TIMELINE_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "ray.h"
@@ -24,6 +25,9 @@ typedef struct rt_timeline {
   uint64_t t0_ns;       /* timestamps are relative to ray_init */
   pthread_mutex_t lock; /* guards the list of buffers */
   rt_tl_buf *bufs;
+  /* Events of threads that had no memory for a buffer: dropped, counted
+   * with the buffers' own drops in the trace's "events dropped". */
+  _Atomic uint64_t dropped;
 } rt_timeline;
 
 void rt_timeline_init(rt_timeline *tl, bool on, uint64_t epoch);
