@@ -91,11 +91,11 @@ static ray_status runtime_start(const ray_config *cfg) {
   if ((s = rt_store_init(&rt->store, &rt->cfg, rt->epoch)) != RAY_OK) goto free_cfg;
   rt_timeline_init(&rt->timeline, rt->cfg.timeline_path != NULL, rt->epoch);
   if (rt_tasks_init(&rt->tasks, rt->epoch) != 0) {
-    s = rt_fail(RAY_ENOMEM, "ray_init: cannot set up the task layer");
+    s = rt_fail(RAY_ENOMEM, "ray_init: out of memory setting up the task layer");
     goto free_store;
   }
   if (rt_actors_init(&rt->actors) != 0) {
-    s = rt_fail(RAY_ENOMEM, "ray_init: cannot set up the actor layer");
+    s = rt_fail(RAY_ENOMEM, "ray_init: out of memory setting up the actor layer");
     goto free_tasks;
   }
   if ((err = rt_sched_create(rt->cfg.num_workers, &rt->sched)) != 0) {
