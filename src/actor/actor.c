@@ -174,7 +174,7 @@ static bool make_call_names(rt_actor *a) {
   if (!(a->call_names = rt_calloc(a->cls->num_methods, sizeof *a->call_names))) return false;
   for (size_t i = 0; i < a->cls->num_methods; i++) {
     const char *m = a->cls->methods[i].name ? a->cls->methods[i].name : "?";
-    if (asprintf(&a->call_names[i], "%s.%s", a->label, m) < 0) {
+    if (rt_asprintf(&a->call_names[i], "%s.%s", a->label, m) < 0) {
       a->call_names[i] = NULL;
       return false;
     }
@@ -703,7 +703,7 @@ static ray_status publish_locked(rt_actors *as, rt_actor *a, const char *name) {
   uint32_t slot = slot_alloc(as);
   if (slot == UINT32_MAX || (name && !(a->name = rt_strdup(name)))) {
     if (slot != UINT32_MAX) as->free_slots[as->nfree++] = slot;
-    return rt_fail(RAY_ENOMEM, "ray_actor_create: no room for another actor");
+    return rt_fail(RAY_ENOMEM, "ray_actor_create: out of memory for another actor");
   }
   a->slot = slot;
   rt_actor_slot *sl = slot_at(as, slot);
