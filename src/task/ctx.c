@@ -67,8 +67,8 @@ void rt_ctx_run(rt_tasks *ts, rt_task *t, rt_task_outcome *out) {
       ctx.fail_msg = NULL;
     } else {
       const char *detail = ray_last_error();
-      int r = *detail ? asprintf(&out->reason, "returned %s (%s)", ray_status_name(s), detail)
-                      : asprintf(&out->reason, "returned %s", ray_status_name(s));
+      int r = *detail ? rt_asprintf(&out->reason, "returned %s (%s)", ray_status_name(s), detail)
+                      : rt_asprintf(&out->reason, "returned %s", ray_status_name(s));
       if (r < 0) out->reason = NULL;
     }
   }
@@ -213,9 +213,12 @@ ray_status ray_ctx_fail(ray_ctx *ctx, const char *fmt, ...) {
   char *msg = NULL;
   va_list ap;
   va_start(ap, fmt);
-  if (!fmt || vasprintf(&msg, fmt, ap) < 0) msg = NULL;
+  if (!fmt || rt_vasprintf(&msg, fmt, ap) < 0) msg = NULL;
   va_end(ap);
   free(ctx->fail_msg);
   ctx->fail_msg = msg;
-  return rt_fail(RAY_ETASK, "task '%s' failed: %s", ctx->task->name, msg ? msg : "(no reason)");
+  return rt_fail(RAY_ETASK, "task '%s' failed: %s", ctx->task->name,
+                 msg   ? msg
+                 : fmt ? "(out of memory for the reason)"
+                       : "(no reason)");
 }

@@ -749,7 +749,7 @@ int rt_task_execute(rt_tasks *ts, rt_task *t, bool *exit_actor, char **crash_rea
       count(t, &ts->retried);
       return RT_EXEC_RETRY;
     }
-    const char *reason = out.reason ? out.reason : "failed";
+    const char *reason = out.reason ? out.reason : "failed (out of memory for the reason)";
     if (t->max_retries != 0)
       snprintf(msg, sizeof msg, "task '%s' failed after %d attempt%s: %s", t->name, t->attempts,
                t->attempts == 1 ? "" : "s", reason);
