@@ -305,7 +305,9 @@ static void enqueue(rt_actor *a, rt_task *call) {
       if (rt_task_claim_end(call))
         rt_task_fail_returns(as->tasks, call, RAY_ENOMEM, "actor call dropped: out of memory",
                              "out of memory");
-      rt_task_release(as->tasks, call);
+      /* the queue's reference, and the dependency path's unless it is
+       * still waiting (rt_task_release_queued, as drop_call) */
+      rt_task_release_queued(as->tasks, call);
       return;
     }
     q->submitter = call->submitter;
