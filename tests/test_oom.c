@@ -207,9 +207,9 @@ static ray_status init_runtime(bool timeline) {
 }
 
 typedef struct walk_result {
-  long steps;        /* walk steps taken */
-  long allocations;  /* allocations of the last (undisturbed) run */
-  double seconds;    /* wall time of the walk */
+  long steps;       /* walk steps taken */
+  long allocations; /* allocations of the last (undisturbed) run */
+  double seconds;   /* wall time of the walk */
 } walk_result;
 
 static double now_s(void) {
@@ -332,9 +332,7 @@ enum { P_SMALL, P_MEDIUM, P_LARGE, P_OWNED, P_CREATED, P_REFS2, P_REFS40, P_N };
 
 static unsigned char g_large[LARGE_BYTES];
 
-static struct {
-  ray_ref *ref[P_N];
-} P;
+static struct { ray_ref *ref[P_N]; } P;
 
 static unsigned char pattern(size_t i, int k) {
   return (unsigned char)((i * 31 + (size_t)k * 7) % 251);
@@ -541,9 +539,7 @@ static ray_status nested(ray_ctx *ctx) {
 
 enum { T_X, T_1, T_2A, T_2B, T_3, T_4A, T_4B, T_4C, T_4D, T_5, T_F, T_D, T_N, T_COUNT };
 
-static struct {
-  ray_ref *ref[T_COUNT];
-} T;
+static struct { ray_ref *ref[T_COUNT]; } T;
 
 static const char k_long_name[] = "a task name longer than the thirty-two bytes kept inline";
 
@@ -611,8 +607,8 @@ static void run_tasks(void) {
 
 static void check_tasks(void) {
   static const int64_t want[T_COUNT] = {
-      [T_X] = 3,  [T_1] = 4,  [T_2A] = 5,  [T_2B] = 8, [T_3] = 13,
-      [T_4A] = 0, [T_4B] = 2, [T_4C] = 4, [T_4D] = 6, [T_5] = 155, [T_N] = 60};
+      [T_X] = 3,  [T_1] = 4,  [T_2A] = 5, [T_2B] = 8,  [T_3] = 13, [T_4A] = 0,
+      [T_4B] = 2, [T_4C] = 4, [T_4D] = 6, [T_5] = 155, [T_N] = 60};
   for (int i = 0; i < T_COUNT; i++) {
     if (!T.ref[i]) continue;
     char what[32];
@@ -677,8 +673,8 @@ static ray_status counter_crash(void *state, ray_ctx *ctx) {
 enum { M_ADD, M_BUMP, M_GET, M_CRASH };
 static const ray_method k_counter_methods[] = {
     {"add", counter_add}, {"bump", counter_bump}, {"get", counter_get}, {"crash", counter_crash}};
-static const ray_actor_class k_counter = {"counter", sizeof(counter), counter_start, NULL,
-                                          k_counter_methods, 4};
+static const ray_actor_class k_counter = {"counter", sizeof(counter),   counter_start,
+                                          NULL,      k_counter_methods, 4};
 
 #define START_TOTAL 10
 #define MAX_CALLS 16

@@ -410,12 +410,32 @@ static void note_child(rt_task *parent, ray_ref *first_ret) {
   ray_ref **c = rt_array_reserve(parent->children, &parent->children_cap, parent->nchildren + 1,
                                  sizeof *c, 8);
   /* Not retained: ray_cancel resolves it, and a freed object's handle no
-   * longer resolves (generation check). Dropped if memory ran out. */
+   * longer resolves (generation check). reserve_child made the room, so c
+   * is never NULL here. */
   if (c) {
     parent->children = c;
     c[parent->nchildren++] = first_ret;
   }
   atomic_flag_clear_explicit(&parent->child_lock, memory_order_release);
+}
+
+/* Room for one more child in the parent's list, made while the submit can
+ * still fail, so that note_child, after the task has been handed out,
+ * needs no memory (a child left off the list would escape a recursive
+ * ray_cancel). Only the thread running the parent writes the list, so it
+ * reads the capacity without the lock; it takes the lock only to move the
+ * array, which cancellers read under it. */
+static ray_status reserve_child(rt_task *parent, const char *fn_name) {
+  if (parent->nchildren < parent->children_cap) return RAY_OK;
+  while (atomic_flag_test_and_set_explicit(&parent->child_lock, memory_order_acquire))
+    rt_prim_pause();
+  ray_ref **c = rt_array_reserve(parent->children, &parent->children_cap, parent->nchildren + 1,
+                                 sizeof *c, 8);
+  if (c) parent->children = c;
+  atomic_flag_clear_explicit(&parent->child_lock, memory_order_release);
+  if (c) return RAY_OK;
+  return rt_fail(RAY_ENOMEM, "%s: out of memory to record the task as a child of '%s'", fn_name,
+                 parent->name);
 }
 
 /* Names the record: inline if short, else a copy; false when out of memory. */
@@ -528,6 +548,8 @@ ray_status rt_task_build(rt_tasks *ts, const char *fn_name, ray_task_fn fn, cons
   size_t bytes;
   ray_status s = check_args(ts, fn_name, args, nargs, &bytes);
   if (s != RAY_OK) return s;
+  rt_task *parent = rt_task_current();
+  if (num_returns && parent && (s = reserve_child(parent, fn_name)) != RAY_OK) return s;
   rt_task *t;
   size_t nrets = (size_t)num_returns;
   if ((s = record_new(ts, fn_name, nargs, nrets, bytes, name, &t)) != RAY_OK) return s;
@@ -846,14 +868,15 @@ static void cancel_task(rt_tasks *ts, ray_ref *ref, bool recursive) {
     count(t, &ts->cancelled);
     fail_cancelled(ts, t, "");
   }
-  if (recursive) {
+  /* The list only grows and its entries never change: read one at a time
+   * under the lock, with no copy (a copy that could not be allocated would
+   * skip the children silently). */
+  for (size_t i = 0; recursive; i++) {
     while (atomic_flag_test_and_set_explicit(&t->child_lock, memory_order_acquire)) rt_prim_pause();
-    size_t n = t->nchildren;
-    ray_ref **kids = n ? rt_malloc(n * sizeof *kids) : NULL;
-    if (kids) memcpy(kids, t->children, n * sizeof *kids);
+    ray_ref *kid = i < t->nchildren ? t->children[i] : NULL;
     atomic_flag_clear_explicit(&t->child_lock, memory_order_release);
-    for (size_t i = 0; kids && i < n; i++) cancel_task(ts, kids[i], true);
-    free(kids);
+    if (!kid) break;
+    cancel_task(ts, kid, true);
   }
   task_release(ts, t);
 }
