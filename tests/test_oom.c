@@ -518,18 +518,6 @@ static ray_status four_out(ray_ctx *ctx) {
   return s;
 }
 
-/* The sum of every i64 element of every argument. */
-static ray_status sum_all(ray_ctx *ctx) {
-  int64_t sum = 0;
-  for (size_t i = 0; i < ray_ctx_nargs(ctx); i++) {
-    ray_view v;
-    ray_status s = ray_ctx_arg(ctx, i, &ray_type_i64, &v);
-    if (s != RAY_OK) return s;
-    for (size_t k = 0; k < v.size / 8; k++) sum += ((const int64_t *)v.data)[k];
-  }
-  return ret_i64(ctx, 0, sum);
-}
-
 static ray_status failing(ray_ctx *ctx) {
   int64_t x;
   ray_status s = arg_i64(ctx, 0, &x);
@@ -588,7 +576,7 @@ static void run_tasks(void) {
   }
   if (T.ref[T_2A]) {
     ray_arg a[2] = {ray_arg_ref(T.ref[T_2A]), ray_arg_ref(T.ref[T_2B])};
-    submit_task(sum_all, a, 2, "sum", 1, T_3); /* 13 */
+    submit_task(sum_args, a, 2, "sum", 1, T_3); /* 13 */
   }
   {
     ray_arg a = ray_arg_value(&two, sizeof two, &ray_type_i64);
@@ -597,7 +585,7 @@ static void run_tasks(void) {
   if (T.ref[T_3] && T.ref[T_4D]) {
     ray_arg a[3] = {ray_arg_value(sixteen, sizeof sixteen, &ray_type_i64), ray_arg_ref(T.ref[T_3]),
                     ray_arg_ref(T.ref[T_4D])};
-    submit_task(sum_all, a, 3, k_long_name, 1, T_5); /* 136 + 13 + 6 = 155 */
+    submit_task(sum_args, a, 3, k_long_name, 1, T_5); /* 136 + 13 + 6 = 155 */
   }
   {
     ray_arg a = ray_arg_value(&seven, sizeof seven, &ray_type_i64);

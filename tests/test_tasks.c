@@ -49,19 +49,6 @@ static int setup_one_worker(void **state) {
 /* Task functions                                                           */
 /* ------------------------------------------------------------------------ */
 
-/* Sum of every i64 argument (values or refs), plus one per argument of type
- * "bytes" (counted, to check mixed arguments). */
-static ray_status sum_args(ray_ctx *ctx) {
-  int64_t sum = 0;
-  for (size_t i = 0; i < ray_ctx_nargs(ctx); i++) {
-    ray_view v;
-    ray_status s = ray_ctx_arg(ctx, i, &ray_type_i64, &v);
-    if (s != RAY_OK) return s;
-    for (size_t k = 0; k < v.size / 8; k++) sum += ((const int64_t *)v.data)[k];
-  }
-  return ray_ctx_return(ctx, 0, &sum, sizeof sum, &ray_type_i64);
-}
-
 static ray_status empty_task(ray_ctx *ctx) {
   int64_t z = 0;
   return ray_ctx_return(ctx, 0, &z, sizeof z, &ray_type_i64);

@@ -125,6 +125,18 @@ static inline ray_status add_one(ray_ctx *ctx) {
   return ray_ctx_return(ctx, 0, &x, sizeof x, &ray_type_i64);
 }
 
+/* A task: the sum of every i64 element of every argument (values or refs). */
+static inline ray_status sum_args(ray_ctx *ctx) {
+  int64_t sum = 0;
+  for (size_t i = 0; i < ray_ctx_nargs(ctx); i++) {
+    ray_view v;
+    ray_status s = ray_ctx_arg(ctx, i, &ray_type_i64, &v);
+    if (s != RAY_OK) return s;
+    for (size_t k = 0; k < v.size / 8; k++) sum += ((const int64_t *)v.data)[k];
+  }
+  return ray_ctx_return(ctx, 0, &sum, sizeof sum, &ray_type_i64);
+}
+
 /* Submits fn(args) named name with one return; fails the test on an error. */
 static inline ray_ref *submit1(ray_task_fn fn, const ray_arg *args, size_t n, const char *name) {
   ray_task_opts o = RAY_TASK_OPTS_INIT;
