@@ -613,9 +613,15 @@ void rt_task_start_call(rt_tasks *ts, rt_task *t) {
   /* The actor's queue holds one reference, the dependency path the other. */
   if (has_ref_arg(t)) {
     /* Filed first, in this submitter's order; it becomes ready (READY
-     * hand-off) when its last argument is. */
+     * hand-off) when its last argument is. The queue's reference is taken
+     * before the push: from the push on, the turn may drop the call at once
+     * (its actor has ended, or its queue could not be allocated) and
+     * release that reference while this thread is still in start().
+     * Relaxed: the push (a release exchange, which the turn's pop
+     * acquires) publishes it with the record. */
+    atomic_fetch_add_explicit(&t->rc, 1, memory_order_relaxed);
     ts->owner_ops->call_enqueue(ts->owner, t);
-    start(ts, t, 1);
+    start(ts, t, 0);
     return;
   }
   /* Nothing to wait for: QUEUED before the one message that carries it, so
