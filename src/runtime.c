@@ -109,8 +109,10 @@ static ray_status runtime_start(const ray_config *cfg) {
   rt_tasks_bind(&rt->tasks, &rt->store, rt->sched, &rt->timeline);
   rt_actors_bind(&rt->actors, &rt->tasks);
   /* release: each publishes the fully built runtime to its layer's
-   * current() (acquire). Bottom-up, so a caller that found one layer finds
-   * the ones it calls. */
+   * current() (acquire). The store first, then the actors before the
+   * tasks: the actor calls enter through the task layer's gate
+   * (rt_tasks_enter) and then read rt_actors_current(), which must not be
+   * NULL once the task layer is found. */
   atomic_store_explicit(&rt_g_store, &rt->store, memory_order_release);
   atomic_store_explicit(&rt_g_actors, &rt->actors, memory_order_release);
   atomic_store_explicit(&rt_g_tasks, &rt->tasks, memory_order_release);

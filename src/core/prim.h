@@ -1,10 +1,11 @@
 /*
  * prim.h - every OS-specific call rayc makes, behind one narrow header
  * (mimalloc's prim.h habit): futex wait/wake, the monotonic clock, condition
- * variables on it, yielding, threads, page mappings, and the CPU/RAM counts.
- * Only prim_linux.c includes system headers beyond libc's portable ones and
- * pthread.h (mutexes and condition variables are used directly elsewhere;
- * what needs a clock or a scheduler call goes through here).
+ * variables on it, yielding, page mappings, and the CPU/RAM counts. Only
+ * prim_linux.c includes system headers beyond libc's portable ones and
+ * pthread.h (threads, mutexes and condition variables are POSIX and used
+ * directly elsewhere; what needs a clock or a scheduler call goes through
+ * here).
  */
 #ifndef RT_PRIM_H
 #define RT_PRIM_H
