@@ -27,8 +27,11 @@ void rt_clear_error(void);
 
 /* The one failure of a call made while no runtime runs (before ray_init,
  * after ray_shutdown): records "fn: the runtime is not running (call
- * ray_init first)" and returns RAY_ESHUTDOWN. */
-ray_status rt_not_running(const char *fn);
+ * ray_init first)" and evaluates to RAY_ESHUTDOWN. A macro over rt_fail, so
+ * that analysers see the status (a caller's out-parameters stay unset only
+ * on paths that return an error). */
+#define rt_not_running(fn)                                                                         \
+  rt_fail(RAY_ESHUTDOWN, "%s: the runtime is not running (call ray_init first)", (fn))
 
 /* A warning on stderr, prefixed "rayc: ". */
 void rt_warn(const char *fmt, ...) RT_PRINTF(1, 2);

@@ -62,7 +62,3 @@ void rt_warn(const char *fmt, ...) {
   va_end(ap);
   fprintf(stderr, "rayc: %s\n", line);
 }
-
-ray_status rt_not_running(const char *fn) {
-  return rt_fail(RAY_ESHUTDOWN, "%s: the runtime is not running (call ray_init first)", fn);
-}
