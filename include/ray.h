@@ -563,6 +563,9 @@ typedef struct ray_stats {
   uint64_t tasks_submitted, tasks_finished, tasks_failed, tasks_cancelled, tasks_retried;
   uint64_t actors_alive, actor_restarts, actor_calls;
   uint64_t actor_sends_failed; /* ray_actor_send calls whose method failed */
+  /* Spilling: payload bytes written to spill files and read back from them
+   * since init (spills and restores above count the objects). */
+  uint64_t bytes_spilled_total, bytes_restored_total;
 } ray_stats;
 
 /* A snapshot of the runtime's counters. Counters are exact when no call is
