@@ -1,11 +1,11 @@
 /*
  * prim.h - every OS-specific call rayc makes, behind one narrow header
  * (mimalloc's prim.h habit): futex wait/wake, the monotonic clock, condition
- * variables on it, yielding, page mappings, and the CPU/RAM counts. Only
- * prim_linux.c includes system headers beyond libc's portable ones and
- * pthread.h (threads, mutexes and condition variables are POSIX and used
- * directly elsewhere; what needs a clock or a scheduler call goes through
- * here).
+ * variables on it, yielding, page mappings, hole punching in files, and the
+ * CPU/RAM counts. Only prim_linux.c includes system headers beyond libc's
+ * portable ones and pthread.h (threads, mutexes and condition variables are
+ * POSIX and used directly elsewhere; what needs a clock or a scheduler call
+ * goes through here).
  */
 #ifndef RT_PRIM_H
 #define RT_PRIM_H
@@ -67,6 +67,12 @@ size_t rt_prim_page_size(void);
  * populated huge-page mapping at ~6 GB/s. Only the first `populate` bytes are
  * pre-faulted. Release with rt_prim_unmap(p, size). */
 void *rt_prim_map_large(size_t size, size_t populate);
+
+/* Releases the disk blocks of [off, off + len) of the file fd, keeping its
+ * size (Linux: fallocate PUNCH_HOLE | KEEP_SIZE); the range reads back as
+ * zeros. False where the OS or the filesystem cannot (the caller then just
+ * keeps the space until the file goes). */
+bool rt_prim_punch_hole(int fd, uint64_t off, uint64_t len);
 
 /* Random bytes from the OS, falling back to clock/pid mixing. */
 void rt_prim_random(void *buf, size_t n);

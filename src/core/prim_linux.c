@@ -6,6 +6,7 @@
 #include "core/prim.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #if defined(__GLIBC__)
 #include <malloc.h>
@@ -121,6 +122,16 @@ void *rt_prim_map_large(size_t size, size_t populate) {
 size_t rt_prim_page_size(void) {
   long psz = sysconf(_SC_PAGESIZE);
   return psz > 0 ? (size_t)psz : 4096;
+}
+
+bool rt_prim_punch_hole(int fd, uint64_t off, uint64_t len) {
+#if defined(FALLOC_FL_PUNCH_HOLE) && defined(FALLOC_FL_KEEP_SIZE)
+  if (off > (uint64_t)INT64_MAX || len > (uint64_t)INT64_MAX - off) return false;
+  return fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len) == 0;
+#else
+  (void)fd, (void)off, (void)len;
+  return false;
+#endif
 }
 
 void rt_prim_random(void *buf, size_t n) {
