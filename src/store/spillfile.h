@@ -68,14 +68,14 @@ typedef struct rt_spill_item {
 } rt_spill_item;
 
 typedef struct rt_spilldir {
-  char *path;      /* owned */
-  bool made;       /* created by this runtime: removed at close */
+  char *path; /* owned */
+  bool made;  /* created by this runtime: removed at close */
   pthread_mutex_t lock;
   /* the rest is private to spillfile.c */
   rt_spillfile *files; /* every file with live records, and the current one */
   rt_spillfile *cur;
-  uint64_t next_file; /* number of the next file */
-  uint64_t bytes;     /* live payload bytes on disk */
+  uint64_t next_file;        /* number of the next file */
+  uint64_t bytes;            /* live payload bytes on disk */
   uint64_t fail_next_writes; /* test hook: rt_spill_test_fail_writes */
   int fail_errno;
 } rt_spilldir;
@@ -93,8 +93,7 @@ void rt_spilldir_close(rt_spilldir *d);
  * the batch stays: its space is released and RAY_EIO is returned with
  * "spilling to PATH: <strerror>" recorded as the last error (rt_fail), and
  * the caller keeps the objects in memory. */
-ray_status rt_spill_write(rt_spilldir *d, const rt_spill_item *items, size_t n,
-                          rt_spill_loc *locs);
+ray_status rt_spill_write(rt_spilldir *d, const rt_spill_item *items, size_t n, rt_spill_loc *locs);
 
 /* Reads the record at loc into buf (loc->size bytes) and verifies its header
  * (magic, size, header checksum) and payload checksum. RAY_ELOST with
@@ -107,6 +106,10 @@ ray_status rt_spill_read(rt_spilldir *d, const rt_spill_loc *loc, void *buf);
  * freed, or the spill was abandoned): releases its space. */
 void rt_spill_forget(rt_spilldir *d, const rt_spill_loc *loc);
 
+/* The path of the spill file that holds the record at loc (valid while the
+ * record lives), for messages and for tests that damage files. */
+const char *rt_spill_path(const rt_spill_loc *loc);
+
 /* Live payload bytes on disk now. */
 uint64_t rt_spill_bytes(rt_spilldir *d);
 
@@ -117,5 +120,8 @@ void rt_spill_test_fail_writes(rt_spilldir *d, uint64_t n, int err);
 /* The payload checksum (exposed for tests and for the writer): a 64-bit
  * hash fast enough that restoring stays within 0.8x of a plain file read. */
 uint64_t rt_spill_checksum(const void *data, size_t size);
+/* The same value computed without vector instructions (for the test that
+ * the two versions agree). */
+uint64_t rt_spill_checksum_portable(const void *data, size_t size);
 
 #endif
