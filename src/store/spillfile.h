@@ -14,7 +14,7 @@
  * object does not scale). Each record is a fixed header followed by the
  * payload:
  *     magic (8 bytes), payload size (8), object id (16), checksum (8),
- *     header checksum (8)
+ *     header checksum (8), 16 zero bytes (so the payload is 64-aligned too)
  * The checksum covers the payload; the header checksum covers the fields
  * before it. A record starts at an offset that is a multiple of 4096 for
  * payloads of at least RT_SPILL_ALIGN_MIN bytes (so their space can be
@@ -26,11 +26,14 @@
  * record left that is not the current one is deleted.
  *
  * Directory. rt_spilldir_open creates the directory (and its parents, mode
- * 0700) or uses an existing empty or rayc-made one; fails with the reason if
- * it cannot. When the name is the default one it first removes directories
- * left by dead processes of this user: $TMPDIR/rayc-<pid>[-...] whose pid no
- * longer runs (kill(pid, 0) fails with ESRCH). rt_spilldir_close deletes
- * every spill file, and the directory if this runtime made it.
+ * 0700) or uses an existing one (its files get spill-<n>.bin names that do
+ * not exist yet: O_EXCL, so nothing there is overwritten); fails with the
+ * reason if it cannot. When the name is the default one it first removes
+ * directories left by dead processes of this user: $TMPDIR/rayc-<pid>[-...]
+ * whose pid no longer runs (kill(pid, 0) fails with ESRCH). The default
+ * directory counts as made by this runtime even if it existed (the name is
+ * this process's). rt_spilldir_close deletes every spill file it created,
+ * and the directory if this runtime made it.
  *
  * Threads. Writes come from the spiller thread(s) only; reads (restores)
  * and forgets from any thread, concurrently with writes. Internally a mutex
