@@ -72,7 +72,7 @@
 /* ---- the checksum ---------------------------------------------------------- */
 
 #define H_LANES 32
-#define H_BLOCK (H_LANES * 8)
+#define H_BLOCK ((size_t)H_LANES * 8)
 #define H_K 0x9fb21c64u /* even, so that H_K + 1 is odd: see h_step */
 
 typedef struct hstate {
@@ -102,7 +102,7 @@ static void h_blocks_portable(hstate *h, const unsigned char *p, size_t nblocks)
   uint64_t a[H_LANES];
   memcpy(a, h->lane, sizeof a);
   for (size_t b = 0; b < nblocks; b++, p += H_BLOCK)
-    for (int i = 0; i < H_LANES; i++) a[i] = h_step(a[i], load64(p + 8 * i));
+    for (int i = 0; i < H_LANES; i++) a[i] = h_step(a[i], load64(p + 8 * (size_t)i));
   memcpy(h->lane, a, sizeof a);
 }
 
@@ -126,7 +126,7 @@ typedef int h_v8i __attribute__((vector_size(32)));
 #define H_STEP4(acc, j)                                                                            \
   do {                                                                                             \
     h_v4 w_, s_, m_;                                                                               \
-    memcpy(&w_, p + 32 * (j), 32);                                                                 \
+    memcpy(&w_, p + (size_t)32 * (j), 32);                                                         \
     s_ = H_SWAP_HALVES((acc) + w_);                                                                \
     m_ = (h_v4)__builtin_ia32_pmuludq256((h_v8i)s_, k);                                            \
     (acc) = s_ + m_;                                                                               \
@@ -297,10 +297,12 @@ static rt_spillfile *file_emptied_locked(rt_spilldir *d, rt_spillfile *f) {
   return f;
 }
 
-/* Creates the next spill file and makes it current. The old current file,
- * if now empty, is returned through *drop for destruction after unlocking.
- * 0 or an errno value; *failed_path gets the path that failed (owned). */
-static int file_roll_locked(rt_spilldir *d, rt_spillfile **drop, char **failed_path) {
+/* Creates the next spill file and makes it current (*out). The old current
+ * file, if now empty, is returned through *drop for destruction after
+ * unlocking. 0 or an errno value; *failed_path gets the path that failed
+ * (owned). */
+static int file_roll_locked(rt_spilldir *d, rt_spillfile **out, rt_spillfile **drop,
+                            char **failed_path) {
   size_t plen = strlen(d->path) + 32;
   for (int tries = 0;; tries++) {
     rt_spillfile *f = rt_calloc(1, sizeof *f + plen);
@@ -318,13 +320,14 @@ static int file_roll_locked(rt_spilldir *d, rt_spillfile **drop, char **failed_p
       }
       *failed_path = rt_strdup(f->path);
       rt_free(f);
-      return err;
+      return err ? err : EIO;
     }
     rt_spillfile *old = d->cur;
     f->next = d->files;
     if (d->files) d->files->prev = f;
     d->files = f;
     d->cur = f;
+    *out = f;
     if (old && old->live == 0 && old->busy == 0) {
       file_unlink_locked(d, old);
       *drop = old;
@@ -517,10 +520,9 @@ ray_status rt_spill_write(rt_spilldir *d, const rt_spill_item *items, size_t n,
     uint64_t off = f ? round_up(f->tail, rec_align(size)) : 0;
     if (!f || (f->tail > 0 && off + REC_HDR + size > RT_SPILL_FILE_TARGET)) {
       rt_spillfile *old = NULL;
-      err = file_roll_locked(d, &old, &failed_path);
+      err = file_roll_locked(d, &f, &old, &failed_path);
       if (old) old->next = drop, drop = old;
       if (err) break;
-      f = d->cur;
       off = 0;
     }
     f->tail = off + REC_HDR + size;
