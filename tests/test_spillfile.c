@@ -326,6 +326,41 @@ static void test_flipped_payload_byte_is_lost_and_neighbours_still_read(void **s
   free(buf);
 }
 
+/* A big record maps read-only, byte-identical and 64-byte aligned; a
+ * flipped byte or a truncated file is lost, as with a read; small records
+ * are not mappable. */
+static void test_big_records_map_verified_in_place(void **state) {
+  fixture *fx = *state;
+  enum { N = 3 };
+  size_t sizes[N] = {1000, 3 * 1000 * 1000, 200 * 1000};
+  unsigned char *data[N];
+  rt_spill_item items[N];
+  rt_spill_loc locs[N];
+  for (int i = 0; i < N; i++) {
+    data[i] = make_data((uint64_t)i, sizes[i]);
+    items[i] = item_of(data[i], sizes[i], (uint64_t)i);
+  }
+  assert_int_equal(rt_spill_write(&fx->d, items, N, locs), RAY_OK);
+  assert_false(rt_spill_mappable(&locs[0]));
+  assert_true(rt_spill_mappable(&locs[1]) && rt_spill_mappable(&locs[2]));
+  const void *m = NULL;
+  assert_int_equal(rt_spill_map(&fx->d, &locs[1], &m), RAY_OK);
+  assert_int_equal((uintptr_t)m % 64, 0);
+  assert_memory_equal(m, data[1], sizes[1]);
+  rt_spill_unmap(m, sizes[1]);
+
+  const char *path = rt_spill_path(&locs[1]);
+  flip_byte(path, locs[1].offset + 64 + sizes[1] / 3);
+  assert_int_equal(rt_spill_map(&fx->d, &locs[1], &m), RAY_ELOST);
+  expect_error_has(path);
+  expect_error_has("checksum mismatch");
+  /* Cut the file inside the last record: a map must fail, not fault later. */
+  assert_int_equal(truncate(path, (off_t)(locs[2].offset + 64 + sizes[2] / 2)), 0);
+  assert_int_equal(rt_spill_map(&fx->d, &locs[2], &m), RAY_ELOST);
+  expect_error_has("short read");
+  for (int i = 0; i < N; i++) free(data[i]);
+}
+
 static void test_flipped_header_byte_is_lost(void **state) {
   fixture *fx = *state;
   unsigned char *a = make_data(1, 500), *b = make_data(2, 500);
@@ -759,6 +794,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_files_roll_over_at_the_target_size, setup, teardown),
       cmocka_unit_test_setup_teardown(test_flipped_payload_byte_is_lost_and_neighbours_still_read,
                                       setup, teardown),
+      cmocka_unit_test_setup_teardown(test_big_records_map_verified_in_place, setup, teardown),
       cmocka_unit_test_setup_teardown(test_flipped_header_byte_is_lost, setup, teardown),
       cmocka_unit_test_setup_teardown(test_truncated_file_is_a_short_read, setup, teardown),
       cmocka_unit_test_setup_teardown(

@@ -60,6 +60,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/uio.h>
@@ -645,6 +646,67 @@ ray_status rt_spill_read(rt_spilldir *d, const rt_spill_loc *loc, void *buf) {
                 "payload checksum mismatch (stored %016" PRIx64 ", read %016" PRIx64 ")", loc->sum,
                 sum);
   return RAY_OK;
+}
+
+bool rt_spill_mappable(const rt_spill_loc *loc) {
+  return loc->size >= RT_SPILL_ALIGN_MIN && loc->offset % PAGE == 0;
+}
+
+static size_t map_len(uint64_t size) {
+  return (size_t)((REC_HDR + size + PAGE - 1) & ~(uint64_t)(PAGE - 1));
+}
+
+ray_status rt_spill_map(rt_spilldir *d, const rt_spill_loc *loc, const void **data) {
+  (void)d; /* the record's file stays open while the record lives */
+  const rt_spillfile *f = loc->file;
+  size_t size = (size_t)loc->size;
+  /* A record past the end of the file would fault on access (SIGBUS), not
+   * fail a read: check that the file still holds all of it first. */
+  struct stat sb;
+  if (fstat(f->fd, &sb) != 0) return lost(f, loc->offset, "I/O error: %s", strerror(errno));
+  uint64_t end = loc->offset + REC_HDR + size;
+  if ((uint64_t)sb.st_size < end) {
+    int64_t have = (uint64_t)sb.st_size > loc->offset ? (int64_t)(sb.st_size - loc->offset) : 0;
+    return short_read(f, loc->offset, have, REC_HDR + size);
+  }
+  size_t len = map_len(size);
+  unsigned char *base =
+      mmap(NULL, len, PROT_READ, MAP_PRIVATE | MAP_POPULATE, f->fd, (off_t)loc->offset);
+  if (base == MAP_FAILED) return lost(f, loc->offset, "I/O error: mmap: %s", strerror(errno));
+  rec_hdr h;
+  memcpy(&h, base, sizeof h);
+  ray_status s = RAY_OK;
+  if (h.magic != REC_MAGIC) {
+    s = lost(f, loc->offset, "bad record header (magic)");
+  } else if (h.hsum != hdr_sum(&h)) {
+    s = lost(f, loc->offset, "bad record header (header checksum)");
+  } else if (h.size != loc->size) {
+    s = lost(f, loc->offset, "bad record header (size %" PRIu64 ", expected %" PRIu64 ")", h.size,
+             loc->size);
+  } else if (h.sum != loc->sum) {
+    s = lost(f, loc->offset, "bad record header (payload checksum)");
+  } else {
+    const unsigned char *p = base + REC_HDR;
+    hstate hs;
+    h_init(&hs);
+    size_t nb = size / H_BLOCK;
+    h_update(&hs, p, nb * H_BLOCK);
+    uint64_t sum = h_finish(&hs, p + nb * H_BLOCK, size % H_BLOCK, size);
+    if (sum != loc->sum)
+      s = lost(f, loc->offset,
+               "payload checksum mismatch (stored %016" PRIx64 ", read %016" PRIx64 ")", loc->sum,
+               sum);
+  }
+  if (s != RAY_OK) {
+    munmap(base, len);
+    return s;
+  }
+  *data = base + REC_HDR;
+  return RAY_OK;
+}
+
+void rt_spill_unmap(const void *data, uint64_t size) {
+  munmap((unsigned char *)(uintptr_t)data - REC_HDR, map_len(size));
 }
 
 /* ---- forgetting ------------------------------------------------------------ */

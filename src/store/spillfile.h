@@ -105,6 +105,21 @@ ray_status rt_spill_write(rt_spilldir *d, const rt_spill_item *items, size_t n, 
  * the same file are unaffected. */
 ray_status rt_spill_read(rt_spilldir *d, const rt_spill_loc *loc, void *buf);
 
+/*
+ * Zero-copy restore of a big record: maps it read-only from the page cache
+ * (MAP_PRIVATE | MAP_POPULATE) and verifies it as rt_spill_read does, with
+ * the same RAY_ELOST messages; *data gets the payload (64-byte aligned),
+ * which stays valid until rt_spill_unmap(data, loc->size). Only for records
+ * rt_spill_mappable says yes to (RT_SPILL_ALIGN_MIN bytes or more, so they
+ * start on a page); forgetting other records of the file punches only their
+ * own whole pages, so a mapped record's pages stay. The caller must unmap
+ * before it forgets the record. A spill file truncated by someone else
+ * after the map would fault on access: spill files are the runtime's alone.
+ */
+bool rt_spill_mappable(const rt_spill_loc *loc);
+ray_status rt_spill_map(rt_spilldir *d, const rt_spill_loc *loc, const void **data);
+void rt_spill_unmap(const void *data, uint64_t size);
+
 /* The record is no longer needed (its object was freed, or restored and then
  * freed, or the spill was abandoned): releases its space. */
 void rt_spill_forget(rt_spilldir *d, const rt_spill_loc *loc);
