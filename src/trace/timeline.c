@@ -112,6 +112,7 @@ ray_status rt_timeline_finish(rt_timeline *tl, const char *path) {
       uint32_t pid = rt_prim_pid();
       int max_track = -1;
       bool outside = false; /* events from threads outside the pool (track -1) */
+      bool io = false;      /* events of the store's I/O thread (RT_TL_TRACK_IO) */
       uint64_t dropped = atomic_load_explicit(&tl->dropped, memory_order_relaxed);
       fprintf(f, "{\"displayTimeUnit\":\"ns\",\"traceEvents\":[\n");
       bool first = true;
@@ -120,7 +121,8 @@ ray_status rt_timeline_finish(rt_timeline *tl, const char *path) {
         for (uint32_t i = 0; i < b->n; i++) {
           const tl_event *e = &b->ev[i];
           if (e->track > max_track) max_track = e->track;
-          outside |= e->track < 0;
+          outside |= e->track == -1;
+          io |= e->track == RT_TL_TRACK_IO;
           fprintf(f, "%s{\"name\":\"", first ? "" : ",\n");
           put_json_str(f, e->name);
           fprintf(f,
@@ -144,6 +146,13 @@ ray_status rt_timeline_finish(rt_timeline *tl, const char *path) {
                   "%s{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":%u,\"tid\":%d,"
                   "\"args\":{\"name\":\"worker %d\"}}",
                   first ? "" : ",\n", pid, t, t);
+        first = false;
+      }
+      if (io) {
+        fprintf(f,
+                "%s{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":%u,\"tid\":%d,"
+                "\"args\":{\"name\":\"rayc-io\"}}",
+                first ? "" : ",\n", pid, RT_TL_TRACK_IO);
         first = false;
       }
       fprintf(f,

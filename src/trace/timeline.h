@@ -31,8 +31,12 @@ typedef struct rt_timeline {
 } rt_timeline;
 
 void rt_timeline_init(rt_timeline *tl, bool on, uint64_t epoch);
+/* The track of the store's I/O thread (spills), named "rayc-io". */
+#define RT_TL_TRACK_IO (-2)
+
 /* Records one slice. kind: "task", "actor", "actor.on_start", ...; id is
- * the record's unique id; track: the worker index (-1: not a worker). */
+ * the record's unique id; track: the worker index (-1: not a worker,
+ * RT_TL_TRACK_IO: the store's I/O thread). */
 void rt_timeline_record(rt_timeline *tl, const char *kind, const char *name, uint64_t id,
                         int attempt, ray_status status, int track, uint64_t start_ns,
                         uint64_t end_ns);
