@@ -72,6 +72,13 @@ static void store_block_end(void *arg) {
 static bool store_run_producer(void *arg, ray_ref *ref) {
   return rt_task_recent_own(ref) && rt_task_run_producer(&((rt_runtime *)arg)->tasks, ref);
 }
+static void store_slice(void *arg, const char *kind, const char *name, uint64_t id,
+                        ray_status status, bool io_thread, uint64_t start_ns, uint64_t end_ns) {
+  rt_runtime *rt = arg;
+  if (!rt->timeline.on) return;
+  int track = io_thread ? RT_TL_TRACK_IO : rt_sched_worker_index(rt->sched);
+  rt_timeline_record(&rt->timeline, kind, name, id, 1, status, track, start_ns, end_ns);
+}
 
 /* ---- init ---------------------------------------------------------------- */
 
@@ -105,7 +112,7 @@ static ray_status runtime_start(const ray_config *cfg) {
   }
 
   rt_store_set_ops(&rt->store, &(rt_store_ops){rt, store_help, store_block_begin, store_block_end,
-                                               store_run_producer});
+                                               store_run_producer, store_slice});
   rt_tasks_bind(&rt->tasks, &rt->store, rt->sched, &rt->timeline);
   rt_actors_bind(&rt->actors, &rt->tasks);
   /* release: each publishes the fully built runtime to its layer's
@@ -200,6 +207,11 @@ ray_status ray_stats_get(ray_stats *out) {
   out->bytes_pinned = atomic_load_explicit(&st->bytes_pinned, memory_order_relaxed);
   out->objects = atomic_load_explicit(&st->objects, memory_order_relaxed);
   rt_counts_sum(&st->counts, &out->puts, &out->gets);
+  out->bytes_spilled = rt_spill_bytes(&st->disk);
+  out->spills = atomic_load_explicit(&st->spills, memory_order_relaxed);
+  out->restores = atomic_load_explicit(&st->restores, memory_order_relaxed);
+  out->bytes_spilled_total = atomic_load_explicit(&st->bytes_spilled_total, memory_order_relaxed);
+  out->bytes_restored_total = atomic_load_explicit(&st->bytes_restored_total, memory_order_relaxed);
   rt_tasks *ts = &rt->tasks;
   out->tasks_submitted = atomic_load_explicit(&ts->submitted, memory_order_relaxed);
   out->tasks_finished = atomic_load_explicit(&ts->finished, memory_order_relaxed);

@@ -55,8 +55,9 @@ static void test_put_over_the_limit_waits_then_fails_with_sizes(void **state) {
   assert_null(b);
   char want[160];
   snprintf(want, sizeof want,
-           "no room for %zu bytes within 200 ms: in use %zu, pinned %zu, limit %zu", 30 * MIB,
-           40 * MIB, 40 * MIB, 64 * MIB);
+           "no room for %zu bytes within 200 ms: in use %zu, pinned %zu, viewed 0, spilled 0, "
+           "limit %zu",
+           30 * MIB, 40 * MIB, 40 * MIB, 64 * MIB);
   assert_error_contains(want);
   ray_stats after = stats();
   assert_memory_equal(&before, &after, sizeof before); /* the store is unchanged */
@@ -84,13 +85,18 @@ static void test_object_larger_than_the_limit_fails_at_once(void **state) {
 static void test_memory_limit_is_never_exceeded_by_many_puts(void **state) {
   (void)state;
   ray_ref *refs[64];
-  int n = 0;
-  for (; n < 64; n++) {
-    if (ray_put(g_big, 5 * MIB, NULL, &refs[n]) != RAY_OK) break;
+  for (int n = 0; n < 64; n++) {
+    /* 12 x 5 MiB fit in 64 MiB; from the 13th on, older ones spill */
+    assert_int_equal(ray_put(g_big, 5 * MIB, NULL, &refs[n]), RAY_OK);
     assert_true(stats().bytes_in_memory <= 64 * MIB);
   }
-  assert_int_equal(n, 12); /* 12 x 5 MiB fit in 64 MiB, the 13th does not */
-  for (int i = 0; i < n; i++) ray_ref_release(refs[i]);
+  ray_stats s = stats();
+  assert_true(s.spills >= 64 - 12);
+  assert_int_equal(s.bytes_in_memory + s.bytes_spilled, 64 * 5 * MIB); /* each is somewhere */
+  for (int i = 0; i < 64; i++) ray_ref_release(refs[i]);
+  s = stats();
+  assert_int_equal(s.bytes_in_memory, 0);
+  assert_int_equal(s.bytes_spilled, 0);
 }
 
 /* The running runtime's store. */
@@ -150,6 +156,7 @@ static void test_releasing_a_view_lets_a_waiting_put_proceed(void **state) {
 static void test_releasing_a_ref_wakes_several_waiting_puts(void **state) {
   (void)state;
   ray_ref *a = put_mib(48); /* 16 MiB free: neither fits, both together do once a goes */
+  assert_int_equal(ray_pin(a), RAY_OK); /* so it cannot spill: the puts must wait */
   struct waiting_put w[2] = {{.mib = 20}, {.mib = 20}};
   pthread_t t[2];
   for (int i = 0; i < 2; i++) pthread_create(&t[i], NULL, put_in_thread, &w[i]);
@@ -226,14 +233,21 @@ static void test_freeing_small_objects_wakes_a_waiting_put(void **state) {
   pthread_t t;
   pthread_create(&t, NULL, churn_small_objects, &c);
   pthread_join(t, NULL);
+  /* Nothing may spill: the big one is pinned and the small ones viewed. */
+  assert_int_equal(ray_pin(big), RAY_OK);
+  ray_view views[200];
+  for (int i = 0; i < 200; i++) assert_int_equal(ray_get(keep[i], NULL, 0, &views[i]), RAY_OK);
   /* 24 MiB - 200 KB is free: a 24 MiB put must wait for the small ones. */
   struct waiting_put w = {.mib = 24};
   pthread_t p;
   pthread_create(&p, NULL, put_in_thread, &w);
   wait_until_parked(1, &w, 1);
   assert_int_equal(atomic_load(&w.done), 0);
-  for (int i = 0; i < 200; i++) ray_ref_release(keep[i]); /* into this thread's credit... */
-  pthread_join(p, NULL);                                  /* ...which the waiter takes back */
+  for (int i = 0; i < 200; i++) { /* into this thread's credit... */
+    ray_view_release(&views[i]);
+    ray_ref_release(keep[i]);
+  }
+  pthread_join(p, NULL); /* ...which the waiter takes back */
   assert_int_equal(w.status, RAY_OK);
   assert_int_equal(stats().bytes_in_memory, 64 * MIB);
   ray_ref_release(w.ref);

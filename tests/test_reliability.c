@@ -284,12 +284,14 @@ static void *release_later(void *arg) {
 }
 
 /* A put at the limit with put_timeout_ms huge waits for room (here: a free
- * once it is parked) instead of failing at once. */
+ * once it is parked) instead of failing at once. The object in the way is
+ * pinned, so spilling it cannot make the room. */
 static void put_waits_for_room(void) {
   size_t limit = (size_t)1 << 20;
   void *data;
   CHECK_OK(ray_create(limit, NULL, &data, &g_to_free));
   CHECK_OK(ray_seal(g_to_free));
+  CHECK_OK(ray_pin(g_to_free)); /* it cannot spill: the put must wait */
   pthread_t th;
   assert_int_equal(pthread_create(&th, NULL, release_later, NULL), 0);
   static unsigned char big[(size_t)1 << 19];

@@ -53,10 +53,10 @@ static void hold_drop(rt_store *st, uint32_t slot, rt_entry *e, uint64_t what);
  * buffer. */
 static void payload_release(rt_store *st, rt_entry *e, size_t size) {
   uint16_t f = e->flags;
-  if (f & RT_EF_ALIAS) {
+  if (f & RT_EF_ALIAS) { /* a view of its target (rt_store_payload_alias) */
     uint32_t s2;
     rt_entry *e2 = rt_handle_resolve(&st->slots, e->aux.target, &s2);
-    if (e2) hold_drop(st, s2, e2, RT_HOLD_REF);
+    if (e2) hold_drop(st, s2, e2, RT_HOLD_VIEW);
   } else if (f & RT_EF_REFS) {
     ray_ref *const *refs = e->data;
     size_t n = size / sizeof(ray_ref *);
@@ -71,15 +71,24 @@ static void payload_release(rt_store *st, rt_entry *e, size_t size) {
 
 static void finalize(rt_store *st, uint32_t slot, rt_entry *e) {
   size_t size = e->size;
-  /* An alias's bytes are charged to its target, an error has none. */
-  size_t charged = (e->flags & (RT_EF_ALIAS | RT_EF_ERROR)) ? 0 : size;
+  /* An alias's bytes are charged to its target, an error has none, and an
+   * object that is out (spilled) gave its memory back when it went. The
+   * last holder owns the entry: the spiller's flag changes, made under the
+   * stripe lock before its own drop, are visible (hold_drop acquires). */
+  bool out = (e->flags & RT_EF_SPILLABLE) && (e->locked_flags & RT_LF_OUT);
+  size_t charged = (out || (e->flags & (RT_EF_ALIAS | RT_EF_ERROR))) ? 0 : size;
   /* relaxed, here and for `objects` below: counters that order nothing
    * (rt_store). */
   if (e->pins) atomic_fetch_sub_explicit(&st->bytes_pinned, size, memory_order_relaxed);
   e->pins = 0;
   account_uncharge(st, e->account, size);
   e->account = 0;
-  payload_release(st, e, size);
+  if (e->locked_flags & RT_LF_MAPPED) /* restored by a map: unmap before forgetting it */
+    rt_store_free_in_memory(st, e->flags, size, e->data, e->aux, true);
+  else if (!out)
+    payload_release(st, e, size);
+  if (e->flags & RT_EF_SPILLABLE) rt_spill_forget_entry(st, e); /* its disk copy, if any */
+  e->locked_flags = 0;
   e->data = NULL;
   e->type = NULL;
   e->size = 0;
@@ -144,12 +153,16 @@ static void hold_drop(rt_store *st, uint32_t slot, rt_entry *e, uint64_t what) {
         return;
     rt_stripe *sp = stripe_of(st, slot);
     stripe_lock(sp);
-    /* acq_rel: as below. */
-    if (atomic_fetch_sub_explicit(&e->holds, what, memory_order_acq_rel) == what) {
+    /* acq_rel: as below. (Another view may have come since our load: views
+     * are taken under this lock, so the value this returns is exact.) */
+    uint64_t old = atomic_fetch_sub_explicit(&e->holds, what, memory_order_acq_rel);
+    if (RT_HOLD_VIEWS(old) == 1) /* relaxed: a counter (rt_store) */
+      atomic_fetch_sub_explicit(&st->bytes_viewed, e->size, memory_order_relaxed);
+    if (old == what) {
       entry_last_hold(st, sp, slot, e);
       return;
     }
-    lru_update(st, sp, slot, e); /* the last view went: spillable again */
+    lru_update(st, sp, slot, e); /* if the last view went: spillable again */
     stripe_unlock(sp);
     return;
   }
@@ -231,8 +244,8 @@ static void entry_abandon(rt_store *st, uint32_t slot, rt_entry *e) {
 
 /* A buffer of size bytes: inline (in `inl`), heap or pool; sets *flags and,
  * for the pool, *cap. */
-static ray_status alloc_buffer(rt_store *st, const char *fn, size_t size, unsigned char *inl,
-                               void **data, uint16_t *flags, size_t *cap) {
+ray_status rt_store_alloc_buffer(rt_store *st, const char *fn, size_t size, unsigned char *inl,
+                                 void **data, uint16_t *flags, size_t *cap) {
   if (size <= RT_INLINE_MAX) {
     *data = inl;
     *flags = RT_EF_INLINE;
@@ -273,7 +286,8 @@ static ray_status new_buffered(const char *fn, const void *data, size_t size, co
   if (s != RAY_OK) return s;
   if ((s = entry_new(st, fn, size, *type, slot, e)) != RAY_OK) return s;
   rt_entry *n = *e;
-  if ((s = alloc_buffer(st, fn, size, n->inl, &n->data, &n->flags, &n->aux.cap)) != RAY_OK) {
+  if ((s = rt_store_alloc_buffer(st, fn, size, n->inl, &n->data, &n->flags, &n->aux.cap)) !=
+      RAY_OK) {
     entry_abandon(st, *slot, n);
     return s;
   }
@@ -305,7 +319,7 @@ ray_status ray_put_owned(void *data, size_t size, const ray_type *type, void (*f
   if ((s = entry_new(st, "ray_put_owned", size, type, &slot, &e)) != RAY_OK) return s;
   e->data = data;
   e->aux.free_fn = free_fn;
-  e->flags = RT_EF_OWNED | RT_EF_SPILLABLE;
+  e->flags = RT_EF_OWNED; /* the caller's buffer: never spilled */
   *out = entry_publish(st, slot, e, RT_ST_SEALED);
   return RAY_OK;
 }
@@ -387,6 +401,10 @@ static void ref_release(rt_store *st, ray_ref *ref) {
   hold_drop(st, slot, e, RT_HOLD_REF);
 }
 
+void rt_store_drop_ref(rt_store *st, uint32_t slot, rt_entry *e) {
+  hold_drop(st, slot, e, RT_HOLD_REF);
+}
+
 void ray_ref_release(ray_ref *ref) {
   if (!ref) return;
   rt_store *st = rt_store_current();
@@ -449,6 +467,14 @@ static ray_status pin_change(ray_ref *ref, int delta, const char *fn) {
   if ((atomic_load_explicit(&e->state, memory_order_relaxed) & RT_ST_MASK) != RT_ST_SEALED) {
     stripe_unlock(sp);
     return rt_fail(RAY_EINVAL, "%s: object %s is not sealed", fn, ENTRY_ID(st, slot, e, id));
+  }
+  /* Before the checks below: bringing it in unlocks the stripe for a while. */
+  if (delta > 0 && (e->flags & RT_EF_SPILLABLE)) { /* a pin holds the object in memory */
+    ray_status s = rt_store_bring_in(st, sp, slot, e, fn);
+    if (s != RAY_OK) {
+      stripe_unlock(sp);
+      return s;
+    }
   }
   if (delta < 0 && e->pins == 0) {
     stripe_unlock(sp);
@@ -520,7 +546,7 @@ ray_status rt_store_payload_copy(rt_store *st, const char *fn, const void *data,
   if (s != RAY_OK) return s;
   if ((s = mem_reserve(st, fn, size)) != RAY_OK) return s;
   size_t cap = 0;
-  if ((s = alloc_buffer(st, fn, size, p->inl, &p->data, &p->flags, &cap)) != RAY_OK) {
+  if ((s = rt_store_alloc_buffer(st, fn, size, p->inl, &p->data, &p->flags, &cap)) != RAY_OK) {
     mem_release(st, size);
     return s;
   }
@@ -540,7 +566,7 @@ ray_status rt_store_payload_adopt(rt_store *st, const char *fn, void *data, size
   p->data = data;
   p->size = size;
   p->type = type;
-  p->flags = RT_EF_OWNED | RT_EF_SPILLABLE;
+  p->flags = RT_EF_OWNED; /* the caller's buffer: never spilled */
   p->aux.free_fn = free_fn;
   return RAY_OK;
 }
@@ -553,11 +579,15 @@ ray_status rt_store_payload_alias(rt_store *st, const char *fn, ray_ref *target,
     char id[33];
     return rt_fail(RAY_EINVAL, "%s: object %s is not sealed", fn, ENTRY_ID(st, slot, e, id));
   }
-  /* Relaxed: the caller holds a ref on the target (see ray_ref_retain). */
-  atomic_fetch_add_explicit(&e->holds, RT_HOLD_REF, memory_order_relaxed);
-  p->data = e->data;
-  p->size = e->size;
-  p->type = e->type;
+  /* A view, not just a ref: the alias reads the target's bytes, which must
+   * stay in memory (a view keeps an object from being spilled, and taking
+   * it restores a spilled one). */
+  ray_view v;
+  ray_status s = rt_store_view(st, target, NULL, fn, &v);
+  if (s != RAY_OK) return s;
+  p->data = (void *)v.data;
+  p->size = v.size;
+  p->type = v.type;
   p->flags = RT_EF_ALIAS;
   p->aux.target = target;
   return RAY_OK;
@@ -566,7 +596,7 @@ ray_status rt_store_payload_alias(rt_store *st, const char *fn, ray_ref *target,
 void rt_store_payload_discard(rt_store *st, rt_payload *p) {
   if (!p->data) return;
   if (p->flags & RT_EF_ALIAS) {
-    ref_release(st, p->aux.target);
+    view_drop(st, p->aux.target, "rt_store_payload_discard");
   } else {
     rt_store_buffer_free(st, p->flags, p->data, p->aux);
     mem_release(st, p->size);

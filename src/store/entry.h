@@ -23,9 +23,16 @@
  * canceller reading the producer); whoever publishes the outcome sees it and
  * takes the lock to wake the stripe's waiters for this slot.
  *
- * Spill readiness (for the spill issue): an entry is on its stripe's LRU list
- * exactly when it is sealed, not inline, not a refs object, has no view and
- * no pin (SQLite pcache1: "pinned means not on the LRU list").
+ * Spilling (spill.c): an entry is on its stripe's LRU list exactly when it
+ * may be spilled: sealed, out of line and the store's own buffer
+ * (RT_EF_SPILLABLE: not inline, not refs, not an adopted ray_put_owned
+ * buffer), no view, no pin, in memory and not being spilled or restored
+ * (SQLite pcache1: "pinned means not on the LRU list"). Where its bytes are
+ * is in locked_flags, under the stripe lock: RT_LF_DISK says a spill file
+ * holds a copy (its rt_spill_loc is in `inl`, unused by out-of-line
+ * objects), RT_LF_OUT that memory does not (data is NULL, the bytes given
+ * back). A restored object keeps its disk copy until it is freed, so
+ * spilling it again writes nothing.
  */
 #ifndef RT_ENTRY_H
 #define RT_ENTRY_H
@@ -58,7 +65,12 @@ enum {
 };
 
 enum {
-  RT_LF_ON_LRU = 1 << 0, /* linked on the stripe's LRU list */
+  RT_LF_ON_LRU = 1 << 0,    /* linked on the stripe's LRU list */
+  RT_LF_SPILLING = 1 << 1,  /* chosen by the spiller, its write in flight */
+  RT_LF_DISK = 1 << 2,      /* a spill file holds a copy: rt_spill_loc in inl */
+  RT_LF_OUT = 1 << 3,       /* not in memory (implies DISK): data is NULL */
+  RT_LF_RESTORING = 1 << 4, /* OUT, and a thread is reading it back */
+  RT_LF_MAPPED = 1 << 5,    /* restored by mapping its spill record: data is that map */
 };
 
 #define RT_HOLD_REF 1ull          /* one ref: low 32 bits of holds */
@@ -89,7 +101,7 @@ typedef struct rt_entry {
   uint16_t pins;         /* under the stripe lock */
   uint16_t account;      /* memory-quota account charged for the payload; 0: none */
   uint16_t flags;        /* RT_EF_*: set before the entry is published, then fixed */
-  uint16_t locked_flags; /* RT_LF_*: under the stripe lock */
+  uint16_t locked_flags; /* RT_LF_*: under the stripe lock (entries that can spill) */
   uint32_t lru_prev;     /* slot numbers; under the stripe lock */
   uint32_t lru_next;     /* also links entries on a thread's finalize list */
   size_t size;
@@ -103,6 +115,9 @@ typedef struct rt_entry {
 } rt_entry;
 
 #define RT_INLINE_MAX sizeof(((rt_entry *)0)->inl)
+/* Where a spillable (out-of-line) entry keeps, in its unused `inl`, when it
+ * last went on its LRU list (store_int.h); its rt_spill_loc comes first. */
+#define RT_ENTRY_LAST_USE_AT 32
 
 _Static_assert(sizeof(rt_entry) == 128, "an entry is two cache lines");
 _Static_assert(sizeof(void *) == 8, "handles pack a generation and a slot into a pointer");

@@ -27,11 +27,20 @@ size_t rt_store_bytes_in_memory(rt_store *st) {
   return all > held ? all - held : 0; /* a refill in flight can skew it */
 }
 
-static ray_status full_error(rt_store *st, const char *fn, size_t size, const char *why) {
+/* RAY_ESTOREFULL naming what holds the memory: what is in use, what of it
+ * cannot be spilled (pinned, viewed), what is on disk already, and why
+ * spilling stopped if it failed (spill_error, "" if not). */
+static ray_status full_error(rt_store *st, const char *fn, size_t size, const char *why,
+                             const char *spill_error) {
+  /* relaxed: counters for a message (rt_store) */
   return rt_fail(RAY_ESTOREFULL,
-                 "%s: no room for %zu bytes%s: in use %zu, pinned %zu, limit %zu bytes", fn, size,
-                 why, rt_store_bytes_in_memory(st),
-                 atomic_load_explicit(&st->bytes_pinned, memory_order_relaxed), st->limit);
+                 "%s: no room for %zu bytes%s: in use %zu, pinned %zu, viewed %zu, spilled %llu, "
+                 "limit %zu bytes%s%s",
+                 fn, size, why, rt_store_bytes_in_memory(st),
+                 atomic_load_explicit(&st->bytes_pinned, memory_order_relaxed),
+                 atomic_load_explicit(&st->bytes_viewed, memory_order_relaxed),
+                 (unsigned long long)rt_spill_bytes(&st->disk), st->limit,
+                 spill_error[0] ? "; spilling failed: " : "", spill_error);
 }
 
 static bool mem_try_reserve(rt_store *st, size_t size) {
@@ -112,12 +121,17 @@ ray_status rt_store_reserve_slow(rt_store *st, const char *fn, size_t size, rt_c
   mem_reclaim(st, false); /* credit must not make a put fail that would fit */
   if (mem_try_reserve(st, size)) return RAY_OK;
   /*
-   * The store is full. Spilling (issue 11) plugs in here: before a put
-   * fails or waits, move sealed objects out of memory, least recently used
-   * first (each stripe's LRU list holds exactly the entries that may go,
-   * entry.h), give their bytes back with mem_give_back, and try again.
+   * The store is full: spill least recently used objects (spill.c) until
+   * this fits, whatever put_timeout_ms says; each round that gives memory
+   * back earns another try. Only when nothing more can go does the put wait
+   * for frees, up to put_timeout_ms.
    */
-  if (st->put_timeout_ms == 0) return full_error(st, fn, size, "");
+  char spill_error[256];
+  while (rt_spill_room(st, size, spill_error, sizeof spill_error)) {
+    mem_reclaim(st, false); /* what the spiller freed may sit in its credit */
+    if (mem_try_reserve(st, size)) return RAY_OK;
+  }
+  if (st->put_timeout_ms == 0) return full_error(st, fn, size, "", spill_error);
 
   /* Slow path: give back the pages kept for reuse (they are not payload,
    * but a program at its limit wants the RAM), then park. */
@@ -125,7 +139,7 @@ ray_status rt_store_reserve_slow(rt_store *st, const char *fn, size_t size, rt_c
   if (mem_wait(st, size, rt_prim_deadline(st->put_timeout_ms))) return RAY_OK;
   char why[64];
   snprintf(why, sizeof why, " within %lld ms", (long long)st->put_timeout_ms);
-  return full_error(st, fn, size, why);
+  return full_error(st, fn, size, why, spill_error);
 }
 
 /* ------------------------------------------------------------------------ */

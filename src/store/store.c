@@ -58,6 +58,11 @@ static bool no_producer(void *arg, ray_ref *ref) {
   (void)ref;
   return false;
 }
+static void no_slice(void *arg, const char *kind, const char *name, uint64_t id, ray_status status,
+                     bool io_thread, uint64_t start_ns, uint64_t end_ns) {
+  (void)arg, (void)kind, (void)name, (void)id, (void)status, (void)io_thread, (void)start_ns,
+      (void)end_ns;
+}
 
 void rt_store_set_ops(rt_store *st, const rt_store_ops *ops) {
   st->ops = *ops;
@@ -69,7 +74,7 @@ void rt_store_set_ops(rt_store *st, const rt_store_ops *ops) {
 
 ray_status rt_store_init(rt_store *st, const rt_config *cfg, uint64_t epoch) {
   memset(st, 0, sizeof *st);
-  st->ops = (rt_store_ops){NULL, no_help, no_block, no_block, no_producer};
+  st->ops = (rt_store_ops){NULL, no_help, no_block, no_block, no_producer, no_slice};
   uint32_t rnd[3];
   rt_prim_random(rnd, sizeof rnd);
   st->owner = ((uint64_t)rnd[0] << 32) | (rnd[1] ^ rt_prim_pid());
@@ -85,6 +90,7 @@ ray_status rt_store_init(rt_store *st, const rt_config *cfg, uint64_t epoch) {
   rt_bufpool_init(&st->pool, budget);
   for (int i = 0; i < RT_STRIPES; i++) {
     pthread_mutex_init(&st->stripes[i].lock, NULL);
+    pthread_cond_init(&st->stripes[i].restored, NULL);
     rt_lru_init(&st->stripes[i].lru);
   }
   pthread_mutex_init(&st->mem_lock, NULL);
@@ -92,10 +98,13 @@ ray_status rt_store_init(rt_store *st, const rt_config *cfg, uint64_t epoch) {
   rt_credits_init(&st->credits, epoch);
   rt_counts_init(&st->counts, epoch);
   rt_prim_cond_init_monotonic(&st->mem_cond); /* deadlines are monotonic */
-  return RAY_OK;
+  ray_status s = rt_spill_start(st, cfg);
+  if (s != RAY_OK) rt_store_destroy(st);
+  return s;
 }
 
 void rt_store_destroy(rt_store *st) {
+  rt_spill_stop(st); /* first: the spiller walks the entries */
   /* relaxed loads below: ray_shutdown stopped every other thread that
    * used the store (runtime.c), and their work happens before this. */
   uint64_t live = 0, refs = 0, views = 0;
@@ -112,7 +121,9 @@ void rt_store_destroy(rt_store *st) {
       views += RT_HOLD_VIEWS(h);
       /* Release the buffer only: contained refs of a refs object belong to
        * entries that this same sweep frees, and so does an alias's target. */
-      rt_store_buffer_free(st, e->flags, e->data, e->aux);
+      bool out = (e->flags & RT_EF_SPILLABLE) && (e->locked_flags & RT_LF_OUT);
+      bool mapped = (e->flags & RT_EF_SPILLABLE) && (e->locked_flags & RT_LF_MAPPED);
+      if (!out) rt_store_free_in_memory(st, e->flags, e->size, e->data, e->aux, mapped);
     }
   }
   if (live)
@@ -120,7 +131,11 @@ void rt_store_destroy(rt_store *st) {
             "released; they are freed now",
             (unsigned long long)live, (unsigned long long)refs, (unsigned long long)views);
   rt_bufpool_destroy(&st->pool); /* after the sweep: unmaps what it gave back */
-  for (int i = 0; i < RT_STRIPES; i++) pthread_mutex_destroy(&st->stripes[i].lock);
+  for (int i = 0; i < RT_STRIPES; i++) {
+    pthread_mutex_destroy(&st->stripes[i].lock);
+    pthread_cond_destroy(&st->stripes[i].restored);
+  }
+  if (st->disk.path) rt_spilldir_close(&st->disk); /* every spill file, and the directory */
   pthread_mutex_destroy(&st->mem_lock);
   rt_credits_destroy(&st->credits);
   rt_counts_destroy(&st->counts);

@@ -32,6 +32,7 @@
 #include "store/credit.h"
 #include "store/lru.h"
 #include "store/slots.h"
+#include "store/spillfile.h"
 #include "store/viewtab.h"
 
 #define RT_STRIPES 64
@@ -86,8 +87,9 @@ typedef struct rt_payload {
  * record the holder so that code needing the lock can assert it. */
 typedef struct rt_stripe {
   pthread_mutex_t lock;
-  rt_lru lru;         /* under lock */
-  rt_waiter *waiters; /* under lock */
+  rt_lru lru;              /* under lock */
+  rt_waiter *waiters;      /* under lock */
+  pthread_cond_t restored; /* with lock: a restore of one of its entries ended */
 #ifndef NDEBUG
   /* The holding thread's tag (store_int.h), 0 when unlocked. Relaxed: only
    * compared with the reader's own tag, which only the reader itself ever
@@ -118,7 +120,32 @@ typedef struct rt_store_ops {
    * this thread may run itself (one it submitted lately that no worker has
    * started), run it here and return true; otherwise false, doing nothing. */
   bool (*run_producer)(void *arg, ray_ref *ref);
+  /* A slice of the store's own work for the timeline: kind "spill" (on the
+   * I/O thread) or "restore" (on the getting thread). */
+  void (*slice)(void *arg, const char *kind, const char *name, uint64_t id, ray_status status,
+                bool io_thread, uint64_t start_ns, uint64_t end_ns);
 } rt_store_ops;
+
+/*
+ * The spiller (spill.c): one I/O thread that moves objects out of memory
+ * when a reservation does not fit. A thread that needs room asks for bytes
+ * (a ticket) and sleeps on `done` until a round that started after its ask
+ * has ended; the round spills least recently used objects until it has
+ * freed what was asked (at least RT_SPILL_MIN_ROUND), or nothing more can
+ * go. All fields under `lock`.
+ */
+typedef struct rt_spiller {
+  pthread_mutex_t lock;
+  pthread_cond_t work; /* the thread sleeps here for asks */
+  pthread_cond_t done; /* askers sleep here for the end of a round */
+  pthread_t thread;
+  bool started, stop;
+  uint64_t asked;        /* tickets handed out */
+  uint64_t served;       /* every ticket up to this one has had its round */
+  size_t want;           /* bytes asked since the last round began */
+  size_t round_freed;    /* bytes the last round gave back */
+  char round_error[256]; /* why the last round stopped short ("" if it did not) */
+} rt_spiller;
 
 typedef struct rt_store {
   rt_slots slots;
@@ -150,6 +177,14 @@ typedef struct rt_store {
   pthread_cond_t mem_cond;
   _Atomic uint32_t mem_waiters;
   rt_credits credits; /* per-thread reserved bytes (credit.h) */
+
+  /* Spilling (spill.c, spillfile.c). Counters relaxed, as above;
+   * bytes_viewed counts spillable objects with a view (changes under their
+   * stripe lock), for RAY_ESTOREFULL messages. */
+  rt_spilldir disk;
+  rt_spiller spiller;
+  _Atomic size_t bytes_viewed;
+  _Atomic uint64_t spills, restores, bytes_spilled_total, bytes_restored_total;
 } rt_store;
 
 /*

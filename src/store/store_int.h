@@ -12,8 +12,10 @@
 #define RT_STORE_INT_H
 
 #include <assert.h>
+#include <string.h>
 
 #include "core/error.h"
+#include "core/prim.h"
 #include "store/store.h"
 
 /* ------------------------------------------------------------------------ */
@@ -173,18 +175,33 @@ static inline void mem_release(rt_store *st, size_t size) {
 /* Under the stripe lock: put the entry on the LRU list exactly when it could
  * be spilled. Every change to views, pins or state calls this afterwards
  * under the lock, so the last call to run sees the final values. */
+/* When a spillable entry last went on its LRU list (monotonic ns): the
+ * spiller compares the stripes' tails by it to take the globally least
+ * recently used first. Kept in `inl` after the spill location (entry.h);
+ * under the stripe lock. */
+static inline void entry_set_last_use(rt_entry *e, uint64_t ns) {
+  memcpy(e->inl + RT_ENTRY_LAST_USE_AT, &ns, sizeof ns);
+}
+static inline uint64_t entry_last_use(const rt_entry *e) {
+  uint64_t ns;
+  memcpy(&ns, e->inl + RT_ENTRY_LAST_USE_AT, sizeof ns);
+  return ns;
+}
+
 static inline void lru_update(rt_store *st, rt_stripe *sp, uint32_t slot, rt_entry *e) {
   RT_ASSERT_STRIPE_HELD(sp);
   /* relaxed: every change of state or views that can change the answer is
    * followed by a call under this lock, which sees it. */
   bool want =
       (e->flags & RT_EF_SPILLABLE) && e->pins == 0 &&
+      !(e->locked_flags & (RT_LF_SPILLING | RT_LF_OUT | RT_LF_RESTORING)) &&
       (atomic_load_explicit(&e->state, memory_order_relaxed) & RT_ST_MASK) == RT_ST_SEALED &&
       RT_HOLD_VIEWS(atomic_load_explicit(&e->holds, memory_order_relaxed)) == 0;
   bool on = e->locked_flags & RT_LF_ON_LRU;
-  if (want && !on)
+  if (want && !on) {
+    entry_set_last_use(e, rt_prim_now_ns());
     rt_lru_push_head(&sp->lru, &st->slots, slot);
-  else if (!want && on)
+  } else if (!want && on)
     rt_lru_remove(&sp->lru, &st->slots, slot);
 }
 
@@ -196,8 +213,41 @@ static inline void lru_touch(rt_store *st, uint32_t slot, rt_entry *e) {
 }
 
 /* ------------------------------------------------------------------------ */
+/* Spilling (spill.c)                                                       */
+/* ------------------------------------------------------------------------ */
+
+/* Opens the spill directory and starts the spiller thread (ray_init). */
+ray_status rt_spill_start(rt_store *st, const rt_config *cfg);
+/* Stops the spiller thread; before anything it may touch is freed. */
+void rt_spill_stop(rt_store *st);
+/* Asks the spiller for size bytes of room and waits for its round. True if
+ * the round gave any memory back (the caller then tries again); false if
+ * nothing more could go, with why (if not NULL) set to the I/O error that
+ * stopped it, or "". */
+bool rt_spill_room(rt_store *st, size_t size, char *why, size_t whylen);
+/* Under sp's lock: makes sure a spillable entry's bytes are in memory,
+ * restoring them (the lock is dropped and retaken meanwhile) or waiting for
+ * the thread that is. RAY_ELOST when its spill file cannot give them back,
+ * RAY_ESTOREFULL when there is no room. */
+ray_status rt_store_bring_in(rt_store *st, rt_stripe *sp, uint32_t slot, rt_entry *e,
+                             const char *fn);
+/* Frees an object's bytes in memory: a map of its spill record (mapped,
+ * rt_spill_unmap), else its buffer by its flags (rt_store_buffer_free). */
+void rt_store_free_in_memory(rt_store *st, uint16_t flags, size_t size, void *data, rt_aux aux,
+                             bool mapped);
+/* A finalized entry's disk copy, if any, is released (rt_spill_forget). */
+void rt_spill_forget_entry(rt_store *st, rt_entry *e);
+
+/* ------------------------------------------------------------------------ */
 /* Entries (entries.c)                                                      */
 /* ------------------------------------------------------------------------ */
+
+/* A buffer of size bytes: inline (in `inl`), heap or pool by size; sets
+ * *flags and, for the pool, *cap. */
+ray_status rt_store_alloc_buffer(rt_store *st, const char *fn, size_t size, unsigned char *inl,
+                                 void **data, uint16_t *flags, size_t *cap);
+/* Drops one ref held by the store itself (the spiller's on a victim). */
+void rt_store_drop_ref(rt_store *st, uint32_t slot, rt_entry *e);
 
 /* Frees a buffer the store owns by how it was allocated (flags): malloc'd
  * (HEAP, ERROR, an out-of-line REFS array) with free, POOL back to the pool

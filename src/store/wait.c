@@ -227,6 +227,31 @@ static ray_status wait_sealed(rt_store *st, ray_ref *ref, uint32_t slot, rt_entr
   return RAY_OK;
 }
 
+/* The view hold of a spillable entry, taken under its stripe lock: where
+ * its bytes are changes only under that lock (spill.c), so this is where a
+ * view of a spilled object brings it back in first. */
+static ray_status view_spillable(rt_store *st, uint32_t slot, rt_entry *e, const char *what,
+                                 ray_view *out) {
+  rt_stripe *sp = stripe_of(st, slot);
+  stripe_lock(sp);
+  ray_status s = rt_store_bring_in(st, sp, slot, e, what);
+  if (s == RAY_OK) {
+    /* Relaxed: under the stripe lock, as every change of a spillable
+     * entry's view count to or from zero (hold_drop), which is what the
+     * spiller reads. */
+    uint64_t old = atomic_fetch_add_explicit(&e->holds, RT_HOLD_VIEW, memory_order_relaxed);
+    if (RT_HOLD_VIEWS(old) == 0) {
+      atomic_fetch_add_explicit(&st->bytes_viewed, e->size, memory_order_relaxed); /* counter */
+      lru_update(st, sp, slot, e);
+    }
+    out->data = e->data;
+    out->size = e->size;
+    out->type = e->type;
+  }
+  stripe_unlock(sp);
+  return s;
+}
+
 /* A view of a sealed entry: type-checked against expect (the message starts
  * with `what`), then one more view hold. A user's view (ray_get) owns a view
  * record (viewtab.h), so that only one release of it counts; the task
@@ -246,10 +271,18 @@ view_sealed(rt_store *st, uint32_t slot, rt_entry *e, ray_ref *ref, const ray_ty
   if (user && RT_UNLIKELY(!rt_viewtab_open(&st->views, ref, &priv)))
     return rt_fail(RAY_ENOMEM, "%s: no memory to record a view of object %s", what,
                    ENTRY_ID(st, slot, e, id));
+  if (e->flags & RT_EF_SPILLABLE) {
+    ray_status s = view_spillable(st, slot, e, what, out);
+    if (RT_UNLIKELY(s != RAY_OK)) {
+      if (user) (void)rt_viewtab_close(&st->views, priv);
+      return s;
+    }
+    out->priv_ = priv;
+    return RAY_OK;
+  }
   /* Relaxed: the caller holds a ref, so the entry cannot be freed under us;
    * the count only has to be atomic. */
-  uint64_t old = atomic_fetch_add_explicit(&e->holds, RT_HOLD_VIEW, memory_order_relaxed);
-  if (RT_HOLD_VIEWS(old) == 0 && (e->flags & RT_EF_SPILLABLE)) lru_touch(st, slot, e);
+  atomic_fetch_add_explicit(&e->holds, RT_HOLD_VIEW, memory_order_relaxed);
   out->data = e->data;
   out->size = e->size;
   out->type = e->type;

@@ -8,9 +8,9 @@
  * Structure. The run is a series of rounds; a round is one ray_init ..
  * ray_shutdown, and every third round (1, 4, 7, ...) is memory-limited
  * (object_store_memory 6 MiB, put_timeout_ms 0, 2 or 20), where
- * RAY_ESTOREFULL is an allowed outcome of a put or a task's return but a
- * wrong byte never is. A round is a few epochs; in an epoch T client threads
- * each issue up to 300 ops (stress_ops.c): puts of all kinds (ray_put,
+ * RAY_ESTOREFULL is an allowed outcome of a put, a task's return or a get
+ * (restoring a spilled object needs room), but a wrong byte never is. A round is a few epochs; in
+ * an epoch T client threads each issue up to 300 ops (stress_ops.c): puts of all kinds (ray_put,
  * ray_put_owned with and without free_fn, ray_create + ray_seal, refs
  * objects nested in each other), gets, waits with timeouts 0, 1, 5 ms and
  * -1, tasks (fan-in sums, chains of up to 64, checksums and concatenations
