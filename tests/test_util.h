@@ -197,4 +197,40 @@ static inline void capture_end(capture *c, char *buf, size_t cap) {
   fclose(c->file);
 }
 
+/* Seeded pseudo-random bytes (splitmix64): object contents a test can
+ * recompute instead of storing. pattern_fill writes n bytes of stream seed
+ * to buf; pattern_mismatch gives the offset of the first byte of buf that
+ * differs from that stream, or SIZE_MAX when all n are equal. */
+static inline uint64_t pattern_word(uint64_t seed, uint64_t i) {
+  uint64_t z = seed * 0x9e3779b97f4a7c15u + (i + 1) * 0xbf58476d1ce4e5b9u;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
+  return z ^ (z >> 31);
+}
+
+static inline void pattern_fill(void *buf, size_t n, uint64_t seed) {
+  unsigned char *p = buf;
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t w = pattern_word(seed, i / 8);
+    memcpy(p + i, &w, 8);
+  }
+  if (i < n) {
+    uint64_t w = pattern_word(seed, i / 8);
+    memcpy(p + i, &w, n - i);
+  }
+}
+
+static inline size_t pattern_mismatch(const void *buf, size_t n, uint64_t seed) {
+  const unsigned char *p = buf;
+  for (size_t i = 0; i < n; i += 8) {
+    uint64_t w = pattern_word(seed, i / 8);
+    size_t k = n - i < 8 ? n - i : 8;
+    if (memcmp(p + i, &w, k) != 0)
+      for (size_t j = 0; j < k; j++)
+        if (p[i + j] != ((const unsigned char *)&w)[j]) return i + j;
+  }
+  return SIZE_MAX;
+}
+
 #endif
