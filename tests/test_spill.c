@@ -50,9 +50,7 @@
 /* Harness: a spill directory per test, and state the teardown restores     */
 /* ------------------------------------------------------------------------ */
 
-static char g_dir[64];        /* this test's spill_dir (or TMPDIR), empty at start */
-static char *g_saved_tmpdir;  /* TMPDIR before a test changed it */
-static bool g_tmpdir_changed; /* ... and whether it did */
+static char g_dir[64]; /* this test's spill_dir (or TMPDIR), empty at start */
 static struct rlimit g_saved_fsize;
 static bool g_fsize_changed; /* RLIMIT_FSIZE lowered by the disk-full test */
 static void (*g_saved_xfsz)(int);
@@ -92,22 +90,47 @@ static void restore_fsize(void) {
   g_fsize_changed = false;
 }
 
-static void restore_tmpdir(void) {
-  if (!g_tmpdir_changed) return;
-  if (g_saved_tmpdir)
-    setenv("TMPDIR", g_saved_tmpdir, 1);
-  else
-    unsetenv("TMPDIR");
-  free(g_saved_tmpdir);
-  g_saved_tmpdir = NULL;
-  g_tmpdir_changed = false;
+/* Environment variables a test changed, put back by the teardown. */
+enum { MAX_ENV = 4 };
+static struct {
+  const char *name;
+  char *old; /* NULL: it was unset */
+} g_env[MAX_ENV];
+static int g_nenv;
+
+/* Sets (value NULL: unsets) an environment variable until the test ends. */
+static void test_setenv(const char *name, const char *value) {
+  assert_true(g_nenv < MAX_ENV);
+  const char *old = getenv(name);
+  g_env[g_nenv].name = name;
+  g_env[g_nenv].old = old ? strdup(old) : NULL;
+  g_nenv++;
+  assert_int_equal(value ? setenv(name, value, 1) : unsetenv(name), 0);
 }
 
-static void set_tmpdir(const char *dir) {
-  const char *old = getenv("TMPDIR");
-  g_saved_tmpdir = old ? strdup(old) : NULL;
-  g_tmpdir_changed = true;
-  assert_int_equal(setenv("TMPDIR", dir, 1), 0);
+static void restore_env(void) {
+  while (g_nenv > 0) {
+    g_nenv--;
+    if (g_env[g_nenv].old)
+      setenv(g_env[g_nenv].name, g_env[g_nenv].old, 1);
+    else
+      unsetenv(g_env[g_nenv].name);
+    free(g_env[g_nenv].old);
+  }
+}
+
+/* Buffers a test allocates, freed by the teardown after ray_shutdown (so
+ * also after a failed assertion, and only once no object can use them). */
+enum { MAX_BUFS = 8 };
+static void *g_bufs[MAX_BUFS];
+static int g_nbufs;
+
+static void *test_alloc(size_t n) {
+  assert_true(g_nbufs < MAX_BUFS);
+  void *p = malloc(n);
+  assert_non_null(p);
+  g_bufs[g_nbufs++] = p;
+  return p;
 }
 
 static void stop_sampler(void);
@@ -117,7 +140,8 @@ static int teardown_dir(void **state) {
   restore_fsize();
   stop_sampler();
   int rc = ray_shutdown() == RAY_OK ? 0 : -1;
-  restore_tmpdir();
+  while (g_nbufs > 0) free(g_bufs[--g_nbufs]);
+  restore_env();
   remove_tree(g_dir);
   return rc;
 }
@@ -326,8 +350,7 @@ static void test_many_times_the_limit_reads_back_byte_identical_in_random_order(
   (void)state;
   spill_init(2, BIG_LIMIT, 2000, g_dir);
   start_sampler();
-  unsigned char *scratch = malloc(BIG_OBJ);
-  assert_non_null(scratch);
+  unsigned char *scratch = test_alloc(BIG_OBJ);
   ray_ref *refs[BIG_N];
   for (int i = 0; i < BIG_N; i++) {
     if (i % 2 == 0) { /* even objects by copy, odd ones written in place */
@@ -345,7 +368,6 @@ static void test_many_times_the_limit_reads_back_byte_identical_in_random_order(
     if (s.bytes_in_memory > BIG_LIMIT)
       fail_msg("after put %d: %zu bytes in memory, limit %zu", i, s.bytes_in_memory, BIG_LIMIT);
   }
-  free(scratch);
 
   /* Before any read, every object is in exactly one place, and what is on
    * disk was written exactly once. */
@@ -417,8 +439,7 @@ static void test_many_times_the_limit_reads_back_byte_identical_in_random_order(
 static void test_viewed_pinned_owned_and_refs_objects_never_move(void **state) {
   (void)state;
   spill_init(2, FIXED_LIMIT, 2000, g_dir);
-  unsigned char *scratch = malloc(4 * MIB);
-  assert_non_null(scratch);
+  unsigned char *scratch = test_alloc(4 * MIB);
 
   ray_ref *a = put_seeded(4 * MIB, 1, &ray_type_bytes, scratch); /* viewed */
   ray_view va;
@@ -432,8 +453,7 @@ static void test_viewed_pinned_owned_and_refs_objects_never_move(void **state) {
   const void *pb = vb.data;
   ray_view_release(&vb);
 
-  unsigned char *owned = malloc(2 * MIB); /* adopted, the caller keeps it (free_fn NULL) */
-  assert_non_null(owned);
+  unsigned char *owned = test_alloc(2 * MIB); /* adopted, the caller keeps it (free_fn NULL) */
   pattern_fill(owned, 2 * MIB, 3);
   ray_ref *c;
   CHECK_OK(ray_put_owned(owned, 2 * MIB, &ray_type_bytes, NULL, &c));
@@ -497,8 +517,6 @@ static void test_viewed_pinned_owned_and_refs_objects_never_move(void **state) {
   ray_ref_release(b);
   ray_ref_release(c);
   assert_int_equal(stats().objects, 0);
-  free(owned); /* the object is gone: the buffer is ours again */
-  free(scratch);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -515,8 +533,7 @@ static void test_viewed_pinned_owned_and_refs_objects_never_move(void **state) {
 static void test_exact_spill_and_restore_counts_of_four_objects_in_room_for_two(void **state) {
   (void)state;
   spill_init(2, C_LIMIT, 2000, g_dir);
-  unsigned char *scratch = malloc(C_OBJ);
-  assert_non_null(scratch);
+  unsigned char *scratch = test_alloc(C_OBJ);
   ray_ref *o[5]; /* o[1] .. o[4], as the comments number them */
 
   /* Objects 1 and 2 fit: nothing moves. */
@@ -563,7 +580,6 @@ static void test_exact_spill_and_restore_counts_of_four_objects_in_room_for_two(
   ray_ref_release(o[4]);
   expect_counts("after release 4", (counts){5, 3, 0, 0, 4 * C_OBJ, 3 * C_OBJ});
   assert_int_equal(stats().objects, 0);
-  free(scratch);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -580,13 +596,11 @@ enum { FUSED_N = 8 };
  * small records (so in one file). */
 static void put_fused(ray_ref **refs) {
   spill_init(2, FUSED_LIMIT, 2000, g_dir);
-  unsigned char *scratch = malloc(FUSED_LIMIT);
-  assert_non_null(scratch);
+  unsigned char *scratch = test_alloc(FUSED_LIMIT);
   for (int i = 0; i < FUSED_N; i++)
     refs[i] = put_seeded(FUSED_OBJ, 1 + (uint64_t)i, &ray_type_bytes, scratch);
   ray_ref *filler = put_seeded(FUSED_LIMIT, 99, &ray_type_bytes, scratch);
   ray_ref_release(filler);
-  free(scratch);
   ray_stats s = stats();
   assert_int_equal(s.bytes_in_memory, 0);
   assert_int_equal(s.bytes_spilled, FUSED_N * FUSED_OBJ);
@@ -681,8 +695,7 @@ enum { FULL_MAX = 64 };
 static void test_a_full_disk_fails_the_put_and_loses_nothing(void **state) {
   (void)state;
   spill_init(2, FULL_LIMIT, 500, g_dir);
-  unsigned char *scratch = malloc(FULL_OBJ);
-  assert_non_null(scratch);
+  unsigned char *scratch = test_alloc(FULL_OBJ);
   ray_ref *refs[FULL_MAX];
   int n = 0;
   for (; n < (int)(FULL_LIMIT / FULL_OBJ); n++)
@@ -734,7 +747,6 @@ static void test_a_full_disk_fails_the_put_and_loses_nothing(void **state) {
   ray_ref_release(after);
   for (int i = 0; i < n; i++) ray_ref_release(refs[i]);
   assert_int_equal(stats().objects, 0);
-  free(scratch);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -806,12 +818,10 @@ static void *mt_putter(void *arg) {
 static void test_gets_from_eight_threads_while_another_puts_do_not_deadlock(void **state) {
   (void)state;
   spill_init(2, MT_LIMIT, 5000, g_dir);
-  unsigned char *scratch = malloc(MT_OBJ);
-  assert_non_null(scratch);
+  unsigned char *scratch = test_alloc(MT_OBJ);
   ray_ref *base[MT_BASE];
   for (int i = 0; i < MT_BASE; i++)
     base[i] = put_seeded(MT_OBJ, 1 + (uint64_t)i, &ray_type_bytes, scratch);
-  free(scratch);
   assert_true(stats().bytes_spilled > 0);
 
   static mt_thread threads[MT_GETTERS + 1];
@@ -904,15 +914,13 @@ static void push_all_out(void) {
 static void test_tasks_and_actor_methods_read_spilled_arguments(void **state) {
   (void)state;
   spill_init(2, ARG_LIMIT, 2000, g_dir);
-  unsigned char *scratch = malloc(ARG_OBJ);
-  assert_non_null(scratch);
+  unsigned char *scratch = test_alloc(ARG_OBJ);
   ray_ref *x[3];
   uint64_t want = 0xcbf29ce484222325u;
   for (int i = 0; i < 3; i++) {
     x[i] = put_seeded(ARG_OBJ, 11 + (uint64_t)i, &ray_type_i64, scratch); /* i64: type kept */
     want = digest(scratch, ARG_OBJ, want);
   }
-  free(scratch);
   push_all_out();
   assert_int_equal(stats().bytes_spilled, 3 * ARG_OBJ);
   uint64_t restores0 = stats().restores;
@@ -956,10 +964,8 @@ static void test_tasks_and_actor_methods_read_spilled_arguments(void **state) {
 static void test_pin_of_a_spilled_object_restores_it_with_its_id_and_type(void **state) {
   (void)state;
   spill_init(2, ARG_LIMIT, 200, g_dir);
-  unsigned char *scratch = malloc(ARG_OBJ);
-  assert_non_null(scratch);
+  unsigned char *scratch = test_alloc(ARG_OBJ);
   ray_ref *x = put_seeded(ARG_OBJ, 21, &ray_type_i64, scratch);
-  free(scratch);
   char id0[33], id1[33];
   ray_ref_id(x, id0);
   push_all_out();
@@ -1003,19 +1009,9 @@ static void test_spill_dir_that_cannot_be_created_fails_init_with_eio(void **sta
   assert_false(ray_is_initialized());
 
   /* The same through RAY_SPILL_DIR. */
-  const char *old = getenv("RAY_SPILL_DIR");
-  char *saved = old ? strdup(old) : NULL;
-  assert_int_equal(setenv("RAY_SPILL_DIR", bad, 1), 0);
-  ray_status s = ray_init(NULL);
-  char message[512];
-  snprintf(message, sizeof message, "%s", ray_last_error());
-  if (saved)
-    setenv("RAY_SPILL_DIR", saved, 1);
-  else
-    unsetenv("RAY_SPILL_DIR");
-  free(saved);
-  assert_int_equal(s, RAY_EIO);
-  if (!strstr(message, bad)) fail_msg("\"%s\" does not name %s", message, bad);
+  test_setenv("RAY_SPILL_DIR", bad);
+  assert_int_equal(ray_init(NULL), RAY_EIO);
+  assert_error_contains(bad);
   assert_false(ray_is_initialized());
 
   /* Nothing is left half started: a good directory works at once. */
@@ -1043,30 +1039,20 @@ static bool find_default_dir(const char *dir, char *path, size_t cap) {
   return found;
 }
 
-/* TMPDIR points to g_dir and RAY_SPILL_DIR is unset, so the default name is
- * used (RAY_SPILL_DIR is put back by the caller via the returned copy). */
-static char *use_default_dir(void) {
-  set_tmpdir(g_dir);
-  const char *old = getenv("RAY_SPILL_DIR");
-  char *saved = old ? strdup(old) : NULL;
-  unsetenv("RAY_SPILL_DIR");
-  return saved;
-}
-static void restore_spill_env(char *saved) {
-  if (saved) setenv("RAY_SPILL_DIR", saved, 1);
-  free(saved);
+/* TMPDIR points to g_dir and RAY_SPILL_DIR is unset, so that ray_init
+ * uses the default name there. */
+static void use_default_dir(void) {
+  test_setenv("TMPDIR", g_dir);
+  test_setenv("RAY_SPILL_DIR", NULL);
 }
 
 static void test_default_spill_dir_is_rayc_pid_under_tmpdir_and_removed_at_shutdown(void **state) {
   (void)state;
-  char *saved = use_default_dir();
+  use_default_dir();
   spill_init(2, 4 * MIB, 2000, NULL);
-  restore_spill_env(saved);
-  unsigned char *scratch = malloc(2 * MIB);
-  assert_non_null(scratch);
+  unsigned char *scratch = test_alloc(2 * MIB);
   ray_ref *r[4];
   for (int i = 0; i < 4; i++) r[i] = put_seeded(2 * MIB, 1 + (uint64_t)i, NULL, scratch);
-  free(scratch);
   assert_true(stats().spills >= 2);
   char path[4096];
   if (!find_default_dir(g_dir, path, sizeof path))
@@ -1111,9 +1097,8 @@ static void test_spill_dirs_of_dead_processes_are_removed_at_init(void **state) 
   make_dir_with_file(alive);
   make_dir_with_file(other);
 
-  char *saved = use_default_dir();
+  use_default_dir();
   spill_init(1, 8 * MIB, 0, NULL);
-  restore_spill_env(saved);
   struct stat st;
   if (stat(gone, &st) == 0)
     fail_msg("%s (pid %ld is dead) was not removed at ray_init", gone, dead);
@@ -1183,10 +1168,8 @@ static void *once_get(void *arg) {
 static void test_concurrent_gets_of_one_spilled_object_restore_it_once(void **state) {
   (void)state;
   spill_init(2, ARG_LIMIT, 2000, g_dir);
-  unsigned char *scratch = malloc(ONCE_OBJ);
-  assert_non_null(scratch);
+  unsigned char *scratch = test_alloc(ONCE_OBJ);
   ray_ref *x = put_seeded(ONCE_OBJ, 5, &ray_type_bytes, scratch);
-  free(scratch);
   push_all_out();
   ray_stats s0 = stats();
   assert_int_equal(s0.bytes_spilled, ONCE_OBJ);
@@ -1247,10 +1230,8 @@ static void test_spills_and_restores_appear_on_the_timeline_io_track(void **stat
   cfg.spill_dir = dir;
   cfg.timeline_path = trace;
   CHECK_OK(ray_init(&cfg));
-  unsigned char *scratch = malloc(ARG_OBJ);
-  assert_non_null(scratch);
+  unsigned char *scratch = test_alloc(ARG_OBJ);
   ray_ref *x = put_seeded(ARG_OBJ, 8, &ray_type_bytes, scratch);
-  free(scratch);
   push_all_out();
   expect_content(x, &ray_type_bytes, ARG_OBJ, 8, "the restored object");
   ray_ref_release(x);
@@ -1295,8 +1276,7 @@ static void test_spills_and_restores_appear_on_the_timeline_io_track(void **stat
 static void test_zero_timeout_put_with_everything_pinned_fails_at_once_naming_them(void **state) {
   (void)state;
   spill_init(2, 8 * MIB, 0, g_dir);
-  unsigned char *scratch = malloc(4 * MIB);
-  assert_non_null(scratch);
+  unsigned char *scratch = test_alloc(4 * MIB);
   ray_ref *a = put_seeded(4 * MIB, 1, NULL, scratch);
   ray_ref *b = put_seeded(4 * MIB, 2, NULL, scratch);
   CHECK_OK(ray_pin(a));
@@ -1336,18 +1316,15 @@ static void test_zero_timeout_put_with_everything_pinned_fails_at_once_naming_th
   ray_ref_release(a);
   ray_ref_release(b);
   ray_ref_release(c);
-  free(scratch);
 }
 
 static void test_a_restore_with_no_room_fails_estorefull_and_loses_nothing(void **state) {
   (void)state;
   spill_init(2, 8 * MIB, 100, g_dir);
-  unsigned char *scratch = malloc(4 * MIB);
-  assert_non_null(scratch);
+  unsigned char *scratch = test_alloc(4 * MIB);
   ray_ref *x = put_seeded(4 * MIB, 1, NULL, scratch);
   ray_ref *a = put_seeded(4 * MIB, 2, NULL, scratch);
   ray_ref *b = put_seeded(4 * MIB, 3, NULL, scratch); /* spills x */
-  free(scratch);
   assert_int_equal(stats().bytes_spilled, 4 * MIB);
   CHECK_OK(ray_pin(a));
   ray_view vb;
