@@ -624,6 +624,195 @@ static void teardown_get_gib(void *st) {
 }
 
 /* ------------------------------------------------------------------------ */
+/* Spilling                                                                 */
+/* ------------------------------------------------------------------------ */
+
+/* The spill rows need a small memory limit, so they run on a runtime of
+ * their own: setup shuts the run's runtime down and starts one with their
+ * limit, teardown puts the run's runtime back. spill_dir is always the
+ * default ($TMPDIR/rayc-<pid>, whatever RAY_SPILL_DIR says): the same
+ * filesystem as the file baselines, and ray_shutdown removes it, so a run
+ * leaves nothing on disk. */
+#define RUN_STORE_BYTES (4 * GIB)
+#define SPILL_OBJ (64 * MIB)
+#define SMALL_SPILL_STORE (64 * MIB)
+#define SMALL_SPILL_OBJ 1024
+
+static void start_runtime(size_t limit) {
+  ray_config cfg;
+  ray_config_init(&cfg);
+  cfg.object_store_memory = limit;
+  cfg.put_timeout_ms = 10000;
+  cfg.num_workers = g_opt.workers;
+  cfg.spill_dir = NULL;
+  RAY_CHECK(ray_init(&cfg));
+}
+
+static void restart_runtime(size_t limit) {
+  RAY_CHECK(ray_shutdown());
+  start_runtime(limit);
+}
+
+static ray_stats stats_now(void) {
+  ray_stats s;
+  RAY_CHECK(ray_stats_get(&s));
+  return s;
+}
+
+/* spill_gigabytes / restore_gigabytes: 4x the limit (512 MiB; 256 MiB with
+ * --quick) in 64 MiB objects. */
+static size_t spill_limit(void) {
+  return g_opt.quick ? 256 * MIB : 512 * MIB;
+}
+static size_t spill_count(void) {
+  return 4 * spill_limit() / SPILL_OBJ;
+}
+
+static unsigned char *g_spill_src; /* one 64 MiB object's bytes, filled */
+static ray_ref **g_spill_refs;     /* spill_count() refs while a sample holds them */
+
+static void *setup_spill(void) {
+  restart_runtime(spill_limit());
+  g_spill_src = alloc_filled(SPILL_OBJ);
+  g_spill_refs = xmalloc(spill_count() * sizeof *g_spill_refs);
+  return NULL;
+}
+
+static void teardown_spill(void *st) {
+  (void)st;
+  restart_runtime(RUN_STORE_BYTES); /* also deletes the spill files */
+  free(g_spill_refs);
+  g_spill_refs = NULL;
+  free(g_spill_src);
+  g_spill_src = NULL;
+}
+
+/* Puts spill_count() objects of 64 MiB and keeps them all, so that 3/4 of
+ * them must go to disk; returns the ns from the first put to the return of
+ * the last. */
+static uint64_t put_all_spilling(void) {
+  uint64_t t0 = now_ns();
+  for (size_t i = 0; i < spill_count(); i++)
+    RAY_CHECK(ray_put(g_spill_src, SPILL_OBJ, &ray_type_bytes, &g_spill_refs[i]));
+  return now_ns() - t0;
+}
+
+static void release_all_spilled(void) {
+  for (size_t i = 0; i < spill_count(); i++) ray_ref_release(g_spill_refs[i]);
+}
+
+/* spill_gigabytes: payload bytes written to spill files (the store's
+ * bytes_spilled_total) per second of putting; each put waits for the spill
+ * that makes its room, so this is the rate at which the store moves data
+ * out. The release that ends the sample (it frees every spill record) is
+ * not timed. */
+static double rep_spill_gb(void *st) {
+  (void)st;
+  ray_stats s0 = stats_now();
+  uint64_t el = put_all_spilling();
+  ray_stats s1 = stats_now();
+  uint64_t bytes = s1.bytes_spilled_total - s0.bytes_spilled_total;
+  release_all_spilled();
+  if (bytes == 0)
+    die("spill_gigabytes: %zu MiB put through a %zu MiB store spilled nothing",
+        spill_count() * SPILL_OBJ / MIB, spill_limit() / MIB);
+  return (double)bytes / 1e9 / secs(el);
+}
+
+/* Reads every object once, in put order; returns the ns taken. */
+static uint64_t get_all_in_order(void) {
+  uint64_t t0 = now_ns();
+  for (size_t i = 0; i < spill_count(); i++) {
+    ray_view v;
+    RAY_CHECK(ray_get(g_spill_refs[i], NULL, -1, &v));
+    if (v.size != SPILL_OBJ) die("restore_gigabytes: object of %zu bytes", v.size);
+    g_sink = ((const unsigned char *)v.data)[SPILL_OBJ - 1]; /* the view is real */
+    ray_view_release(&v);
+  }
+  return now_ns() - t0;
+}
+
+/* restore_gigabytes: setup puts the objects (spilling 3/4 of them) and reads
+ * them all once, untimed: after that every object has a disk copy and the
+ * last quarter read is in memory. A sample reads them all in put order: in
+ * LRU order, each one read is then on disk only (cold for the store; the
+ * page cache is not dropped, as for baseline_file_read_gbps), and the
+ * object it evicts has a disk copy, so the sample writes nothing. Value:
+ * bytes read back (bytes_restored_total) per second. */
+static void *setup_restore(void) {
+  setup_spill();
+  put_all_spilling();
+  get_all_in_order();
+  return NULL;
+}
+
+static double rep_restore_gb(void *st) {
+  (void)st;
+  ray_stats s0 = stats_now();
+  uint64_t el = get_all_in_order();
+  ray_stats s1 = stats_now();
+  uint64_t bytes = s1.bytes_restored_total - s0.bytes_restored_total;
+  uint64_t written = s1.bytes_spilled_total - s0.bytes_spilled_total;
+  if (bytes == 0)
+    die("restore_gigabytes: reading %zu spilled objects restored nothing", spill_count());
+  if (bytes != (uint64_t)spill_count() * SPILL_OBJ || written != 0)
+    fprintf(stderr,
+            "\n[ray_bench] restore_gigabytes: a sample restored %llu MiB of %zu and wrote %llu "
+            "MiB: not every read was cold, or evictions were written\n",
+            (unsigned long long)(bytes / MIB), spill_count() * SPILL_OBJ / MIB,
+            (unsigned long long)(written / MIB));
+  return (double)bytes / 1e9 / secs(el);
+}
+
+static void teardown_restore(void *st) {
+  release_all_spilled();
+  teardown_spill(st);
+}
+
+/* small_object_spill_per_s: 1 M objects of 1 KiB (200 k with --quick) put
+ * through a 64 MiB store, all kept: objects moved out of memory (the
+ * store's spills) per second of putting. They are released after the
+ * sample, untimed. */
+static size_t small_spill_count(void) {
+  return g_opt.quick ? 200000 : 1000000;
+}
+
+static ray_ref **g_small_spill_refs;
+static unsigned char g_small_spill_payload[SMALL_SPILL_OBJ];
+
+static void *setup_small_spill(void) {
+  restart_runtime(SMALL_SPILL_STORE);
+  g_small_spill_refs = xmalloc(small_spill_count() * sizeof *g_small_spill_refs);
+  memset(g_small_spill_refs, 0xff, small_spill_count() * sizeof *g_small_spill_refs);
+  memset(g_small_spill_payload, 0x5a, sizeof g_small_spill_payload);
+  return NULL;
+}
+
+static double rep_small_spill(void *st) {
+  (void)st;
+  ray_stats s0 = stats_now();
+  uint64_t t0 = now_ns();
+  for (size_t i = 0; i < small_spill_count(); i++)
+    RAY_CHECK(
+        ray_put(g_small_spill_payload, SMALL_SPILL_OBJ, &ray_type_bytes, &g_small_spill_refs[i]));
+  uint64_t el = now_ns() - t0;
+  ray_stats s1 = stats_now();
+  for (size_t i = 0; i < small_spill_count(); i++) ray_ref_release(g_small_spill_refs[i]);
+  uint64_t spills = s1.spills - s0.spills;
+  if (spills == 0)
+    die("small_object_spill_per_s: %zu objects of 1 KiB through a 64 MiB store spilled none",
+        small_spill_count());
+  return (double)spills / secs(el);
+}
+
+static void teardown_small_spill(void *st) {
+  (void)st;
+  restart_runtime(RUN_STORE_BYTES);
+  free(g_small_spill_refs);
+  g_small_spill_refs = NULL;
+}
+
+/* ------------------------------------------------------------------------ */
 /* Baselines                                                                */
 /* ------------------------------------------------------------------------ */
 
@@ -943,6 +1132,29 @@ static const bench_row rows[] = {
      .reps = REPS_MANY,
      .goal = GOAL_LT,
      .goal_value = 2},
+    {.name = "spill_gigabytes",
+     .unit = "GB/s",
+     .rep = rep_spill_gb,
+     .setup = setup_spill,
+     .teardown = teardown_spill,
+     .baseline = "baseline_file_write_gbps",
+     .goal = GOAL_RATIO_GE,
+     .goal_value = 0.8},
+    {.name = "restore_gigabytes",
+     .unit = "GB/s",
+     .rep = rep_restore_gb,
+     .setup = setup_restore,
+     .teardown = teardown_restore,
+     .baseline = "baseline_file_read_gbps",
+     .goal = GOAL_RATIO_GE,
+     .goal_value = 0.8},
+    {.name = "small_object_spill_per_s",
+     .unit = "objects/s",
+     .rep = rep_small_spill,
+     .setup = setup_small_spill,
+     .teardown = teardown_small_spill,
+     .goal = GOAL_GE,
+     .goal_value = 2e5},
     /* Baselines. */
     {.name = "baseline_memcpy_gbps",
      .unit = "GB/s",
@@ -1169,15 +1381,11 @@ int main(int argc, char **argv) {
     if (rows[i].from) g_selected[row_index(rows[i].from)] = true;
   }
 
-  /* One runtime for the whole run. Explicit values override any RAY_*
+  /* One runtime for the whole run (the spill rows swap in one with their
+   * own limit and put it back). Explicit values override any RAY_*
    * environment so that runs are comparable: 4 GiB so a 1 GiB object fits
    * next to the others, 2 workers for the 2 cores (or --workers). */
-  ray_config cfg;
-  ray_config_init(&cfg);
-  cfg.object_store_memory = 4 * GIB;
-  cfg.put_timeout_ms = 10000;
-  cfg.num_workers = g_opt.workers;
-  RAY_CHECK(ray_init(&cfg));
+  start_runtime(RUN_STORE_BYTES);
 
   for (int i = 0; i < NROWS; i++)
     if (g_selected[i]) run_row(i);
