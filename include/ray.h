@@ -82,8 +82,12 @@ typedef struct ray_config {
   int num_workers;
   /* Bytes of object payload held in memory, never exceeded; 0: 30% of RAM. */
   size_t object_store_memory;
-  /* Spill directory; NULL: $TMPDIR/rayc-<pid>, removed at shutdown. The
-   * string is copied by ray_init. */
+  /* Spill directory (objects that do not fit in memory go there, in shared
+   * spill files); NULL: $TMPDIR/rayc-<pid> (or /tmp), removed at shutdown,
+   * and directories of this user's dead processes there are removed at
+   * ray_init. One that cannot be created fails ray_init with RAY_EIO. The
+   * string is copied by ray_init. Spill files are rayc's alone while it
+   * runs. */
   const char *spill_dir;
   /* How long a put waits for memory before RAY_ESTOREFULL: -1 forever, 0 not
    * at all, > 0 milliseconds (INT64_MAX: as good as forever); below -1 makes
@@ -114,7 +118,8 @@ RAY_API void ray_config_init(ray_config *cfg);
  * Starts the runtime. cfg NULL: ray_config_init defaults (environment
  * included). cfg is read during the call only.
  * Errors: RAY_EEXIST if already running; RAY_EINVAL for a bad field or a
- * malformed environment override (message names it); RAY_ENOMEM, RAY_EIO.
+ * malformed environment override (message names it); RAY_ENOMEM; RAY_EIO
+ * (the spill directory cannot be created: the message names it and why).
  */
 RAY_API ray_status ray_init(const ray_config *cfg);
 
@@ -197,11 +202,15 @@ typedef struct ray_view {
 
 /*
  * Copies size bytes from data into a new object. type NULL means
- * ray_type_bytes. On RAY_OK *out is a new ref (release it).
+ * ray_type_bytes. On RAY_OK *out is a new ref (release it). When the store
+ * is full, least recently used objects (sealed, over 64 bytes, not pinned,
+ * viewed, adopted or refs objects) are spilled to disk first.
  * Errors: RAY_EINVAL (data/out NULL, size 0, a type whose name is NULL, size
- * not a multiple of type->elem_size); RAY_ESTOREFULL (no room within put_timeout_ms, or the
- * object is larger than the whole limit: the message gives asked, in use,
- * pinned and limit; the store is unchanged); RAY_ENOMEM; RAY_ESHUTDOWN.
+ * not a multiple of type->elem_size); RAY_ESTOREFULL (nothing more could be
+ * spilled and no room came within put_timeout_ms, or the object is larger
+ * than the whole limit: the message gives asked, in use, pinned, viewed,
+ * spilled and limit, and the I/O error if spilling failed; the store is
+ * unchanged); RAY_ENOMEM; RAY_ESHUTDOWN.
  */
 RAY_API ray_status ray_put(const void *data, size_t size, const ray_type *type, ray_ref **out);
 
@@ -210,7 +219,8 @@ RAY_API ray_status ray_put(const void *data, size_t size, const ray_type *type, 
  * and calls free_fn(data) once, from whichever thread drops the object last;
  * free_fn NULL means the caller keeps ownership and must keep data alive and
  * unchanged until the object is gone (no view or ref left). On failure the
- * caller still owns data. Errors as ray_put.
+ * caller still owns data. The buffer stays where it is: an adopted object is
+ * never spilled. Errors as ray_put.
  */
 RAY_API ray_status ray_put_owned(void *data, size_t size, const ray_type *type,
                                  void (*free_fn)(void *data), ray_ref **out);
@@ -254,7 +264,11 @@ RAY_API ray_status ray_put_refs(ray_ref *const refs[], size_t n, ray_ref **out);
  * sealed in time; nothing changed, a later get still works); RAY_ETYPE
  * (message names the object and both types); RAY_ENOMEM (no memory to
  * record the view); the object's own error if it failed (RAY_ETASK,
- * RAY_ECANCELLED, RAY_EACTOR, with its message); RAY_ESHUTDOWN.
+ * RAY_ECANCELLED, RAY_EACTOR, with its message); for a spilled object, which
+ * the get reads back: RAY_ELOST (its spill file is corrupt, truncated or
+ * unreadable; the message names the file and offset; the object is lost)
+ * and RAY_ESTOREFULL (no room to restore it, as for a put; nothing is lost,
+ * a later get may work); RAY_ESHUTDOWN.
  */
 RAY_API ray_status ray_get(ray_ref *ref, const ray_type *expect, int64_t timeout_ms, ray_view *out);
 
@@ -293,9 +307,11 @@ RAY_API void ray_ref_release(ray_ref *ref);
 /*
  * Pins an object in memory: it is never spilled while pinned. Pins nest (up
  * to 65535); each ray_pin needs one ray_unpin. Pinned bytes are reported in
- * ray_stats and in RAY_ESTOREFULL messages. Errors: RAY_EINVAL (NULL,
- * released, ray_unpin of an unpinned object, the object is not sealed, a
- * 65536th nested ray_pin: "pinned too often"); RAY_ESHUTDOWN.
+ * ray_stats and in RAY_ESTOREFULL messages. Pinning a spilled object reads
+ * it back first. Errors: RAY_EINVAL (NULL, released, ray_unpin of an
+ * unpinned object, the object is not sealed, a 65536th nested ray_pin:
+ * "pinned too often"); RAY_ELOST and RAY_ESTOREFULL as for ray_get of a
+ * spilled object; RAY_ESHUTDOWN.
  */
 RAY_API ray_status ray_pin(ray_ref *ref);
 RAY_API ray_status ray_unpin(ray_ref *ref);
@@ -402,7 +418,8 @@ RAY_API size_t ray_ctx_nargs(const ray_ctx *ctx);
  * The view is borrowed: it stays valid until the task function returns, and
  * needs no ray_view_release (calling it is harmless).
  * Errors: RAY_EINVAL (ctx/out NULL, i out of range); RAY_ETYPE (message names
- * the task, the argument and both types).
+ * the task, the argument and both types); for an argument that was spilled,
+ * which is read back here, RAY_ELOST and RAY_ESTOREFULL as for ray_get.
  */
 RAY_API ray_status ray_ctx_arg(ray_ctx *ctx, size_t i, const ray_type *expect, ray_view *out);
 
@@ -551,12 +568,15 @@ RAY_API void ray_actor_release(ray_actor *a);
 /* ------------------------------------------------------------------------ */
 
 typedef struct ray_stats {
-  size_t memory_limit;                   /* object_store_memory in force */
-  size_t bytes_in_memory;                /* payload bytes of live objects held in memory */
-  size_t bytes_pinned;                   /* payload bytes of pinned objects */
-  size_t bytes_spilled;                  /* payload bytes held on disk */
-  uint64_t objects;                      /* live objects */
-  uint64_t puts, gets, spills, restores; /* successful calls/events since init */
+  size_t memory_limit;    /* object_store_memory in force */
+  size_t bytes_in_memory; /* payload bytes of live objects held in memory */
+  size_t bytes_pinned;    /* payload bytes of pinned objects */
+  size_t bytes_spilled;   /* payload bytes in spill files now */
+  uint64_t objects;       /* live objects */
+  /* puts, gets: successful calls since init; spills: moves of objects out
+   * of memory (a restored object that leaves again is not rewritten, its
+   * disk copy is kept until it is freed); restores: objects read back. */
+  uint64_t puts, gets, spills, restores;
   /* Every submitted task ends once, as finished (returned RAY_OK), failed
    * (returned an error after its retries, or an argument failed) or
    * cancelled; tasks_retried counts re-runs. */
