@@ -607,6 +607,24 @@ static ray_status short_read(const rt_spillfile *f, uint64_t off, int64_t got, u
               want);
 }
 
+/* The checks of a record's header against its location. */
+static ray_status check_header(const rt_spillfile *f, const rt_spill_loc *loc, const rec_hdr *h) {
+  if (h->magic != REC_MAGIC) return lost(f, loc->offset, "bad record header (magic)");
+  if (h->hsum != hdr_sum(h)) return lost(f, loc->offset, "bad record header (header checksum)");
+  if (h->size != loc->size)
+    return lost(f, loc->offset, "bad record header (size %" PRIu64 ", expected %" PRIu64 ")",
+                h->size, loc->size);
+  if (h->sum != loc->sum) return lost(f, loc->offset, "bad record header (payload checksum)");
+  return RAY_OK;
+}
+
+static ray_status check_sum(const rt_spillfile *f, const rt_spill_loc *loc, uint64_t sum) {
+  if (sum == loc->sum) return RAY_OK;
+  return lost(f, loc->offset,
+              "payload checksum mismatch (stored %016" PRIx64 ", read %016" PRIx64 ")", loc->sum,
+              sum);
+}
+
 ray_status rt_spill_read(rt_spilldir *d, const rt_spill_loc *loc, void *buf) {
   (void)d; /* the record's file stays open while the record lives */
   const rt_spillfile *f = loc->file;
@@ -618,12 +636,8 @@ ray_status rt_spill_read(rt_spilldir *d, const rt_spill_loc *loc, void *buf) {
   int64_t got = preadv_all(f->fd, v, first ? 2 : 1, loc->offset);
   if (got < (int64_t)(REC_HDR + first)) return short_read(f, loc->offset, got, REC_HDR + size);
 
-  if (h.magic != REC_MAGIC) return lost(f, loc->offset, "bad record header (magic)");
-  if (h.hsum != hdr_sum(&h)) return lost(f, loc->offset, "bad record header (header checksum)");
-  if (h.size != loc->size)
-    return lost(f, loc->offset, "bad record header (size %" PRIu64 ", expected %" PRIu64 ")",
-                h.size, loc->size);
-  if (h.sum != loc->sum) return lost(f, loc->offset, "bad record header (payload checksum)");
+  ray_status s = check_header(f, loc, &h);
+  if (s != RAY_OK) return s;
 
   hstate hs;
   h_init(&hs);
@@ -640,12 +654,7 @@ ray_status rt_spill_read(rt_spilldir *d, const rt_spill_loc *loc, void *buf) {
   }
   size_t last = size - pos, nb = last / H_BLOCK;
   h_update(&hs, p + pos, nb * H_BLOCK);
-  uint64_t sum = h_finish(&hs, p + pos + nb * H_BLOCK, last % H_BLOCK, size);
-  if (sum != loc->sum)
-    return lost(f, loc->offset,
-                "payload checksum mismatch (stored %016" PRIx64 ", read %016" PRIx64 ")", loc->sum,
-                sum);
-  return RAY_OK;
+  return check_sum(f, loc, h_finish(&hs, p + pos + nb * H_BLOCK, last % H_BLOCK, size));
 }
 
 bool rt_spill_mappable(const rt_spill_loc *loc) {
@@ -675,28 +684,8 @@ ray_status rt_spill_map(rt_spilldir *d, const rt_spill_loc *loc, const void **da
   if (base == MAP_FAILED) return lost(f, loc->offset, "I/O error: mmap: %s", strerror(errno));
   rec_hdr h;
   memcpy(&h, base, sizeof h);
-  ray_status s = RAY_OK;
-  if (h.magic != REC_MAGIC) {
-    s = lost(f, loc->offset, "bad record header (magic)");
-  } else if (h.hsum != hdr_sum(&h)) {
-    s = lost(f, loc->offset, "bad record header (header checksum)");
-  } else if (h.size != loc->size) {
-    s = lost(f, loc->offset, "bad record header (size %" PRIu64 ", expected %" PRIu64 ")", h.size,
-             loc->size);
-  } else if (h.sum != loc->sum) {
-    s = lost(f, loc->offset, "bad record header (payload checksum)");
-  } else {
-    const unsigned char *p = base + REC_HDR;
-    hstate hs;
-    h_init(&hs);
-    size_t nb = size / H_BLOCK;
-    h_update(&hs, p, nb * H_BLOCK);
-    uint64_t sum = h_finish(&hs, p + nb * H_BLOCK, size % H_BLOCK, size);
-    if (sum != loc->sum)
-      s = lost(f, loc->offset,
-               "payload checksum mismatch (stored %016" PRIx64 ", read %016" PRIx64 ")", loc->sum,
-               sum);
-  }
+  ray_status s = check_header(f, loc, &h);
+  if (s == RAY_OK) s = check_sum(f, loc, rt_spill_checksum(base + REC_HDR, size));
   if (s != RAY_OK) {
     munmap(base, len);
     return s;
