@@ -178,14 +178,12 @@ static size_t spill_batch(rt_store *st, victim *v, size_t n, rt_spill_item *item
   for (size_t i = 0; i < n; i++) {
     items[i].data = v[i].e->data;
     items[i].size = v[i].e->size;
-    char hex[33];
-    rt_store_id_hex(st, v[i].slot, atomic_load_explicit(&v[i].e->gen, memory_order_relaxed), hex);
-    for (int k = 0; k < 16; k++) {
-      unsigned hi = (unsigned)(hex[2 * k] <= '9' ? hex[2 * k] - '0' : hex[2 * k] - 'a' + 10);
-      unsigned lo =
-          (unsigned)(hex[2 * k + 1] <= '9' ? hex[2 * k + 1] - '0' : hex[2 * k + 1] - 'a' + 10);
-      items[i].id[k] = (unsigned char)(hi << 4 | lo);
-    }
+    /* The object ID, as ray_ref_id spells it: owner, then gen << 32 | slot. */
+    uint64_t part[2] = {st->owner,
+                        (uint64_t)atomic_load_explicit(&v[i].e->gen, memory_order_relaxed) << 32 |
+                            v[i].slot};
+    for (int k = 0; k < 16; k++)
+      items[i].id[k] = (unsigned char)(part[k / 8] >> (56 - 8 * (k % 8)));
   }
   uint64_t t0 = rt_prim_now_ns();
   ray_status ws = rt_spill_write(&st->disk, items, n, locs);

@@ -153,7 +153,6 @@ ray_status rt_timeline_finish(rt_timeline *tl, const char *path) {
                 "%s{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":%u,\"tid\":%d,"
                 "\"args\":{\"name\":\"rayc-io\"}}",
                 first ? "" : ",\n", pid, RT_TL_TRACK_IO);
-        first = false;
       }
       fprintf(f,
               ",\n{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":%u,\"args\":{\"name\":"
