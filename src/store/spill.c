@@ -77,13 +77,15 @@ typedef struct victim {
 typedef struct mem_copy {
   void *data;
   rt_aux aux;
-  bool mapped; /* a map of its spill record (rt_spill_map), else its buffer */
+  uint16_t flags; /* the entry's, for the buffer's kind */
+  bool mapped;    /* a map of its spill record (rt_spill_map), else its buffer */
 } mem_copy;
 
 /* Moves an entry out of memory under its stripe lock: its disk copy (loc
- * in inl) takes over. Returns what the caller frees once unlocked. */
+ * in inl) takes over. Returns what the caller frees once unlocked (taken
+ * now: the entry may be freed as soon as the lock goes). */
 static mem_copy commit_out(rt_entry *e) {
-  mem_copy m = {e->data, e->aux, (e->locked_flags & RT_LF_MAPPED) != 0};
+  mem_copy m = {e->data, e->aux, e->flags, (e->locked_flags & RT_LF_MAPPED) != 0};
   e->data = NULL;
   e->locked_flags = (uint16_t)((e->locked_flags & ~RT_LF_MAPPED) | RT_LF_DISK | RT_LF_OUT);
   return m;
@@ -99,8 +101,8 @@ void rt_store_free_in_memory(rt_store *st, uint16_t flags, size_t size, void *da
 
 /* After commit_out, with no lock held: frees the bytes and gives back
  * their memory. */
-static void release_out(rt_store *st, rt_entry *e, size_t size, mem_copy m) {
-  rt_store_free_in_memory(st, e->flags, size, m.data, m.aux, m.mapped);
+static void release_out(rt_store *st, size_t size, mem_copy m) {
+  rt_store_free_in_memory(st, m.flags, size, m.data, m.aux, m.mapped);
   mem_release(st, size);
   /* relaxed: counters (rt_store) */
   atomic_fetch_add_explicit(&st->spills, 1, memory_order_relaxed);
@@ -148,18 +150,30 @@ static size_t take_victims(rt_store *st, victim *v, size_t budget, size_t *freed
     rt_entry *e = rt_slots_entry_live(&st->slots, slot);
     rt_lru_remove(&sp->lru, &st->slots, slot);
     tails[i] = tail_stamp(st, sp);
+    /* A last ref may have gone already: its holder frees the entry once it
+     * gets this lock (hold_drop), and finds it off the list. Then it is not
+     * ours to spill. Otherwise take a ref, so it stays alive through the
+     * write; a CAS, since refs drop without the lock. relaxed: the lock
+     * orders what we read of the entry; the count only has to be exact. */
+    uint64_t h = atomic_load_explicit(&e->holds, memory_order_relaxed);
+    while (h != 0 &&
+           !atomic_compare_exchange_weak_explicit(&e->holds, &h, h + RT_HOLD_REF,
+                                                  memory_order_relaxed, memory_order_relaxed)) {
+    }
+    if (h == 0) {
+      stripe_unlock(sp);
+      continue;
+    }
     if (e->locked_flags & RT_LF_DISK) { /* restored before: its copy is still good */
       size_t size = e->size;
       mem_copy m = commit_out(e);
       stripe_unlock(sp);
-      release_out(st, e, size, m);
+      release_out(st, size, m);
       *freed += size;
+      rt_store_drop_ref(st, slot, e); /* may free it: then its disk copy goes too */
       continue;
     }
     e->locked_flags |= RT_LF_SPILLING;
-    /* relaxed: we hold the stripe lock and the entry is on the LRU list, so
-     * it has a ref; ours keeps it alive through the write. */
-    atomic_fetch_add_explicit(&e->holds, RT_HOLD_REF, memory_order_relaxed);
     stripe_unlock(sp);
     v[n++] = (victim){slot, e};
     bytes += e->size;
@@ -191,7 +205,7 @@ static size_t spill_batch(rt_store *st, victim *v, size_t n, rt_spill_item *item
   for (size_t i = 0; i < n; i++) {
     rt_entry *e = v[i].e;
     rt_stripe *sp = stripe_of(st, v[i].slot);
-    mem_copy m = {NULL, {0}, false};
+    mem_copy m = {NULL, {0}, 0, false};
     size_t size = e->size;
     stripe_lock(sp);
     e->locked_flags &= (uint16_t)~RT_LF_SPILLING;
@@ -207,7 +221,7 @@ static size_t spill_batch(rt_store *st, victim *v, size_t n, rt_spill_item *item
     if (!m.data) lru_update(st, sp, v[i].slot, e); /* stays in memory */
     stripe_unlock(sp);
     if (m.data) {
-      release_out(st, e, size, m);
+      release_out(st, size, m);
       freed += size;
     }
     rt_store_drop_ref(st, v[i].slot, e); /* may free it: then its disk copy goes too */
