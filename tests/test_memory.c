@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "ray.h"
@@ -151,6 +152,35 @@ static void test_releasing_a_view_lets_a_waiting_put_proceed(void **state) {
   assert_int_equal(w.status, RAY_OK);
   assert_int_equal(stats().bytes_in_memory, 40 * MIB);
   ray_ref_release(w.ref);
+}
+
+/* A put that found nothing to spill and waits (forever, here) spills what
+ * becomes spillable meanwhile: a view released while its ref stays frees no
+ * memory by itself, so without another spill round the put would wait for
+ * good. */
+static void test_a_waiting_put_spills_what_a_view_release_lets_go(void **state) {
+  (void)state;
+  ray_ref *a = put_mib(40);
+  ray_view v;
+  assert_int_equal(ray_get(a, NULL, 0, &v), RAY_OK); /* viewed: cannot spill */
+  struct waiting_put w = {.mib = 40};
+  pthread_t t;
+  pthread_create(&t, NULL, put_in_thread, &w);
+  wait_until_parked(1, &w, 1);
+  ray_view_release(&v); /* a keeps its ref: it can spill now */
+  struct timespec limit;
+  clock_gettime(CLOCK_REALTIME, &limit);
+  limit.tv_sec += 60;
+  if (pthread_timedjoin_np(t, NULL, &limit) != 0)
+    fail_msg("the waiting put did not spill the object whose view was released (60 s)");
+  assert_int_equal(w.status, RAY_OK);
+  ray_stats s = stats();
+  assert_int_equal(s.spills, 1);
+  assert_int_equal(s.bytes_in_memory, 40 * MIB);
+  assert_int_equal(s.bytes_spilled, 40 * MIB);
+  ray_ref_release(w.ref);
+  ray_ref_release(a);
+  assert_int_equal(stats().bytes_spilled, 0);
 }
 
 static void test_releasing_a_ref_wakes_several_waiting_puts(void **state) {
@@ -398,6 +428,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_memory_limit_is_never_exceeded_by_many_puts,
                                       setup_64m_200ms, test_teardown),
       cmocka_unit_test_setup_teardown(test_releasing_a_view_lets_a_waiting_put_proceed,
+                                      setup_64m_forever, test_teardown),
+      cmocka_unit_test_setup_teardown(test_a_waiting_put_spills_what_a_view_release_lets_go,
                                       setup_64m_forever, test_teardown),
       cmocka_unit_test_setup_teardown(test_releasing_a_ref_wakes_several_waiting_puts,
                                       setup_64m_forever, test_teardown),

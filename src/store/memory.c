@@ -87,8 +87,24 @@ static void mem_reclaim(rt_store *st, bool have_mem_lock) {
   pthread_cond_broadcast(&st->mem_cond);     /* other waiters may fit now */
 }
 
-/* Parks until size bytes fit or put_timeout_ms passes (deadline). */
-static bool mem_wait(rt_store *st, size_t size, uint64_t deadline) {
+void rt_store_spillable_now(rt_store *st) {
+  pthread_mutex_lock(&st->mem_lock);
+  st->mem_spillable++;
+  pthread_cond_broadcast(&st->mem_cond);
+  pthread_mutex_unlock(&st->mem_lock);
+}
+
+/*
+ * Parks until size bytes fit or put_timeout_ms passes (deadline). Nothing
+ * could be spilled when it began; whatever becomes spillable while it waits
+ * (a view released, an unpin, a seal) is spilled for it: counted in
+ * mem_waiters first, each turn asks the spiller once more, unlocked, and
+ * sleeps only if nothing came free and no object became spillable since it
+ * looked (mem_spillable, bumped under mem_lock: lru_update's seq_cst load
+ * of mem_waiters is the other half).
+ */
+static bool mem_wait(rt_store *st, size_t size, uint64_t deadline, char *spill_error,
+                     size_t errlen) {
   bool ok = false;
   st->ops.block_begin(st->ops.arg);
   pthread_mutex_lock(&st->mem_lock);
@@ -96,7 +112,14 @@ static bool mem_wait(rt_store *st, size_t size, uint64_t deadline) {
   for (;;) {
     mem_reclaim(st, true);
     if ((ok = mem_try_reserve(st, size))) break;
+    if (rt_prim_now_ns() >= deadline) break;
+    uint64_t seen = st->mem_spillable;
+    pthread_mutex_unlock(&st->mem_lock);
+    bool freed = rt_spill_room(st, size, spill_error, errlen);
+    pthread_mutex_lock(&st->mem_lock);
+    if (freed || st->mem_spillable != seen) continue;
     if (!rt_prim_cond_wait_until(&st->mem_cond, &st->mem_lock, deadline)) {
+      mem_reclaim(st, true);
       ok = mem_try_reserve(st, size);
       break;
     }
@@ -136,7 +159,8 @@ ray_status rt_store_reserve_slow(rt_store *st, const char *fn, size_t size, rt_c
   /* Slow path: give back the pages kept for reuse (they are not payload,
    * but a program at its limit wants the RAM), then park. */
   rt_bufpool_trim(&st->pool);
-  if (mem_wait(st, size, rt_prim_deadline(st->put_timeout_ms))) return RAY_OK;
+  if (mem_wait(st, size, rt_prim_deadline(st->put_timeout_ms), spill_error, sizeof spill_error))
+    return RAY_OK;
   char why[64];
   snprintf(why, sizeof why, " within %lld ms", (long long)st->put_timeout_ms);
   return full_error(st, fn, size, why, spill_error);

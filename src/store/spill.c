@@ -263,8 +263,11 @@ static size_t spill_round(rt_store *st, size_t want, victim *v, rt_spill_item *i
   return freed;
 }
 
+_Thread_local bool rt_t_spiller;
+
 static void *spiller_main(void *arg) {
   rt_store *st = arg;
+  rt_t_spiller = true;
   rt_spiller *s = &st->spiller;
   victim *v = rt_malloc(RT_SPILL_BATCH_MAX * sizeof *v);
   rt_spill_item *items = rt_malloc(RT_SPILL_BATCH_MAX * sizeof *items);

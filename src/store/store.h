@@ -176,6 +176,9 @@ typedef struct rt_store {
   pthread_mutex_t mem_lock;
   pthread_cond_t mem_cond;
   _Atomic uint32_t mem_waiters;
+  /* Bumped (under mem_lock, with a broadcast) when an object becomes
+   * spillable while a put waits: the put asks the spiller again. */
+  uint64_t mem_spillable;
   rt_credits credits; /* per-thread reserved bytes (credit.h) */
 
   /* Spilling (spill.c, spillfile.c). Counters relaxed, as above;

@@ -175,6 +175,13 @@ static inline void mem_release(rt_store *st, size_t size) {
 /* Under the stripe lock: put the entry on the LRU list exactly when it could
  * be spilled. Every change to views, pins or state calls this afterwards
  * under the lock, so the last call to run sees the final values. */
+/* True on the spiller thread (spill.c). */
+extern _Thread_local bool rt_t_spiller;
+
+/* Something became spillable while puts wait for memory: wakes them to ask
+ * the spiller again (memory.c). */
+void rt_store_spillable_now(rt_store *st);
+
 /* When a spillable entry last went on its LRU list (monotonic ns): the
  * spiller compares the stripes' tails by it to take the globally least
  * recently used first. Kept in `inl` after the spill location (entry.h);
@@ -201,6 +208,12 @@ static inline void lru_update(rt_store *st, rt_stripe *sp, uint32_t slot, rt_ent
   if (want && !on) {
     entry_set_last_use(e, rt_prim_now_ns());
     rt_lru_push_head(&sp->lru, &st->slots, slot);
+    /* seq_cst: against a waiting put's increment of mem_waiters and its
+     * spill round (memory.c, mem_wait): either the round saw this entry
+     * on the list or we see the waiter and wake it to ask again. */
+    /* (Not for what the spiller itself puts back: a batch it could not
+     * write. Asking it again at once would only fail again.) */
+    if (RT_UNLIKELY(atomic_load(&st->mem_waiters)) && !rt_t_spiller) rt_store_spillable_now(st);
   } else if (!want && on)
     rt_lru_remove(&sp->lru, &st->slots, slot);
 }
