@@ -204,22 +204,23 @@ static void h_update(hstate *h, const void *chunk, size_t len) {
   h_blocks(h, chunk, len / H_BLOCK);
 }
 
-uint64_t rt_spill_checksum(const void *data, size_t size) {
+/* The whole hash of size bytes, its blocks hashed by `blocks`. */
+static uint64_t checksum_by(void (*blocks)(hstate *, const unsigned char *, size_t),
+                            const void *data, size_t size) {
   hstate h;
   const unsigned char *p = data;
   size_t nb = size / H_BLOCK;
   h_init(&h);
-  h_blocks(&h, p, nb);
+  blocks(&h, p, nb);
   return h_finish(&h, p + nb * H_BLOCK, size % H_BLOCK, size);
 }
 
+uint64_t rt_spill_checksum(const void *data, size_t size) {
+  return checksum_by(h_blocks, data, size);
+}
+
 uint64_t rt_spill_checksum_portable(const void *data, size_t size) {
-  hstate h;
-  const unsigned char *p = data;
-  size_t nb = size / H_BLOCK;
-  h_init(&h);
-  h_blocks_portable(&h, p, nb);
-  return h_finish(&h, p + nb * H_BLOCK, size % H_BLOCK, size);
+  return checksum_by(h_blocks_portable, data, size);
 }
 
 /* ---- records and files ----------------------------------------------------- */
