@@ -357,6 +357,16 @@ typedef struct writer {
 } writer;
 
 /* Writes iov[0..cnt) at off, through short writes. 0 or an errno value. */
+/* Moves an iovec array past `done` bytes that a short pwritev/preadv moved:
+ * whole entries are dropped, a partial one is trimmed in place. */
+static void iov_advance(struct iovec **iov, int *cnt, size_t done) {
+  while (*cnt > 0 && done >= (*iov)->iov_len) done -= (*iov)->iov_len, (*iov)++, (*cnt)--;
+  if (*cnt > 0) {
+    (*iov)->iov_base = (char *)(*iov)->iov_base + done;
+    (*iov)->iov_len -= done;
+  }
+}
+
 static int pwritev_all(int fd, struct iovec *iov, int cnt, uint64_t off) {
   while (cnt > 0) {
     ssize_t r = pwritev(fd, iov, cnt, (off_t)off);
@@ -366,12 +376,7 @@ static int pwritev_all(int fd, struct iovec *iov, int cnt, uint64_t off) {
     }
     if (r == 0) return EIO;
     off += (uint64_t)r;
-    size_t done = (size_t)r;
-    while (cnt > 0 && done >= iov->iov_len) done -= iov->iov_len, iov++, cnt--;
-    if (cnt > 0) {
-      iov->iov_base = (char *)iov->iov_base + done;
-      iov->iov_len -= done;
-    }
+    iov_advance(&iov, &cnt, (size_t)r);
   }
   return 0;
 }
@@ -581,12 +586,7 @@ static int64_t preadv_all(int fd, struct iovec *iov, int cnt, uint64_t off) {
     if (r == 0) break;
     got += r;
     off += (uint64_t)r;
-    size_t done = (size_t)r;
-    while (cnt > 0 && done >= iov->iov_len) done -= iov->iov_len, iov++, cnt--;
-    if (cnt > 0) {
-      iov->iov_base = (char *)iov->iov_base + done;
-      iov->iov_len -= done;
-    }
+    iov_advance(&iov, &cnt, (size_t)r);
   }
   return got;
 }
