@@ -149,6 +149,30 @@ RAY_API ray_status ray_shutdown(void);
 /* True between a successful ray_init and the next ray_shutdown. */
 RAY_API bool ray_is_initialized(void);
 
+/*
+ * Cluster mode (docs/GUIDE.md "Running on many machines"): the same program
+ * started by `mpirun -n N` or `srun` runs as N processes, ranks 0..N-1.
+ * ray_init joins them: on rank 0 it returns and the program is the driver;
+ * on every other rank it does not return: the process serves the driver
+ * until the driver's ray_shutdown, then exits 0 (finalising MPI if rayc
+ * initialised it; a program that initialised MPI itself, with
+ * MPI_THREAD_SERIALIZED or more, keeps it). Every rank must run the same
+ * executable and libraries: otherwise ray_init fails on every rank with
+ * RAY_EINVAL and a message naming the rank and the file that differs.
+ * Started without a launcher, with RAY_CLUSTER=0, or in a build without
+ * MPI, the program runs in-process as one node. RAY_CLUSTER=1 joins even
+ * when no launcher is recognised (a program that calls MPI_Init itself is
+ * always recognised).
+ */
+/* Processes in this runtime: 1 in-process, N under mpirun; 0 before
+ * ray_init and after ray_shutdown. */
+RAY_API int ray_node_count(void);
+/* This process's rank, 0 = the driver; also inside tasks and methods; -1
+ * before ray_init and after ray_shutdown. */
+RAY_API int ray_node_rank(void);
+#define RAY_NODE_ANY 0              /* placement field value: let the scheduler choose */
+#define RAY_NODE(rank) ((rank) + 1) /* placement field value: run on that rank */
+
 /* ------------------------------------------------------------------------ */
 /* Types                                                                    */
 /* ------------------------------------------------------------------------ */

@@ -26,6 +26,7 @@
 #include <string.h>
 
 #include "actor/actor.h"
+#include "cluster/cluster.h"
 #include "core/alloc.h"
 #include "core/config.h"
 #include "core/error.h"
@@ -141,9 +142,21 @@ free_rt:
 
 ray_status ray_init(const ray_config *cfg) {
   pthread_mutex_lock(&g_life_lock);
-  ray_status s = current() ? rt_fail(RAY_EEXIST, "ray_init: the runtime is already running")
-                           : runtime_start(cfg);
+  ray_status s = RAY_OK;
+  if (current())
+    s = rt_fail(RAY_EEXIST, "ray_init: the runtime is already running");
+  else if ((s = rt_cluster_join()) == RAY_OK) {
+    if ((s = runtime_start(cfg)) == RAY_OK && (s = rt_cluster_start()) != RAY_OK) {
+      pthread_mutex_unlock(&g_life_lock);
+      (void)ray_shutdown(); /* the local runtime; no rank was told anything */
+      pthread_mutex_lock(&g_life_lock);
+    }
+    if (s != RAY_OK) rt_cluster_abandon();
+  }
   pthread_mutex_unlock(&g_life_lock);
+  /* A rank other than 0 serves from here and exits at the driver's
+   * ray_shutdown. */
+  if (s == RAY_OK && !rt_cluster_is_driver()) rt_cluster_serve(ray_shutdown);
   return s;
 }
 
@@ -165,6 +178,7 @@ ray_status ray_shutdown(void) {
     rt_tasks_drain(&rt->tasks);
     rt_actors_end_all(&rt->actors); /* queued calls ran above; now on_stop, once each */
     rt_tasks_drain(&rt->tasks);     /* what on_stop submitted */
+    rt_cluster_stop();              /* the driver: every other rank drains and exits */
     rt_sched_destroy(rt->sched);
     /* Every worker has stopped: the timeline's buffers are complete. */
     ts = rt_timeline_finish(&rt->timeline, rt->cfg.timeline_path);

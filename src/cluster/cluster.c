@@ -1,0 +1,502 @@
+/*
+ * cluster.c - joining ranks into one runtime, the startup check, and the
+ * end of a cluster (cluster.h).
+ */
+#define _GNU_SOURCE
+#include "cluster/cluster.h"
+
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+
+/* The process's place in the runtime: 0 and -1 when none runs. Relaxed:
+ * written under runtime.c's life lock by ray_init/ray_shutdown, read by
+ * ray_node_count/ray_node_rank, which a program calls after its own
+ * ray_init returned (or inside tasks, which start after it). */
+static _Atomic int g_count, g_rank = -1;
+
+int ray_node_count(void) {
+  return atomic_load_explicit(&g_count, memory_order_relaxed);
+}
+
+int ray_node_rank(void) {
+  return atomic_load_explicit(&g_rank, memory_order_relaxed);
+}
+
+static void set_place(int rank, int count) {
+  atomic_store_explicit(&g_rank, rank, memory_order_relaxed);
+  atomic_store_explicit(&g_count, count, memory_order_relaxed);
+}
+
+#ifndef RAY_HAVE_MPI
+
+ray_status rt_cluster_join(void) {
+  set_place(0, 1);
+  return RAY_OK;
+}
+ray_status rt_cluster_start(void) {
+  return RAY_OK;
+}
+void rt_cluster_abandon(void) {
+  set_place(-1, 0);
+}
+_Noreturn void rt_cluster_serve(ray_status (*shutdown)(void)) {
+  (void)shutdown();
+  abort(); /* never called: without MPI every process is rank 0 */
+}
+void rt_cluster_stop(void) {
+  set_place(-1, 0);
+}
+bool rt_cluster_is_driver(void) {
+  return true;
+}
+
+#else /* RAY_HAVE_MPI */
+
+#include <elf.h>
+#include <link.h>
+#include <mpi.h>
+#include <pthread.h>
+#include <unistd.h>
+
+#include "cluster/transport.h"
+#include "core/alloc.h"
+
+/* Control records: a kind byte, then the kind's fields. */
+enum { CL_SHUTDOWN = 1, CL_SHUTDOWN_DONE = 2, CL_PING = 3, CL_PONG = 4, CL_PATTERN = 5 };
+
+/* CL_PATTERN: "send me size bytes of the test pattern on tag". */
+typedef struct cl_pattern {
+  unsigned char kind;
+  int tag;
+  uint64_t size, seed;
+} cl_pattern;
+
+typedef struct cluster {
+  bool active;   /* joined a cluster of more than... or of 1 under a launcher */
+  bool mpi_ours; /* rayc called MPI_Init_thread: finalise at exit */
+  MPI_Comm comm;
+  rt_transport tp;
+  pthread_mutex_t lock;
+  pthread_cond_t cond;
+  bool shutdown_asked; /* a rank: the driver's CL_SHUTDOWN came; under lock */
+  int done_ranks;      /* the driver: CL_SHUTDOWN_DONE count; under lock */
+  uint64_t pongs;      /* CL_PONG records received; under lock */
+  bool ended;          /* the driver: a cluster ran and ended (the ranks exited) */
+} cluster;
+
+static cluster g_cl = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+static bool g_atexit_set;
+
+static void finalize_at_exit(void) {
+  int fin = 0;
+  MPI_Finalized(&fin);
+  if (!fin) MPI_Finalize();
+}
+
+/* Whether a launcher started this process (or RAY_CLUSTER says so). */
+static bool launched(void) {
+  const char *c = getenv("RAY_CLUSTER");
+  if (c && strcmp(c, "0") == 0) return false;
+  if (c && strcmp(c, "1") == 0) return true;
+  int init = 0;
+  MPI_Initialized(&init);
+  if (init) return true;
+  static const char *const vars[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK",
+                                     "MPI_LOCALNRANKS", "SLURM_STEP_NUM_TASKS"};
+  for (size_t i = 0; i < sizeof vars / sizeof *vars; i++)
+    if (getenv(vars[i])) return true;
+  return false;
+}
+
+/* ---- the startup check: same executable and libraries everywhere ------- */
+
+typedef struct modlist {
+  char *buf; /* lines: "name\tid\n"; the executable first, as "<exe>" */
+  size_t len, cap;
+  bool oom;
+} modlist;
+
+static void ml_add(modlist *m, const char *name, const char *id) {
+  size_t need = strlen(name) + strlen(id) + 3;
+  if (m->len + need + 1 > m->cap) {
+    size_t cap = m->cap ? m->cap * 2 : 4096;
+    while (cap < m->len + need + 1) cap *= 2;
+    char *b = rt_realloc(m->buf, cap);
+    if (!b) {
+      m->oom = true;
+      return;
+    }
+    m->buf = b;
+    m->cap = cap;
+  }
+  m->len += (size_t)snprintf(m->buf + m->len, m->cap - m->len, "%s\t%s\n", name, id);
+}
+
+/* The GNU build ID of a loaded module, as hex, from its PT_NOTE segments;
+ * "" if it has none. */
+static void build_id(const struct dl_phdr_info *info, char *hex, size_t len) {
+  hex[0] = '\0';
+  for (int i = 0; i < info->dlpi_phnum; i++) {
+    const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+    if (ph->p_type != PT_NOTE) continue;
+    const unsigned char *p = (const void *)(info->dlpi_addr + ph->p_vaddr);
+    const unsigned char *end = p + ph->p_memsz;
+    while (p + sizeof(ElfW(Nhdr)) <= end) {
+      const ElfW(Nhdr) *nh = (const void *)p;
+      const unsigned char *name = p + sizeof *nh;
+      const unsigned char *desc = name + ((nh->n_namesz + 3) & ~3u);
+      if (desc + nh->n_descsz > end) break;
+      if (nh->n_type == NT_GNU_BUILD_ID && nh->n_namesz == 4 && memcmp(name, "GNU", 4) == 0) {
+        size_t o = 0;
+        for (uint32_t k = 0; k < nh->n_descsz && o + 3 < len; k++)
+          o += (size_t)snprintf(hex + o, len - o, "%02x", desc[k]);
+        return;
+      }
+      p = desc + ((nh->n_descsz + 3) & ~3u);
+    }
+  }
+}
+
+/* Without a build ID: the file's size and an FNV-1a hash of its bytes. */
+static void file_id(const char *path, char *hex, size_t len) {
+  FILE *f = fopen(path, "rb");
+  if (!f) {
+    snprintf(hex, len, "unreadable");
+    return;
+  }
+  uint64_t h = 1469598103934665603ull, size = 0;
+  unsigned char buf[65536];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, f)) > 0) {
+    for (size_t i = 0; i < n; i++) h = (h ^ buf[i]) * 1099511628211ull;
+    size += n;
+  }
+  fclose(f);
+  snprintf(hex, len, "size %llu hash %016llx", (unsigned long long)size, (unsigned long long)h);
+}
+
+static int module_cb(struct dl_phdr_info *info, size_t size, void *arg) {
+  (void)size;
+  modlist *m = arg;
+  const char *name = info->dlpi_name;
+  char id[160], path[4096];
+  bool exe = !name || !name[0];
+  if (exe) {
+    ssize_t n = readlink("/proc/self/exe", path, sizeof path - 1);
+    path[n > 0 ? n : 0] = '\0';
+  } else {
+    if (strstr(name, "linux-vdso") || strstr(name, "linux-gate")) return 0;
+    snprintf(path, sizeof path, "%s", name);
+  }
+  build_id(info, id, sizeof id);
+  if (!id[0]) file_id(path, id, sizeof id);
+  if (exe) {
+    char line[4200];
+    snprintf(line, sizeof line, "%s", path);
+    ml_add(m, "<exe>", id);
+    ml_add(m, "<exe-path>", line);
+  } else {
+    const char *slash = strrchr(path, '/');
+    ml_add(m, slash ? slash + 1 : path, id);
+  }
+  return 0;
+}
+
+/* The id rank 0 has for name in list, or NULL (copied into out). */
+static const char *list_find(const char *list, const char *name, char *out, size_t len) {
+  size_t nl = strlen(name);
+  for (const char *p = list; *p;) {
+    const char *tab = strchr(p, '\t'), *nlp = strchr(p, '\n');
+    if (!tab || !nlp) break;
+    if ((size_t)(tab - p) == nl && memcmp(p, name, nl) == 0) {
+      size_t l = (size_t)(nlp - tab - 1);
+      if (l >= len) l = len - 1;
+      memcpy(out, tab + 1, l);
+      out[l] = '\0';
+      return out;
+    }
+    p = nlp + 1;
+  }
+  return NULL;
+}
+
+#define CL_DIFF 512
+
+/* This rank's first difference from rank 0's list, or "" if none. The
+ * executable always counts; a library counts if both ranks loaded it. */
+static void list_diff(const char *mine, const char *theirs, int rank, char *diff) {
+  diff[0] = '\0';
+  char exe_path[4096] = "", theirs_path[4096] = "";
+  list_find(mine, "<exe-path>", exe_path, sizeof exe_path);
+  list_find(theirs, "<exe-path>", theirs_path, sizeof theirs_path);
+  for (const char *p = mine; *p;) {
+    const char *tab = strchr(p, '\t'), *nlp = strchr(p, '\n');
+    if (!tab || !nlp) break;
+    char name[512], id[160], other[160];
+    size_t l = (size_t)(tab - p) < sizeof name - 1 ? (size_t)(tab - p) : sizeof name - 1;
+    memcpy(name, p, l);
+    name[l] = '\0';
+    l = (size_t)(nlp - tab - 1) < sizeof id - 1 ? (size_t)(nlp - tab - 1) : sizeof id - 1;
+    memcpy(id, tab + 1, l);
+    id[l] = '\0';
+    p = nlp + 1;
+    if (strcmp(name, "<exe-path>") == 0) continue;
+    if (!list_find(theirs, name, other, sizeof other)) continue;
+    if (strcmp(id, other) == 0) continue;
+    if (strcmp(name, "<exe>") == 0)
+      snprintf(diff, CL_DIFF,
+               "rank %d runs executable %.180s (build %.40s), rank 0 runs %.180s (build %.40s)",
+               rank, exe_path, id, theirs_path, other);
+    else
+      snprintf(diff, CL_DIFF,
+               "rank %d loaded library %.300s (build %.40s), rank 0's is build %.40s", rank, name,
+               id, other);
+    return;
+  }
+}
+
+static ray_status check_same_program(MPI_Comm comm, int rank, int size) {
+  modlist m = {0};
+  dl_iterate_phdr(module_cb, &m);
+  int ok_local = !m.oom && m.buf, ok = 0;
+  MPI_Allreduce(&ok_local, &ok, 1, MPI_INT, MPI_MIN, comm);
+  if (!ok) {
+    free(m.buf);
+    return rt_fail(RAY_ENOMEM, "ray_init: out of memory listing the loaded modules");
+  }
+  unsigned long long len = rank == 0 ? m.len + 1 : 0;
+  MPI_Bcast(&len, 1, MPI_UNSIGNED_LONG_LONG, 0, comm);
+  char *theirs = rank == 0 ? m.buf : rt_malloc(len);
+  ok_local = theirs != NULL;
+  MPI_Allreduce(&ok_local, &ok, 1, MPI_INT, MPI_MIN, comm);
+  if (!ok) {
+    if (rank != 0) free(theirs);
+    free(m.buf);
+    return rt_fail(RAY_ENOMEM, "ray_init: out of memory comparing the loaded modules");
+  }
+  MPI_Bcast(theirs, (int)len, MPI_CHAR, 0, comm);
+  char diff[CL_DIFF];
+  list_diff(m.buf, theirs, rank, diff);
+  if (rank != 0) free(theirs);
+  free(m.buf);
+  char *all = rt_malloc((size_t)size * CL_DIFF);
+  ok_local = all != NULL;
+  MPI_Allreduce(&ok_local, &ok, 1, MPI_INT, MPI_MIN, comm);
+  if (!ok) {
+    free(all);
+    return rt_fail(RAY_ENOMEM, "ray_init: out of memory comparing the loaded modules");
+  }
+  MPI_Allgather(diff, CL_DIFF, MPI_CHAR, all, CL_DIFF, MPI_CHAR, comm);
+  for (int r = 0; r < size; r++) {
+    const char *d = all + (size_t)r * CL_DIFF;
+    if (!d[0]) continue;
+    ray_status s = rt_fail(
+        RAY_EINVAL, "ray_init: %s; every rank must run the same executable and libraries", d);
+    free(all);
+    return s;
+  }
+  free(all);
+  return RAY_OK;
+}
+
+/* ---- joining, serving, leaving ------------------------------------------ */
+
+ray_status rt_cluster_join(void) {
+  g_cl.active = false;
+  if (!launched()) {
+    set_place(0, 1);
+    return RAY_OK;
+  }
+  int init = 0, fin = 0;
+  MPI_Initialized(&init);
+  MPI_Finalized(&fin);
+  if (fin || g_cl.ended) { /* a cluster ended earlier in this process: it does not come back */
+    set_place(0, 1);
+    return RAY_OK;
+  }
+  int provided = 0;
+  if (!init) {
+    if (MPI_Init_thread(NULL, NULL, MPI_THREAD_SERIALIZED, &provided) != MPI_SUCCESS)
+      return rt_fail(RAY_EIO, "ray_init: MPI_Init_thread failed");
+    g_cl.mpi_ours = true;
+    if (!g_atexit_set) {
+      atexit(finalize_at_exit);
+      g_atexit_set = true;
+    }
+  } else {
+    MPI_Query_thread(&provided);
+  }
+  if (provided < MPI_THREAD_SERIALIZED)
+    return rt_fail(RAY_EINVAL,
+                   "ray_init: MPI gives thread level %d; rayc calls MPI from its own thread "
+                   "and needs MPI_THREAD_SERIALIZED (initialise MPI with MPI_Init_thread)",
+                   provided);
+  /* A communicator of our own: the program's MPI traffic never meets ours. */
+  MPI_Comm_dup(MPI_COMM_WORLD, &g_cl.comm);
+  int rank = 0, size = 1;
+  MPI_Comm_rank(g_cl.comm, &rank);
+  MPI_Comm_size(g_cl.comm, &size);
+  ray_status s = check_same_program(g_cl.comm, rank, size);
+  if (s != RAY_OK) {
+    MPI_Comm_free(&g_cl.comm);
+    return s;
+  }
+  g_cl.active = true;
+  g_cl.shutdown_asked = false;
+  g_cl.done_ranks = 0;
+  set_place(rank, size);
+  return RAY_OK;
+}
+
+static unsigned char pattern_byte(uint64_t i, uint64_t seed) {
+  return (unsigned char)((i * 7 + seed + (i >> 12)) & 0xff);
+}
+
+static void pattern_sent(void *arg, bool ok) {
+  (void)ok;
+  free(arg);
+}
+
+static void on_record(void *arg, int src, const void *rec, size_t len) {
+  (void)arg;
+  if (len < 1) return;
+  unsigned char kind = *(const unsigned char *)rec;
+  if (kind == CL_PING) {
+    unsigned char pong = CL_PONG;
+    (void)rt_tp_send(&g_cl.tp, src, &pong, 1);
+    return;
+  }
+  if (kind == CL_PATTERN && len == sizeof(cl_pattern)) {
+    cl_pattern p;
+    memcpy(&p, rec, sizeof p);
+    unsigned char *buf = rt_malloc(p.size ? p.size : 1);
+    if (!buf) abort(); /* fail-stop: the asker would wait forever */
+    for (uint64_t i = 0; i < p.size; i++) buf[i] = pattern_byte(i, p.seed);
+    if (rt_tp_bulk(&g_cl.tp, true, src, p.tag, buf, p.size, pattern_sent, buf) != RAY_OK) abort();
+    return;
+  }
+  pthread_mutex_lock(&g_cl.lock);
+  if (kind == CL_PONG) g_cl.pongs++;
+  if (kind == CL_SHUTDOWN && src == 0)
+    g_cl.shutdown_asked = true;
+  else if (kind == CL_SHUTDOWN_DONE)
+    g_cl.done_ranks++;
+  pthread_cond_broadcast(&g_cl.cond);
+  pthread_mutex_unlock(&g_cl.lock);
+}
+
+ray_status rt_cluster_start(void) {
+  if (!g_cl.active) return RAY_OK;
+  ray_status s = rt_tp_start(&g_cl.tp, g_cl.comm, on_record, NULL);
+  if (s != RAY_OK) { /* the other ranks would wait for us forever: fail-stop */
+    rt_warn("rayc: rank %d: %s; aborting the job", ray_node_rank(), ray_last_error());
+    MPI_Abort(MPI_COMM_WORLD, 1);
+  }
+  return s;
+}
+
+void rt_cluster_abandon(void) {
+  if (g_cl.active) {
+    MPI_Comm_free(&g_cl.comm);
+    g_cl.active = false;
+  }
+  set_place(-1, 0);
+}
+
+bool rt_cluster_is_driver(void) {
+  return !g_cl.active || ray_node_rank() == 0;
+}
+
+static void end_mpi(void) {
+  MPI_Comm_free(&g_cl.comm);
+  g_cl.active = false;
+}
+
+_Noreturn void rt_cluster_serve(ray_status (*shutdown)(void)) {
+  pthread_mutex_lock(&g_cl.lock);
+  while (!g_cl.shutdown_asked) pthread_cond_wait(&g_cl.cond, &g_cl.lock);
+  pthread_mutex_unlock(&g_cl.lock);
+  (void)shutdown(); /* drains this rank's work; warns about its leaks */
+  unsigned char done = CL_SHUTDOWN_DONE;
+  (void)rt_tp_send(&g_cl.tp, 0, &done, 1);
+  rt_tp_stop(&g_cl.tp); /* flushes the record above */
+  end_mpi();
+  if (g_cl.mpi_ours) MPI_Finalize();
+  set_place(-1, 0);
+  exit(0);
+}
+
+void rt_cluster_stop(void) {
+  if (g_cl.active && ray_node_rank() != 0) return; /* a rank: rt_cluster_serve ends it */
+  if (g_cl.active) {
+    int size = ray_node_count();
+    unsigned char kind = CL_SHUTDOWN;
+    for (int r = 1; r < size; r++) (void)rt_tp_send(&g_cl.tp, r, &kind, 1);
+    pthread_mutex_lock(&g_cl.lock);
+    while (g_cl.done_ranks < size - 1) pthread_cond_wait(&g_cl.cond, &g_cl.lock);
+    pthread_mutex_unlock(&g_cl.lock);
+    rt_tp_stop(&g_cl.tp);
+    end_mpi();
+    g_cl.ended = true;
+  }
+  set_place(-1, 0);
+}
+
+/* ---- for tests and the bench ------------------------------------------- */
+
+ray_status rt_cluster_ping(int rank) {
+  if (!g_cl.active) return rt_fail(RAY_EINVAL, "rt_cluster_ping: not in a cluster");
+  pthread_mutex_lock(&g_cl.lock);
+  uint64_t want = g_cl.pongs + 1;
+  pthread_mutex_unlock(&g_cl.lock);
+  unsigned char ping = CL_PING;
+  ray_status s = rt_tp_send(&g_cl.tp, rank, &ping, 1);
+  if (s != RAY_OK) return s;
+  pthread_mutex_lock(&g_cl.lock);
+  while (g_cl.pongs < want) pthread_cond_wait(&g_cl.cond, &g_cl.lock);
+  pthread_mutex_unlock(&g_cl.lock);
+  return RAY_OK;
+}
+
+typedef struct pull_wait {
+  pthread_mutex_t lock;
+  pthread_cond_t cond;
+  bool done, ok;
+} pull_wait;
+
+static void pull_done(void *arg, bool ok) {
+  pull_wait *w = arg;
+  pthread_mutex_lock(&w->lock);
+  w->done = true;
+  w->ok = ok;
+  pthread_cond_signal(&w->cond);
+  pthread_mutex_unlock(&w->lock);
+}
+
+ray_status rt_cluster_pull_pattern(int rank, void *buf, size_t size, uint64_t seed) {
+  if (!g_cl.active) return rt_fail(RAY_EINVAL, "rt_cluster_pull_pattern: not in a cluster");
+  pull_wait w = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+  cl_pattern p = {.kind = CL_PATTERN, .tag = rt_tp_new_tag(&g_cl.tp), .size = size, .seed = seed};
+  ray_status s = rt_tp_bulk(&g_cl.tp, false, rank, p.tag, buf, size, pull_done, &w);
+  if (s == RAY_OK) s = rt_tp_send(&g_cl.tp, rank, &p, sizeof p);
+  if (s != RAY_OK) return s; /* (the receive stays posted: tests only) */
+  pthread_mutex_lock(&w.lock);
+  while (!w.done) pthread_cond_wait(&w.cond, &w.lock);
+  pthread_mutex_unlock(&w.lock);
+  if (!w.ok) return rt_fail(RAY_EIO, "rt_cluster_pull_pattern: the transfer failed");
+  unsigned char *b = buf;
+  for (size_t i = 0; i < size; i++)
+    if (b[i] != pattern_byte(i, seed))
+      return rt_fail(RAY_EIO, "rt_cluster_pull_pattern: byte %zu differs", i);
+  return RAY_OK;
+}
+
+uint64_t rt_cluster_comm_sleeps(void) {
+  return g_cl.active ? atomic_load_explicit(&g_cl.tp.sleeps, memory_order_relaxed) : 0;
+}
+
+#endif /* RAY_HAVE_MPI */
