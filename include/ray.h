@@ -392,9 +392,10 @@ typedef struct ray_task_opts {
   const char *name; /* for messages, stats and the timeline; NULL: "unnamed"; copied */
   int num_returns;  /* 0 .. 256 */
   int max_retries;  /* re-runs after the function returns an error; -1: no limit */
+  int node; /* RAY_NODE_ANY (0): the scheduler places it; RAY_NODE(rank): runs on that rank */
 } ray_task_opts;
 #define RAY_TASK_OPTS_INIT                                                                         \
-  { NULL, 1, 0 }
+  { NULL, 1, 0, RAY_NODE_ANY }
 
 /*
  * Submits fn(args). On RAY_OK returns[0 .. num_returns-1] are new refs to the
@@ -618,6 +619,12 @@ typedef struct ray_stats {
  * task drops its own reference on each return just after sealing it.
  * Errors: RAY_EINVAL (out NULL); RAY_ESHUTDOWN. */
 RAY_API ray_status ray_stats_get(ray_stats *out);
+/* The stats of one rank of the runtime (cluster mode), read from any rank:
+ * rank ray_node_rank() is ray_stats_get; another rank is asked over the
+ * wire and answers from its own counters (the call waits for the answer).
+ * Errors: RAY_EINVAL (out NULL, rank not in 0..ray_node_count()-1),
+ * RAY_ESHUTDOWN. */
+RAY_API ray_status ray_stats_get_node(int rank, ray_stats *out);
 
 #ifdef __cplusplus
 }

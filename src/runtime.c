@@ -27,6 +27,7 @@
 
 #include "actor/actor.h"
 #include "cluster/cluster.h"
+#include "cluster/remote.h"
 #include "core/alloc.h"
 #include "core/config.h"
 #include "core/error.h"
@@ -112,9 +113,18 @@ static ray_status runtime_start(const ray_config *cfg) {
     goto free_actors;
   }
 
-  rt_store_set_ops(&rt->store, &(rt_store_ops){rt, store_help, store_block_begin, store_block_end,
-                                               store_run_producer, store_slice});
+  rt_store_ops ops = {
+      rt,   store_help, store_block_begin, store_block_end, store_run_producer, store_slice,
+      NULL, NULL};
+#ifdef RAY_HAVE_MPI
+  ops.pull = rt_remote_pull;
+  ops.remote_freed = rt_remote_freed;
+#endif
+  rt_store_set_ops(&rt->store, &ops);
   rt_tasks_bind(&rt->tasks, &rt->store, rt->sched, &rt->timeline);
+#ifdef RAY_HAVE_MPI
+  rt_remote_bind(&rt->store, &rt->tasks, rt->cfg.num_workers);
+#endif
   rt_actors_bind(&rt->actors, &rt->tasks);
   /* release: each publishes the fully built runtime to its layer's
    * current() (acquire). The store first, then the actors before the

@@ -53,6 +53,11 @@ void rt_cluster_stop(void) {
 bool rt_cluster_is_driver(void) {
   return true;
 }
+ray_status ray_stats_get_node(int rank, ray_stats *out) {
+  if (ray_node_count() == 0) return rt_not_running("ray_stats_get_node");
+  if (rank != 0) return rt_fail(RAY_EINVAL, "ray_stats_get_node: rank %d is not in 0..0", rank);
+  return ray_stats_get(out);
+}
 
 #else /* RAY_HAVE_MPI */
 
@@ -62,11 +67,22 @@ bool rt_cluster_is_driver(void) {
 #include <pthread.h>
 #include <unistd.h>
 
+#include "cluster/remote.h"
 #include "cluster/transport.h"
 #include "core/alloc.h"
+#include "core/symbol.h"
+#include "task/task.h"
 
 /* Control records: a kind byte, then the kind's fields. */
-enum { CL_SHUTDOWN = 1, CL_SHUTDOWN_DONE = 2, CL_PING = 3, CL_PONG = 4, CL_PATTERN = 5 };
+enum {
+  CL_SHUTDOWN = 1,
+  CL_SHUTDOWN_DONE = 2,
+  CL_PING = 3,
+  CL_PONG = 4,
+  CL_PATTERN = 5,
+  CL_DRAIN = 6,   /* driver -> rank: drain your tasks, then say how many you ran for others */
+  CL_DRAINED = 7, /* rank -> driver: u64 round, u64 tasks run for others */
+};
 
 /* CL_PATTERN: "send me size bytes of the test pattern on tag". */
 typedef struct cl_pattern {
@@ -82,10 +98,13 @@ typedef struct cluster {
   rt_transport tp;
   pthread_mutex_t lock;
   pthread_cond_t cond;
-  bool shutdown_asked; /* a rank: the driver's CL_SHUTDOWN came; under lock */
-  int done_ranks;      /* the driver: CL_SHUTDOWN_DONE count; under lock */
-  uint64_t pongs;      /* CL_PONG records received; under lock */
-  bool ended;          /* the driver: a cluster ran and ended (the ranks exited) */
+  bool shutdown_asked;    /* a rank: the driver's CL_SHUTDOWN came; under lock */
+  int done_ranks;         /* the driver: CL_SHUTDOWN_DONE count; under lock */
+  uint64_t pongs;         /* CL_PONG records received; under lock */
+  uint64_t drain_round;   /* a rank: the last CL_DRAIN round asked; under lock */
+  int drained;            /* the driver: CL_DRAINED replies this round; under lock */
+  uint64_t drained_tasks; /* the driver: their sum; under lock */
+  bool ended;             /* the driver: a cluster ran and ended (the ranks exited) */
 } cluster;
 
 static cluster g_cl = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
@@ -226,6 +245,88 @@ static const char *list_find(const char *list, const char *name, char *out, size
 
 #define CL_DIFF 512
 
+/* The modules every rank knows by the same number: rank 0's list, in its
+ * order, with where each is loaded here (0: not here). Functions and types
+ * cross ranks as (number, offset) (DESIGN §6). Built by rt_cluster_join,
+ * read-only while the cluster runs. */
+typedef struct canon_mod {
+  char name[256];  /* basename, or "<exe>" */
+  char path[4096]; /* where it is here (for matching rt_symbol_module) */
+  uintptr_t base;
+  bool here;
+} canon_mod;
+static canon_mod *g_mods;
+static size_t g_nmods;
+
+typedef struct local_find {
+  const char *name;
+  canon_mod *m;
+} local_find;
+
+static int local_cb(struct dl_phdr_info *info, size_t size, void *arg) {
+  (void)size;
+  local_find *f = arg;
+  const char *name = info->dlpi_name;
+  bool exe = !name || !name[0];
+  if (exe != (strcmp(f->name, "<exe>") == 0)) return 0;
+  char path[4096];
+  if (exe) {
+    ssize_t n = readlink("/proc/self/exe", path, sizeof path - 1);
+    path[n > 0 ? n : 0] = '\0';
+  } else {
+    const char *slash = strrchr(name, '/');
+    if (strcmp(slash ? slash + 1 : name, f->name) != 0) return 0;
+    snprintf(path, sizeof path, "%s", name);
+  }
+  f->m->base = info->dlpi_addr;
+  f->m->here = true;
+  memcpy(f->m->path, path, sizeof path);
+  return 1;
+}
+
+/* Builds g_mods from rank 0's list; false when out of memory. */
+static bool canon_build(const char *list) {
+  size_t n = 0;
+  for (const char *p = list; *p; p++) n += *p == '\n';
+  canon_mod *mods = rt_calloc(n ? n : 1, sizeof *mods);
+  if (!mods) return false;
+  size_t k = 0;
+  for (const char *p = list; *p && k < n;) {
+    const char *tab = strchr(p, '\t'), *nl = strchr(p, '\n');
+    if (!tab || !nl) break;
+    size_t l = (size_t)(tab - p) < sizeof mods[k].name - 1 ? (size_t)(tab - p) : 0;
+    memcpy(mods[k].name, p, l);
+    mods[k].name[l] = '\0';
+    p = nl + 1;
+    if (!l || strcmp(mods[k].name, "<exe-path>") == 0) continue;
+    local_find f = {mods[k].name, &mods[k]};
+    dl_iterate_phdr(local_cb, &f);
+    k++;
+  }
+  free(g_mods);
+  g_mods = mods;
+  g_nmods = k;
+  return true;
+}
+
+bool rt_cluster_encode_addr(const void *p, uint32_t *mod, uint64_t *off) {
+  size_t o = 0;
+  const char *path = rt_symbol_module(p, &o);
+  if (!path) return false;
+  for (size_t i = 0; i < g_nmods; i++)
+    if (g_mods[i].here && strcmp(g_mods[i].path, path) == 0) {
+      *mod = (uint32_t)i;
+      *off = o;
+      return true;
+    }
+  return false;
+}
+
+const void *rt_cluster_decode_addr(uint32_t mod, uint64_t off) {
+  if (mod >= g_nmods || !g_mods[mod].here) return NULL;
+  return (const void *)(g_mods[mod].base + off);
+}
+
 /* This rank's first difference from rank 0's list, or "" if none. The
  * executable always counts; a library counts if both ranks loaded it. */
 static void list_diff(const char *mine, const char *theirs, int rank, char *diff) {
@@ -281,8 +382,10 @@ static ray_status check_same_program(MPI_Comm comm, int rank, int size) {
   MPI_Bcast(theirs, (int)len, MPI_CHAR, 0, comm);
   char diff[CL_DIFF];
   list_diff(m.buf, theirs, rank, diff);
+  bool canon_ok = canon_build(theirs);
   if (rank != 0) free(theirs);
   free(m.buf);
+  if (!canon_ok) return rt_fail(RAY_ENOMEM, "ray_init: out of memory listing the loaded modules");
   char *all = rt_malloc((size_t)size * CL_DIFF);
   ok_local = all != NULL;
   MPI_Allreduce(&ok_local, &ok, 1, MPI_INT, MPI_MIN, comm);
@@ -304,6 +407,13 @@ static ray_status check_same_program(MPI_Comm comm, int rank, int size) {
 }
 
 /* ---- joining, serving, leaving ------------------------------------------ */
+
+/* Waits until every task of this rank has ended (the gate closes for
+ * outside submitters; tasks that other ranks send are still taken). */
+static void rt_cluster_drain_local(void) {
+  rt_tasks *ts = rt_tasks_current();
+  if (ts) rt_tasks_drain(ts);
+}
 
 ray_status rt_cluster_join(void) {
   g_cl.active = false;
@@ -347,6 +457,7 @@ ray_status rt_cluster_join(void) {
   }
   g_cl.active = true;
   g_cl.shutdown_asked = false;
+  g_cl.drain_round = 0;
   g_cl.done_ranks = 0;
   set_place(rank, size);
   return RAY_OK;
@@ -365,6 +476,10 @@ static void on_record(void *arg, int src, const void *rec, size_t len) {
   (void)arg;
   if (len < 1) return;
   unsigned char kind = *(const unsigned char *)rec;
+  if (kind >= 16) {
+    rt_remote_on_record(src, rec, len);
+    return;
+  }
   if (kind == CL_PING) {
     unsigned char pong = CL_PONG;
     (void)rt_tp_send(&g_cl.tp, src, &pong, 1);
@@ -381,6 +496,13 @@ static void on_record(void *arg, int src, const void *rec, size_t len) {
   }
   pthread_mutex_lock(&g_cl.lock);
   if (kind == CL_PONG) g_cl.pongs++;
+  if (kind == CL_DRAIN && len >= 9) memcpy(&g_cl.drain_round, (const char *)rec + 1, 8);
+  if (kind == CL_DRAINED && len >= 17) {
+    uint64_t n;
+    memcpy(&n, (const char *)rec + 9, 8);
+    g_cl.drained++;
+    g_cl.drained_tasks += n;
+  }
   if (kind == CL_SHUTDOWN && src == 0)
     g_cl.shutdown_asked = true;
   else if (kind == CL_SHUTDOWN_DONE)
@@ -392,6 +514,7 @@ static void on_record(void *arg, int src, const void *rec, size_t len) {
 ray_status rt_cluster_start(void) {
   if (!g_cl.active) return RAY_OK;
   ray_status s = rt_tp_start(&g_cl.tp, g_cl.comm, on_record, NULL);
+  if (s == RAY_OK) rt_remote_start();
   if (s != RAY_OK) { /* the other ranks would wait for us forever: fail-stop */
     rt_warn("rayc: rank %d: %s; aborting the job", ray_node_rank(), ray_last_error());
     MPI_Abort(MPI_COMM_WORLD, 1);
@@ -417,10 +540,29 @@ static void end_mpi(void) {
 }
 
 _Noreturn void rt_cluster_serve(ray_status (*shutdown)(void)) {
+  uint64_t answered = 0;
   pthread_mutex_lock(&g_cl.lock);
-  while (!g_cl.shutdown_asked) pthread_cond_wait(&g_cl.cond, &g_cl.lock);
+  for (;;) {
+    if (g_cl.drain_round > answered) { /* drain, with the comm thread still serving */
+      uint64_t round = g_cl.drain_round;
+      pthread_mutex_unlock(&g_cl.lock);
+      rt_cluster_drain_local();
+      unsigned char rec[17] = {CL_DRAINED};
+      uint64_t ran = rt_remote_received();
+      memcpy(rec + 1, &round, 8);
+      memcpy(rec + 9, &ran, 8);
+      (void)rt_tp_send(&g_cl.tp, 0, rec, sizeof rec);
+      answered = round;
+      pthread_mutex_lock(&g_cl.lock);
+      continue;
+    }
+    if (g_cl.shutdown_asked) break;
+    pthread_cond_wait(&g_cl.cond, &g_cl.lock);
+  }
   pthread_mutex_unlock(&g_cl.lock);
-  (void)shutdown(); /* drains this rank's work; warns about its leaks */
+  rt_remote_stop(); /* every rank drained: nothing of ours is lent any more */
+  (void)rt_remote_release_exports();
+  (void)shutdown(); /* frees this rank's runtime; warns about its leaks */
   unsigned char done = CL_SHUTDOWN_DONE;
   (void)rt_tp_send(&g_cl.tp, 0, &done, 1);
   rt_tp_stop(&g_cl.tp); /* flushes the record above */
@@ -434,6 +576,30 @@ void rt_cluster_stop(void) {
   if (g_cl.active && ray_node_rank() != 0) return; /* a rank: rt_cluster_serve ends it */
   if (g_cl.active) {
     int size = ray_node_count();
+    /* Rounds of draining every rank at once, until a round in which no
+     * rank ran anything new for another: then no task is in flight
+     * anywhere (a shipped task keeps its submitter's drain waiting until
+     * it is done, and any task it caused is counted by the rank that ran
+     * it). */
+    uint64_t last = UINT64_MAX;
+    for (uint64_t round = 1;; round++) {
+      pthread_mutex_lock(&g_cl.lock);
+      g_cl.drained = 0;
+      g_cl.drained_tasks = 0;
+      pthread_mutex_unlock(&g_cl.lock);
+      unsigned char rec[9] = {CL_DRAIN};
+      memcpy(rec + 1, &round, 8);
+      for (int r = 1; r < size; r++) (void)rt_tp_send(&g_cl.tp, r, rec, sizeof rec);
+      rt_cluster_drain_local();
+      pthread_mutex_lock(&g_cl.lock);
+      while (g_cl.drained < size - 1) pthread_cond_wait(&g_cl.cond, &g_cl.lock);
+      uint64_t total = g_cl.drained_tasks + rt_remote_received();
+      pthread_mutex_unlock(&g_cl.lock);
+      if (total == last) break;
+      last = total;
+    }
+    rt_remote_stop();
+    (void)rt_remote_release_exports();
     unsigned char kind = CL_SHUTDOWN;
     for (int r = 1; r < size; r++) (void)rt_tp_send(&g_cl.tp, r, &kind, 1);
     pthread_mutex_lock(&g_cl.lock);
@@ -444,6 +610,26 @@ void rt_cluster_stop(void) {
     g_cl.ended = true;
   }
   set_place(-1, 0);
+}
+
+/* ---- for remote.c ------------------------------------------------------- */
+
+ray_status rt_cluster_send(int dest, const void *rec, size_t len) {
+  return rt_tp_send(&g_cl.tp, dest, rec, len);
+}
+
+ray_status rt_cluster_bulk(bool send, int peer, int tag, void *buf, size_t size,
+                           void (*done)(void *arg, bool ok), void *arg) {
+  return rt_tp_bulk(&g_cl.tp, send, peer, tag, buf, size, done, arg);
+}
+
+int rt_cluster_new_tag(void) {
+  return rt_tp_new_tag(&g_cl.tp);
+}
+
+_Noreturn void rt_cluster_abort(void) {
+  MPI_Abort(MPI_COMM_WORLD, 70);
+  abort();
 }
 
 /* ---- for tests and the bench ------------------------------------------- */

@@ -55,6 +55,20 @@ void rt_cluster_stop(void);
 bool rt_cluster_is_driver(void);
 
 #ifdef RAY_HAVE_MPI
+/* For remote.c: queue a record for a rank (rt_tp_send), a bulk transfer
+ * (rt_tp_bulk) and its tag; abort the job (fail-stop), naming this rank. */
+ray_status rt_cluster_send(int dest, const void *rec, size_t len);
+ray_status rt_cluster_bulk(bool send, int peer, int tag, void *buf, size_t size,
+                           void (*done)(void *arg, bool ok), void *arg);
+int rt_cluster_new_tag(void);
+_Noreturn void rt_cluster_abort(void);
+
+/* A function or type address as every rank can name it: the number of its
+ * module in rank 0's list and its offset there; false if it is in no
+ * module every rank loaded at ray_init. decode: the address here, or NULL. */
+bool rt_cluster_encode_addr(const void *p, uint32_t *mod, uint64_t *off);
+const void *rt_cluster_decode_addr(uint32_t mod, uint64_t off);
+
 /* For tests and the bench (cluster mode only; RAY_EINVAL otherwise). */
 /* A round trip of one control record to rank and back. */
 ray_status rt_cluster_ping(int rank);

@@ -38,6 +38,7 @@
 #define RT_TP_TAG_CTRL 1
 #define RT_TP_TAG_BULK0 2 /* bulk tags: RT_TP_TAG_BULK0 .. tag_ub */
 #define RT_TP_BATCH_MAX (64u << 10)
+#define RT_TP_RECORD_MAX (RT_TP_BATCH_MAX - 4) /* the largest record rt_tp_send takes */
 #define RT_TP_CHUNK (64u << 20)
 #define RT_TP_INFLIGHT 4
 #define RT_TP_YIELD_NS 50000ull

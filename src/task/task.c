@@ -277,6 +277,21 @@ static void fail_unrun(rt_tasks *ts, rt_task *t) {
   t_unrun.active = false;
 }
 
+/* A plain task is ready to run: to the pool, or to the rank it is placed
+ * on. The caller's record reference goes with it. */
+static void dispatch(rt_tasks *ts, rt_task *t) {
+  if (RT_LIKELY(t->node < 0)) {
+    rt_sched_submit(ts->sched, &t->job);
+    return;
+  }
+  if (!rt_task_claim_run(t)) { /* cancelled meanwhile: the canceller failed the returns */
+    task_release(ts, t);
+    return;
+  }
+  t->shipped = true;
+  ts->remote->ship(ts->remote->arg, t);
+}
+
 static void deps_ready(rt_tasks *ts, rt_task *t) {
   /* A call is in its actor's queue already, and once QUEUED the actor may
    * run it at any moment: the READY message we push must keep the record
@@ -302,7 +317,7 @@ static void deps_ready(rt_tasks *ts, rt_task *t) {
     else if (unrun)
       fail_unrun(ts, t);
     else
-      rt_sched_submit(ts->sched, &t->job);
+      dispatch(ts, t);
   } else {
     /* Cancelled while waiting: the canceller failed the returns; the last
      * dependency waiter has fired, so the dependency path is done with it. */
@@ -490,6 +505,8 @@ static void record_init(rt_task *t, ray_task_fn fn, size_t nargs, int max_retrie
   t->attempts = 0;
   t->children = NULL;
   t->nchildren = t->children_cap = 0;
+  t->node = -1;
+  t->shipped = false;
   atomic_flag_clear_explicit(&t->child_lock, memory_order_relaxed);
   atomic_store_explicit(&t->state, RT_T_WAITING, memory_order_relaxed);
   atomic_store_explicit(&t->cancel, 0, memory_order_relaxed);
@@ -593,7 +610,7 @@ static void start(rt_tasks *ts, rt_task *t, uint32_t extra_rc) {
      * through its parent or its refs, and the refs are not returned yet.
      * relaxed: the queue's release publishes it with the record. */
     atomic_store_explicit(&t->state, RT_T_QUEUED, memory_order_relaxed);
-    rt_sched_submit(ts->sched, &t->job);
+    dispatch(ts, t);
   } else if (!waiting || atomic_fetch_sub_explicit(&t->deps, 1, memory_order_acq_rel) == 1) {
     deps_ready(ts, t);
   }
@@ -649,10 +666,16 @@ static ray_status submit(rt_tasks *ts, ray_task_fn fn, const ray_arg *args, size
                    opts->num_returns);
   if (opts->max_retries < -1)
     return rt_fail(RAY_EINVAL, "ray_submit: max_retries %d is below -1", opts->max_retries);
+  int nodes = ts->remote ? ts->remote->count(ts->remote->arg) : 1;
+  if (opts->node < 0 || opts->node > nodes)
+    return rt_fail(RAY_EINVAL,
+                   "ray_submit: node %d (rank %d) is not a rank of this runtime (ranks 0..%d)",
+                   opts->node, opts->node - 1, nodes - 1);
   rt_task *t;
   ray_status s = rt_task_build(ts, "ray_submit", fn, args, nargs, opts->name, opts->num_returns,
                                opts->max_retries, &t, returns);
   if (s != RAY_OK) return s;
+  if (ts->remote) t->node = ts->remote->place(ts->remote->arg, t, opts->node - 1);
   rt_task_start(ts, t);
   return RAY_OK;
 }
@@ -834,7 +857,9 @@ static void hold_record(rt_task *t, void *arg) {
 /* rt_store_with_producer callback: holds the record if it is a plain task. */
 static void hold_plain_task(void *producer, void *arg) {
   rt_task *t = producer;
-  if (!t->actor) hold_record(t, arg); /* an actor's calls run in its turn, in order */
+  /* An actor's calls run in its turn, in order; a task placed on another
+   * rank runs there. */
+  if (!t->actor && t->node < 0) hold_record(t, arg);
 }
 
 bool rt_task_run_producer(rt_tasks *ts, ray_ref *ref) {
@@ -873,6 +898,10 @@ static void cancel_task(rt_tasks *ts, ray_ref *ref, bool recursive) {
   if (rt_task_claim_end(t)) {
     count(t, &ts->cancelled);
     fail_cancelled(ts, t, "");
+  } else if (t->node >= 0 && ts->remote) {
+    /* Shipped (or about to be: ship sets it after its claim): the rank
+     * that runs it cancels it there, and its children, if asked. */
+    ts->remote->cancel(ts->remote->arg, t, recursive);
   }
   /* The list only grows and its entries never change: read one at a time
    * under the lock, with no copy (a copy that could not be allocated would
@@ -884,6 +913,19 @@ static void cancel_task(rt_tasks *ts, ray_ref *ref, bool recursive) {
     if (!kid) break;
     cancel_task(ts, kid, true);
   }
+  task_release(ts, t);
+}
+
+void rt_tasks_set_remote(rt_tasks *ts, const rt_task_remote_ops *ops) {
+  ts->remote = ops;
+}
+
+void rt_task_end_shipped(rt_tasks *ts, rt_task *t, int outcome) {
+  count(t, outcome == RT_SHIPPED_FINISHED ? &ts->finished
+           : outcome == RT_SHIPPED_FAILED ? &ts->failed
+                                          : &ts->cancelled);
+  release_args(t);
+  rt_task_finish(t);
   task_release(ts, t);
 }
 
