@@ -36,9 +36,34 @@ extern "C" {
 #define RAY_API
 #endif
 
+/*
+ * The version of this header. MAJOR, MINOR and PATCH are the single source
+ * (CMake and the pkg-config files read them from here); the two below are
+ * derived from them.
+ *   RAY_VERSION_STRING  "MAJOR.MINOR.PATCH", e.g. "0.1.0"
+ *   RAY_VERSION_NUMBER  MAJOR * 10000 + MINOR * 100 + PATCH, e.g. 100 for
+ *                       0.1.0 (MINOR and PATCH stay below 100); for #if:
+ *                       `#if RAY_VERSION_NUMBER >= 200` means 0.2.0 or later
+ * ray_version() gives the version of the library actually linked, which may
+ * differ from the header's when a program runs against another libray.so.
+ */
 #define RAY_VERSION_MAJOR 0
 #define RAY_VERSION_MINOR 1
 #define RAY_VERSION_PATCH 0
+#define RAY_VERSION_STR_(x) #x
+#define RAY_VERSION_XSTR_(x) RAY_VERSION_STR_(x)
+#define RAY_VERSION_STRING                                                                         \
+  RAY_VERSION_XSTR_(RAY_VERSION_MAJOR)                                                             \
+  "." RAY_VERSION_XSTR_(RAY_VERSION_MINOR) "." RAY_VERSION_XSTR_(RAY_VERSION_PATCH)
+#define RAY_VERSION_NUMBER                                                                         \
+  ((RAY_VERSION_MAJOR)*10000 + (RAY_VERSION_MINOR)*100 + (RAY_VERSION_PATCH))
+
+/* The library's version, RAY_VERSION_STRING as the library was built (e.g.
+ * "0.1.0"): compare it with the header's RAY_VERSION_STRING to detect a
+ * program running against another libray.so than it was compiled with.
+ * Callable at any time, before ray_init too, from any thread. Static
+ * storage; never NULL. */
+RAY_API const char *ray_version(void);
 
 /* ------------------------------------------------------------------------ */
 /* Status                                                                   */
