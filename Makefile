@@ -1,7 +1,7 @@
 # Makefile - a thin wrapper around CMake/CTest for the usual chores.
 #
-#   make demo    build, then a tour: examples/shared_dataset, then pipeline,
-#                param_server and checkpoint in short
+#   make demo    build, then a tour: examples/shared_dataset, then
+#                store_tour, pipeline, param_server and checkpoint in short
 #   make test    build (-Werror), then run every test with CTest
 #   make asan    AddressSanitizer + UBSan build and tests  (build-asan/)
 #   make tsan    ThreadSanitizer build and tests            (build-tsan/)
@@ -64,7 +64,7 @@ build: configure
 # (its whole output if it fails, and then make fails).
 demo: build
 	./$(BUILD)/examples/shared_dataset
-	@for e in pipeline param_server checkpoint; do \
+	@for e in store_tour pipeline param_server checkpoint; do \
 	  echo; echo "./$(BUILD)/examples/$$e | tail -n 3"; \
 	  out=$$(./$(BUILD)/examples/$$e 2>&1) || { echo "$$out"; echo "make demo: $$e failed" >&2; exit 1; }; \
 	  echo "$$out" | tail -n 3; \
