@@ -117,10 +117,12 @@ for opt in "" --static; do
 done
 
 # c. The CMake package.
-cmake -S "$here" -B "$tmp/cmake-build" -DCMAKE_PREFIX_PATH="$prefix" \
-  -DCMAKE_C_COMPILER="$cc" -DCMAKE_C_FLAGS="$extra" -DCMAKE_EXE_LINKER_FLAGS="$extra" \
-  >"$tmp/cmake.log" 2>&1 && cmake --build "$tmp/cmake-build" >>"$tmp/cmake.log" 2>&1 || {
-  cat "$tmp/cmake.log"; die "find_package(ray) build failed"; }
+if ! { cmake -S "$here" -B "$tmp/cmake-build" -DCMAKE_PREFIX_PATH="$prefix" \
+          -DCMAKE_C_COMPILER="$cc" -DCMAKE_C_FLAGS="$extra" -DCMAKE_EXE_LINKER_FLAGS="$extra" \
+          >"$tmp/cmake.log" 2>&1 &&
+        cmake --build "$tmp/cmake-build" >>"$tmp/cmake.log" 2>&1; }; then
+  cat "$tmp/cmake.log"; die "find_package(ray) build failed"
+fi
 expect "find_package ray::ray" "$tmp/cmake-build/hello_shared"
 loads_installed_so "$tmp/cmake-build/hello_shared"
 expect "find_package ray::ray_static" "$tmp/cmake-build/hello_static"
