@@ -36,9 +36,34 @@ extern "C" {
 #define RAY_API
 #endif
 
+/*
+ * The version of this header. MAJOR, MINOR and PATCH are the single source
+ * (CMake and the pkg-config files read them from here); the two below are
+ * derived from them.
+ *   RAY_VERSION_STRING  "MAJOR.MINOR.PATCH", e.g. "0.1.0"
+ *   RAY_VERSION_NUMBER  MAJOR * 10000 + MINOR * 100 + PATCH, e.g. 100 for
+ *                       0.1.0 (MINOR and PATCH stay below 100); for #if:
+ *                       `#if RAY_VERSION_NUMBER >= 200` means 0.2.0 or later
+ * ray_version() gives the version of the library actually linked, which may
+ * differ from the header's when a program runs against another libray.so.
+ */
 #define RAY_VERSION_MAJOR 0
 #define RAY_VERSION_MINOR 1
 #define RAY_VERSION_PATCH 0
+#define RAY_VERSION_STR_(x) #x
+#define RAY_VERSION_XSTR_(x) RAY_VERSION_STR_(x)
+#define RAY_VERSION_STRING                                                                         \
+  RAY_VERSION_XSTR_(RAY_VERSION_MAJOR)                                                             \
+  "." RAY_VERSION_XSTR_(RAY_VERSION_MINOR) "." RAY_VERSION_XSTR_(RAY_VERSION_PATCH)
+#define RAY_VERSION_NUMBER                                                                         \
+  ((RAY_VERSION_MAJOR)*10000 + (RAY_VERSION_MINOR)*100 + (RAY_VERSION_PATCH))
+
+/* The library's version, RAY_VERSION_STRING as the library was built (e.g.
+ * "0.1.0"): compare it with the header's RAY_VERSION_STRING to detect a
+ * program running against another libray.so than it was compiled with.
+ * Callable at any time, before ray_init too, from any thread. Static
+ * storage; never NULL. */
+RAY_API const char *ray_version(void);
 
 /* ------------------------------------------------------------------------ */
 /* Status                                                                   */
@@ -78,16 +103,20 @@ RAY_API const char *ray_last_error(void);
 /* ------------------------------------------------------------------------ */
 
 typedef struct ray_config {
-  /* Worker threads; 0: the number of online CPUs. */
+  /* Worker threads, at most 4096; 0: the number of online CPUs. */
   int num_workers;
   /* Bytes of object payload held in memory, never exceeded; 0: 30% of RAM. */
   size_t object_store_memory;
-  /* Spill directory (objects that do not fit in memory go there, in shared
-   * spill files); NULL: $TMPDIR/rayc-<pid> (or /tmp), removed at shutdown,
-   * and directories of this user's dead processes there are removed at
-   * ray_init. One that cannot be created fails ray_init with RAY_EIO. The
-   * string is copied by ray_init. Spill files are rayc's alone while it
-   * runs. */
+  /* Spill directory: objects that do not fit in memory go there, in shared
+   * spill files. NULL: $TMPDIR/rayc-<pid> (/tmp/rayc-<pid> when TMPDIR is
+   * unset or empty), and ray_init first removes the rayc-<pid> directories
+   * there of this user's processes that have died. ray_init creates the
+   * directory if it does not exist (missing parents too, mode 0700); one
+   * that cannot be created fails ray_init with RAY_EIO. ray_shutdown deletes
+   * every spill file, and the directory itself if it is the default one or
+   * ray_init created it (parents it created stay, and so does a directory
+   * that holds other files). The string is copied by ray_init. Spill files
+   * are rayc's alone while it runs. */
   const char *spill_dir;
   /* How long a put waits for memory before RAY_ESTOREFULL: -1 forever, 0 not
    * at all, > 0 milliseconds (INT64_MAX: as good as forever); below -1 makes
@@ -103,11 +132,17 @@ typedef struct ray_config {
 
 /*
  * Fills cfg with the defaults, then applies the environment overrides:
- *   RAY_NUM_WORKERS          integer >= 0
- *   RAY_OBJECT_STORE_MEMORY  bytes, with an optional K, M or G suffix (x1024)
- *   RAY_SPILL_DIR            path
- *   RAY_TIMELINE             path
- *   RAY_PUT_TIMEOUT_MS       integer >= -1
+ *   RAY_NUM_WORKERS          a decimal integer from 0 to 4096
+ *   RAY_OBJECT_STORE_MEMORY  a byte count > 0: decimal digits, then
+ *                            optionally K, M, G or T (x1024 each, either
+ *                            case), then optionally B: "65536", "512k",
+ *                            "64M", "1GB"
+ *   RAY_SPILL_DIR            a path, not empty
+ *   RAY_TIMELINE             a path, not empty
+ *   RAY_PUT_TIMEOUT_MS       a decimal integer >= -1
+ * The integers may have leading blanks and a sign (strtoll); a byte count
+ * starts with a digit and has nothing after its suffix; a value too large
+ * for its field is malformed. A set but empty variable is malformed too.
  * A malformed value does not fall back silently: it is recorded in
  * cfg->env_error and makes ray_init(cfg) fail. The string fields point into
  * the environment; they stay valid while the environment is unchanged.
@@ -183,7 +218,7 @@ RAY_API extern const ray_type ray_type_refs;  /* "refs", ray_ref * elements */
  * object lives while any ref, view or pending use holds it. Each ray_ref *
  * you receive (from a put, create, ray_ref_retain, ...) you release exactly
  * once with ray_ref_release. A ray_ref * is an opaque value, not a pointer
- * to memory: a released one is detected (RAY_EINVAL "released handle") until
+ * to memory: a released one is detected (RAY_EINVAL "released or invalid") until
  * the slot is reused.
  */
 typedef struct ray_ref ray_ref;
