@@ -25,6 +25,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -122,7 +123,10 @@ typedef struct ray_config {
    * at all, > 0 milliseconds (INT64_MAX: as good as forever); below -1 makes
    * ray_init fail RAY_EINVAL. ray_config_init sets 10000. */
   int64_t put_timeout_ms;
-  /* Chrome trace JSON written at shutdown; NULL: off. Copied by ray_init. */
+  /* Turns the timeline on and names the file ray_shutdown writes it to: a
+   * self-contained HTML page if the path ends in ".html" or ".htm", else a
+   * Chrome trace (JSON); see ray_timeline_write. NULL: off (unless
+   * RAY_TIMELINE_SUMMARY=1). Copied by ray_init. */
   const char *timeline_path;
   /* Set by ray_config_init when a RAY_* environment variable is malformed
    * (names the variable and its value); ray_init then refuses the config
@@ -138,8 +142,10 @@ typedef struct ray_config {
  *                            case), then optionally B: "65536", "512k",
  *                            "64M", "1GB"
  *   RAY_SPILL_DIR            a path, not empty
- *   RAY_TIMELINE             a path, not empty
+ *   RAY_TIMELINE             a path, not empty (.html: a page, else a Chrome trace)
  *   RAY_PUT_TIMEOUT_MS       a decimal integer >= -1
+ *   RAY_TIMELINE_SUMMARY     0 or 1 (1: the timeline is on, and its summary
+ *                            is printed to stderr at shutdown)
  * The integers may have leading blanks and a sign (strtoll); a byte count
  * starts with a digit and has nothing after its suffix; a value too large
  * for its field is malformed. A set but empty variable is malformed too.
@@ -177,7 +183,8 @@ RAY_API ray_status ray_init(const ray_config *cfg);
  * (a ray_create never sealed) keeps shutdown waiting: seal or release it
  * first.
  * Errors: RAY_EINVAL (called from inside a task or actor); RAY_EIO (the
- * timeline file could not be written; the runtime is shut down all the same).
+ * timeline file could not be written; the runtime is shut down all the same;
+ * RAY_ENOMEM if there was no memory to write it).
  */
 RAY_API ray_status ray_shutdown(void);
 
@@ -629,6 +636,58 @@ typedef struct ray_stats {
  * task drops its own reference on each return just after sealing it.
  * Errors: RAY_EINVAL (out NULL); RAY_ESHUTDOWN. */
 RAY_API ray_status ray_stats_get(ray_stats *out);
+
+/* ------------------------------------------------------------------------ */
+/* Timeline                                                                 */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * The timeline records every run of a task, actor method, on_start and
+ * on_stop, and every spill and restore, on the lane of the thread that ran
+ * it: one lane per worker, one per thread of the program outside the pool,
+ * and "rayc-io" for the store's I/O thread. It is on when ray_init finds
+ * ray_config.timeline_path (or RAY_TIMELINE) set, or RAY_TIMELINE_SUMMARY=1
+ * in the environment; off, it costs one branch per run.
+ *
+ * At the end: ray_shutdown writes the file named by timeline_path, and with
+ * RAY_TIMELINE_SUMMARY=1 prints ray_timeline_summary's table to stderr. A
+ * program that exits (returns from main, calls exit) while the runtime runs
+ * gets both all the same, from an atexit handler, with one line on stderr
+ * saying that ray_shutdown was not called; _exit, a crash or a fatal signal
+ * write nothing.
+ */
+
+/*
+ * Writes what the timeline recorded so far to path (created or truncated),
+ * while the runtime runs; tasks keep running meanwhile. A path ending in
+ * ".html" or ".htm" (any case) gives a self-contained page to open in a
+ * browser (no network, nothing loaded from elsewhere): a lane per thread,
+ * slices coloured by name, failed and cancelled ones marked, details on
+ * hover, zoom with the wheel and pan by dragging, and a summary table. Any
+ * other path gives a Chrome trace (JSON) for chrome://tracing or Perfetto,
+ * thread ids 1, 2, ... in lane order. Each thread's slices are those it had
+ * finished when the call began, complete (a snapshot, not a stop of the
+ * world). path is read during the call only.
+ * Must not race ray_shutdown (as gets and puts, see there); may be called
+ * from tasks and actors.
+ * Errors: RAY_EINVAL (path NULL or empty; the timeline is off: the message
+ * says how to turn it on); RAY_EIO (the file cannot be written: the message
+ * names the path and the reason); RAY_ENOMEM; RAY_ESHUTDOWN.
+ */
+RAY_API ray_status ray_timeline_write(const char *path);
+
+/*
+ * Prints a table of what the timeline recorded so far to out: one row per
+ * task or method name (per kind for spills and restores) with its count of
+ * runs, total, mean, p50 and p99 duration (nearest rank), failed runs
+ * (returned an error, retries each counted) and cancelled ones (ray_cancel
+ * reached them while they ran), the largest total first. Tasks cancelled
+ * before they ran never ran and are not counted. out stays open; its error
+ * flag is cleared first. Same concurrency rules as ray_timeline_write.
+ * Errors: RAY_EINVAL (out NULL; the timeline is off); RAY_EIO (writing to
+ * out failed); RAY_ENOMEM; RAY_ESHUTDOWN.
+ */
+RAY_API ray_status ray_timeline_summary(FILE *out);
 
 #ifdef __cplusplus
 }
