@@ -269,7 +269,10 @@ static bool source_line(const char *path, uintptr_t off, char *out, size_t len) 
   if (bl < 3 || buf[0] == '?' || buf[bl - 1] == '?' || strcmp(buf + bl - 2, ":0") == 0)
     return false;
   const char *slash = strrchr(buf, '/');
-  snprintf(out, len, "%s", slash ? slash + 1 : buf);
+  const char *base = slash ? slash + 1 : buf;
+  size_t n2 = strlen(base) < len - 1 ? strlen(base) : len - 1;
+  memcpy(out, base, n2);
+  out[n2] = '\0';
   return true;
 }
 
