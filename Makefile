@@ -1,7 +1,7 @@
 # Makefile - a thin wrapper around CMake/CTest for the usual chores.
 #
-#   make demo    build, then a tour: examples/shared_dataset, then pipeline,
-#                param_server and checkpoint in short
+#   make demo    build, then a tour: examples/shared_dataset, then
+#                store_tour, pipeline, param_server and checkpoint in short
 #   make test    build (-Werror), then run every test with CTest
 #   make asan    AddressSanitizer + UBSan build and tests  (build-asan/)
 #   make tsan    ThreadSanitizer build and tests            (build-tsan/)
@@ -11,6 +11,11 @@
 #   make format-check  fail if any C source is not clang-format clean (CI)
 #   make lint    clang-tidy (.clang-tidy) and cppcheck over src/, and the
 #                include-graph check (scripts/layers.sh)
+#   make install   build the libraries and install them, ray.h, ray.pc,
+#                ray-static.pc and the CMake package under PREFIX (default
+#                /usr/local; DESTDIR=/staging is honoured)
+#   make uninstall  remove exactly what the last make install put
+#                (build/install_manifest.txt and the directories it created)
 #   make deps    install what the build needs (scripts/deps.sh)
 #   make clean   remove every build directory
 #
@@ -24,6 +29,8 @@ CTEST_J   ?= 2
 BENCH_ARGS ?=
 # Extra -D options for every configure, e.g. CMAKE_ARGS=-DCMAKE_C_COMPILER=clang
 CMAKE_ARGS ?=
+# Where make install puts rayc (an absolute path is passed to CMake)
+PREFIX ?= /usr/local
 
 BUILD       := build
 BUILD_ASAN  := build-asan
@@ -39,7 +46,8 @@ TSAN_ENV := TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
 
 FORMAT_DIRS := include src tests bench examples
 
-.PHONY: all deps configure build demo test asan tsan bench format format-check lint clean
+.PHONY: all deps configure build demo test install uninstall asan tsan bench format format-check \
+        lint clean
 
 all: build
 
@@ -56,7 +64,7 @@ build: configure
 # (its whole output if it fails, and then make fails).
 demo: build
 	./$(BUILD)/examples/shared_dataset
-	@for e in pipeline param_server checkpoint; do \
+	@for e in store_tour pipeline param_server checkpoint; do \
 	  echo; echo "./$(BUILD)/examples/$$e | tail -n 3"; \
 	  out=$$(./$(BUILD)/examples/$$e 2>&1) || { echo "$$out"; echo "make demo: $$e failed" >&2; exit 1; }; \
 	  echo "$$out" | tail -n 3; \
@@ -64,6 +72,19 @@ demo: build
 
 test: build
 	$(CTEST) --test-dir $(BUILD) --output-on-failure -j$(CTEST_J)
+
+# GNUInstallDirs picks the library directory (lib, lib64, lib/<multiarch> for
+# /usr on Debian) from the prefix known at configure time, so the prefix is
+# configured, not only passed to cmake --install. Only the two libraries are
+# built: the install needs nothing else.
+install: deps
+	$(CMAKE) -S . -B $(BUILD) -DRAY_WERROR=ON -DCMAKE_INSTALL_PREFIX=$(abspath $(PREFIX)) $(CMAKE_ARGS)
+	$(CMAKE) --build $(BUILD) -j$(JOBS) --target ray_static ray_shared
+	DESTDIR="$(DESTDIR)" $(CMAKE) --install $(BUILD)
+
+# The same command the install test (tests/install/check.sh) runs.
+uninstall:
+	$(CMAKE) -DRAY_BUILD_DIR=$(abspath $(BUILD)) -P cmake/ray_uninstall.cmake
 
 # run_sanitized_ctest <build dir> <environment>
 # gcc 12's sanitizers can fail to start on kernels with high mmap ASLR entropy

@@ -25,6 +25,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -36,9 +37,34 @@ extern "C" {
 #define RAY_API
 #endif
 
+/*
+ * The version of this header. MAJOR, MINOR and PATCH are the single source
+ * (CMake and the pkg-config files read them from here); the two below are
+ * derived from them.
+ *   RAY_VERSION_STRING  "MAJOR.MINOR.PATCH", e.g. "0.1.0"
+ *   RAY_VERSION_NUMBER  MAJOR * 10000 + MINOR * 100 + PATCH, e.g. 100 for
+ *                       0.1.0 (MINOR and PATCH stay below 100); for #if:
+ *                       `#if RAY_VERSION_NUMBER >= 200` means 0.2.0 or later
+ * ray_version() gives the version of the library actually linked, which may
+ * differ from the header's when a program runs against another libray.so.
+ */
 #define RAY_VERSION_MAJOR 0
 #define RAY_VERSION_MINOR 1
 #define RAY_VERSION_PATCH 0
+#define RAY_VERSION_STR_(x) #x
+#define RAY_VERSION_XSTR_(x) RAY_VERSION_STR_(x)
+#define RAY_VERSION_STRING                                                                         \
+  RAY_VERSION_XSTR_(RAY_VERSION_MAJOR)                                                             \
+  "." RAY_VERSION_XSTR_(RAY_VERSION_MINOR) "." RAY_VERSION_XSTR_(RAY_VERSION_PATCH)
+#define RAY_VERSION_NUMBER                                                                         \
+  ((RAY_VERSION_MAJOR)*10000 + (RAY_VERSION_MINOR)*100 + (RAY_VERSION_PATCH))
+
+/* The library's version, RAY_VERSION_STRING as the library was built (e.g.
+ * "0.1.0"): compare it with the header's RAY_VERSION_STRING to detect a
+ * program running against another libray.so than it was compiled with.
+ * Callable at any time, before ray_init too, from any thread. Static
+ * storage; never NULL. */
+RAY_API const char *ray_version(void);
 
 /* ------------------------------------------------------------------------ */
 /* Status                                                                   */
@@ -78,22 +104,29 @@ RAY_API const char *ray_last_error(void);
 /* ------------------------------------------------------------------------ */
 
 typedef struct ray_config {
-  /* Worker threads; 0: the number of online CPUs. */
+  /* Worker threads, at most 4096; 0: the number of online CPUs. */
   int num_workers;
   /* Bytes of object payload held in memory, never exceeded; 0: 30% of RAM. */
   size_t object_store_memory;
-  /* Spill directory (objects that do not fit in memory go there, in shared
-   * spill files); NULL: $TMPDIR/rayc-<pid> (or /tmp), removed at shutdown,
-   * and directories of this user's dead processes there are removed at
-   * ray_init. One that cannot be created fails ray_init with RAY_EIO. The
-   * string is copied by ray_init. Spill files are rayc's alone while it
-   * runs. */
+  /* Spill directory: objects that do not fit in memory go there, in shared
+   * spill files. NULL: $TMPDIR/rayc-<pid> (/tmp/rayc-<pid> when TMPDIR is
+   * unset or empty), and ray_init first removes the rayc-<pid> directories
+   * there of this user's processes that have died. ray_init creates the
+   * directory if it does not exist (missing parents too, mode 0700); one
+   * that cannot be created fails ray_init with RAY_EIO. ray_shutdown deletes
+   * every spill file, and the directory itself if it is the default one or
+   * ray_init created it (parents it created stay, and so does a directory
+   * that holds other files). The string is copied by ray_init. Spill files
+   * are rayc's alone while it runs. */
   const char *spill_dir;
   /* How long a put waits for memory before RAY_ESTOREFULL: -1 forever, 0 not
    * at all, > 0 milliseconds (INT64_MAX: as good as forever); below -1 makes
    * ray_init fail RAY_EINVAL. ray_config_init sets 10000. */
   int64_t put_timeout_ms;
-  /* Chrome trace JSON written at shutdown; NULL: off. Copied by ray_init. */
+  /* Turns the timeline on and names the file ray_shutdown writes it to: a
+   * self-contained HTML page if the path ends in ".html" or ".htm", else a
+   * Chrome trace (JSON); see ray_timeline_write. NULL: off (unless
+   * RAY_TIMELINE_SUMMARY=1). Copied by ray_init. */
   const char *timeline_path;
   /* Set by ray_config_init when a RAY_* environment variable is malformed
    * (names the variable and its value); ray_init then refuses the config
@@ -103,11 +136,19 @@ typedef struct ray_config {
 
 /*
  * Fills cfg with the defaults, then applies the environment overrides:
- *   RAY_NUM_WORKERS          integer >= 0
- *   RAY_OBJECT_STORE_MEMORY  bytes, with an optional K, M or G suffix (x1024)
- *   RAY_SPILL_DIR            path
- *   RAY_TIMELINE             path
- *   RAY_PUT_TIMEOUT_MS       integer >= -1
+ *   RAY_NUM_WORKERS          a decimal integer from 0 to 4096
+ *   RAY_OBJECT_STORE_MEMORY  a byte count > 0: decimal digits, then
+ *                            optionally K, M, G or T (x1024 each, either
+ *                            case), then optionally B: "65536", "512k",
+ *                            "64M", "1GB"
+ *   RAY_SPILL_DIR            a path, not empty
+ *   RAY_TIMELINE             a path, not empty (.html: a page, else a Chrome trace)
+ *   RAY_PUT_TIMEOUT_MS       a decimal integer >= -1
+ *   RAY_TIMELINE_SUMMARY     0 or 1 (1: the timeline is on, and its summary
+ *                            is printed to stderr at shutdown)
+ * The integers may have leading blanks and a sign (strtoll); a byte count
+ * starts with a digit and has nothing after its suffix; a value too large
+ * for its field is malformed. A set but empty variable is malformed too.
  * A malformed value does not fall back silently: it is recorded in
  * cfg->env_error and makes ray_init(cfg) fail. The string fields point into
  * the environment; they stay valid while the environment is unchanged.
@@ -142,7 +183,8 @@ RAY_API ray_status ray_init(const ray_config *cfg);
  * (a ray_create never sealed) keeps shutdown waiting: seal or release it
  * first.
  * Errors: RAY_EINVAL (called from inside a task or actor); RAY_EIO (the
- * timeline file could not be written; the runtime is shut down all the same).
+ * timeline file could not be written; the runtime is shut down all the same;
+ * RAY_ENOMEM if there was no memory to write it).
  */
 RAY_API ray_status ray_shutdown(void);
 
@@ -207,7 +249,7 @@ RAY_API extern const ray_type ray_type_refs;  /* "refs", ray_ref * elements */
  * object lives while any ref, view or pending use holds it. Each ray_ref *
  * you receive (from a put, create, ray_ref_retain, ...) you release exactly
  * once with ray_ref_release. A ray_ref * is an opaque value, not a pointer
- * to memory: a released one is detected (RAY_EINVAL "released handle") until
+ * to memory: a released one is detected (RAY_EINVAL "released or invalid") until
  * the slot is reused.
  */
 typedef struct ray_ref ray_ref;
@@ -625,6 +667,58 @@ RAY_API ray_status ray_stats_get(ray_stats *out);
  * Errors: RAY_EINVAL (out NULL, rank not in 0..ray_node_count()-1),
  * RAY_ESHUTDOWN. */
 RAY_API ray_status ray_stats_get_node(int rank, ray_stats *out);
+
+/* ------------------------------------------------------------------------ */
+/* Timeline                                                                 */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * The timeline records every run of a task, actor method, on_start and
+ * on_stop, and every spill and restore, on the lane of the thread that ran
+ * it: one lane per worker, one per thread of the program outside the pool,
+ * and "rayc-io" for the store's I/O thread. It is on when ray_init finds
+ * ray_config.timeline_path (or RAY_TIMELINE) set, or RAY_TIMELINE_SUMMARY=1
+ * in the environment; off, it costs one branch per run.
+ *
+ * At the end: ray_shutdown writes the file named by timeline_path, and with
+ * RAY_TIMELINE_SUMMARY=1 prints ray_timeline_summary's table to stderr. A
+ * program that exits (returns from main, calls exit) while the runtime runs
+ * gets both all the same, from an atexit handler, with one line on stderr
+ * saying that ray_shutdown was not called; _exit, a crash or a fatal signal
+ * write nothing.
+ */
+
+/*
+ * Writes what the timeline recorded so far to path (created or truncated),
+ * while the runtime runs; tasks keep running meanwhile. A path ending in
+ * ".html" or ".htm" (any case) gives a self-contained page to open in a
+ * browser (no network, nothing loaded from elsewhere): a lane per thread,
+ * slices coloured by name, failed and cancelled ones marked, details on
+ * hover, zoom with the wheel and pan by dragging, and a summary table. Any
+ * other path gives a Chrome trace (JSON) for chrome://tracing or Perfetto,
+ * thread ids 1, 2, ... in lane order. Each thread's slices are those it had
+ * finished when the call began, complete (a snapshot, not a stop of the
+ * world). path is read during the call only.
+ * Must not race ray_shutdown (as gets and puts, see there); may be called
+ * from tasks and actors.
+ * Errors: RAY_EINVAL (path NULL or empty; the timeline is off: the message
+ * says how to turn it on); RAY_EIO (the file cannot be written: the message
+ * names the path and the reason); RAY_ENOMEM; RAY_ESHUTDOWN.
+ */
+RAY_API ray_status ray_timeline_write(const char *path);
+
+/*
+ * Prints a table of what the timeline recorded so far to out: one row per
+ * task or method name (per kind for spills and restores) with its count of
+ * runs, total, mean, p50 and p99 duration (nearest rank), failed runs
+ * (returned an error, retries each counted) and cancelled ones (ray_cancel
+ * reached them while they ran), the largest total first. Tasks cancelled
+ * before they ran never ran and are not counted. out stays open; its error
+ * flag is cleared first. Same concurrency rules as ray_timeline_write.
+ * Errors: RAY_EINVAL (out NULL; the timeline is off); RAY_EIO (writing to
+ * out failed); RAY_ENOMEM; RAY_ESHUTDOWN.
+ */
+RAY_API ray_status ray_timeline_summary(FILE *out);
 
 #ifdef __cplusplus
 }

@@ -3,6 +3,8 @@
 #
 #   scripts/deps.sh          cmake, a C compiler, make, pkg-config, cmocka
 #   scripts/deps.sh --lint   also clang-format, clang-tidy, cppcheck
+#   scripts/deps.sh --browser  also chromium, fonts and zlib: what
+#                            test_timeline_browser needs (else it is skipped)
 #
 # Silent and fast (no package manager call) when everything is present.
 # Missing pieces are installed with apt-get when running as root on a
@@ -11,10 +13,12 @@
 set -euo pipefail
 
 lint=0
+browser=0
 for arg in "$@"; do
   case $arg in
     --lint) lint=1 ;;
-    -h | --help) sed -n '2,10s/^# \{0,1\}//p' "$0"; exit 0 ;;
+    --browser) browser=1 ;;
+    -h | --help) sed -n '2,12s/^# \{0,1\}//p' "$0"; exit 0 ;;
     *) echo "deps.sh: unknown argument: $arg" >&2; exit 2 ;;
   esac
 done
@@ -37,12 +41,19 @@ if [ "$lint" = 1 ]; then
   have clang-tidy || missing+=(clang-tidy)
   have cppcheck || missing+=(cppcheck)
 fi
+if [ "$browser" = 1 ]; then
+  have chromium || have chromium-browser || missing+=(chromium)
+  # a font for the page's text (the test checks that the lane names are drawn)
+  [ -e /usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf ] || missing+=(fonts-liberation)
+  [ -e /usr/include/zlib.h ] || missing+=(zlib1g-dev)
+fi
 
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 # The full set, so one install leaves a consistent toolchain.
 pkgs=(cmake gcc make pkg-config libcmocka-dev libc6-dev)
 [ "$lint" = 1 ] && pkgs+=(clang-format clang-tidy cppcheck)
+[ "$browser" = 1 ] && pkgs+=(chromium fonts-liberation zlib1g-dev)
 cmd="apt-get update && apt-get install -y --no-install-recommends ${pkgs[*]}"
 
 echo "deps.sh: missing: ${missing[*]}" >&2

@@ -46,7 +46,9 @@ typedef struct rt_runtime {
   rt_tasks tasks;
   rt_actors actors;
   rt_timeline timeline;
-  uint64_t epoch; /* 1, 2, ... per ray_init in this process */
+  bool timeline_summary; /* RAY_TIMELINE_SUMMARY=1: the summary at the end */
+  uint32_t pid;          /* of the process that ran ray_init (at exit: not a fork child) */
+  uint64_t epoch;        /* 1, 2, ... per ray_init in this process */
 } rt_runtime;
 
 /* Published last by ray_init (release) and cleared first by ray_shutdown;
@@ -79,7 +81,57 @@ static void store_slice(void *arg, const char *kind, const char *name, uint64_t 
   rt_runtime *rt = arg;
   if (!rt->timeline.on) return;
   int track = io_thread ? RT_TL_TRACK_IO : rt_sched_worker_index(rt->sched);
-  rt_timeline_record(&rt->timeline, kind, name, id, 1, status, track, start_ns, end_ns);
+  rt_timeline_record(&rt->timeline, &(rt_tl_slice){kind, name, id, 1, status, false, track,
+                                                   start_ns, end_ns, NULL, 0});
+}
+
+/* ---- timeline: the environment switch and the at-exit write ------------- */
+
+/* RAY_TIMELINE_SUMMARY: unset, "" or "0" off, "1" on; anything else is an
+ * error, as for the RAY_* variables of ray_config_init. */
+static ray_status timeline_summary_env(bool *on) {
+  const char *v = getenv("RAY_TIMELINE_SUMMARY");
+  *on = v && !strcmp(v, "1");
+  if (v && *v && strcmp(v, "0") != 0 && strcmp(v, "1") != 0)
+    return rt_fail(RAY_EINVAL, "ray_init: RAY_TIMELINE_SUMMARY='%.64s' is not 0 or 1", v);
+  return RAY_OK;
+}
+
+/* A program that sets a timeline and exits without ray_shutdown (returns
+ * from main, calls exit) still gets its file and summary, with one line on
+ * stderr that says why; _exit, a crash or a signal skip this. Workers may
+ * still run: the write reads a snapshot, which is safe while they record.
+ * trylock: an init or a shutdown under way (on any thread, this one
+ * included) owns the runtime; then nothing is done here. */
+static void timeline_at_exit(void) {
+  if (pthread_mutex_trylock(&g_life_lock) != 0) return;
+  rt_runtime *rt = current();
+  if (rt && rt->timeline.on && rt->pid == rt_prim_pid()) {
+    const char *path = rt->cfg.timeline_path;
+    if (path) {
+      if (rt_timeline_write(&rt->timeline, path, RT_TL_AT_EXIT, "at exit") == RAY_OK)
+        rt_warn("the program exited without calling ray_shutdown; wrote the timeline so far "
+                "to '%s'",
+                path);
+      else
+        rt_warn("the program exited without calling ray_shutdown, and the timeline could not "
+                "be written: %s",
+                ray_last_error());
+    }
+    if (rt->timeline_summary) {
+      if (!path)
+        rt_warn("the program exited without calling ray_shutdown; the timeline's summary so "
+                "far:");
+      (void)rt_timeline_summary(&rt->timeline, stderr, "at exit");
+    }
+  }
+  pthread_mutex_unlock(&g_life_lock);
+}
+
+static void register_at_exit(void) {
+  if (atexit(timeline_at_exit) != 0)
+    rt_warn("cannot register the at-exit write of the timeline: it is written by ray_shutdown "
+            "only");
 }
 
 /* ---- init ---------------------------------------------------------------- */
@@ -96,9 +148,12 @@ static ray_status runtime_start(const ray_config *cfg) {
   ray_status s;
   int err;
   if ((s = rt_config_resolve(cfg, &rt->cfg)) != RAY_OK) goto free_rt;
+  if ((s = timeline_summary_env(&rt->timeline_summary)) != RAY_OK) goto free_cfg;
+  rt->pid = rt_prim_pid();
   rt->epoch = ++g_epoch;
   if ((s = rt_store_init(&rt->store, &rt->cfg, rt->epoch)) != RAY_OK) goto free_cfg;
-  rt_timeline_init(&rt->timeline, rt->cfg.timeline_path != NULL, rt->epoch);
+  rt_timeline_init(&rt->timeline, rt->cfg.timeline_path || rt->timeline_summary, rt->epoch,
+                   rt->cfg.num_workers);
   if (rt_tasks_init(&rt->tasks, rt->epoch) != 0) {
     s = rt_fail(RAY_ENOMEM, "ray_init: out of memory setting up the task layer");
     goto free_store;
@@ -135,6 +190,10 @@ static ray_status runtime_start(const ray_config *cfg) {
   atomic_store_explicit(&rt_g_actors, &rt->actors, memory_order_release);
   atomic_store_explicit(&rt_g_tasks, &rt->tasks, memory_order_release);
   atomic_store_explicit(&g_runtime, rt, memory_order_release);
+  if (rt->timeline.on) {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, register_at_exit);
+  }
   return RAY_OK;
 
 free_actors:
@@ -142,6 +201,7 @@ free_actors:
 free_tasks:
   rt_tasks_destroy(&rt->tasks);
 free_store:
+  rt_timeline_destroy(&rt->timeline);
   rt_store_destroy(&rt->store);
 free_cfg:
   rt_config_free(&rt->cfg);
@@ -190,8 +250,14 @@ ray_status ray_shutdown(void) {
     rt_tasks_drain(&rt->tasks);     /* what on_stop submitted */
     rt_cluster_stop();              /* the driver: every other rank drains and exits */
     rt_sched_destroy(rt->sched);
-    /* Every worker has stopped: the timeline's buffers are complete. */
-    ts = rt_timeline_finish(&rt->timeline, rt->cfg.timeline_path);
+    /* Every worker has stopped: the timeline's buffers are complete. The
+     * summary is a diagnostic on stderr: its failure does not fail the
+     * shutdown. */
+    if (rt->cfg.timeline_path)
+      ts = rt_timeline_write(&rt->timeline, rt->cfg.timeline_path, RT_TL_AT_SHUTDOWN,
+                             "ray_shutdown");
+    if (rt->timeline_summary) (void)rt_timeline_summary(&rt->timeline, stderr, "ray_shutdown");
+    rt_timeline_destroy(&rt->timeline);
     /* New calls see no runtime from here on (release, as in init; top-down,
      * the reverse of init). */
     atomic_store_explicit(&g_runtime, NULL, memory_order_release);
@@ -244,4 +310,30 @@ ray_status ray_stats_get(ray_stats *out) {
   out->tasks_retried = atomic_load_explicit(&ts->retried, memory_order_relaxed);
   rt_actors_stats(&rt->actors, out);
   return RAY_OK;
+}
+
+/* ---- timeline ---------------------------------------------------------------- */
+
+/* The error of a call that needs the timeline when it is off. */
+#define timeline_off(fn)                                                                           \
+  rt_fail(RAY_EINVAL,                                                                              \
+          "%s: the timeline is off; turn it on before ray_init with ray_config.timeline_path, "    \
+          "RAY_TIMELINE=PATH or RAY_TIMELINE_SUMMARY=1",                                           \
+          (fn))
+
+ray_status ray_timeline_write(const char *path) {
+  rt_runtime *rt = current();
+  if (!rt) return rt_not_running("ray_timeline_write");
+  if (!path || !*path)
+    return rt_fail(RAY_EINVAL, "ray_timeline_write: path is %s", path ? "empty" : "NULL");
+  if (!rt->timeline.on) return timeline_off("ray_timeline_write");
+  return rt_timeline_write(&rt->timeline, path, RT_TL_ON_DEMAND, "ray_timeline_write");
+}
+
+ray_status ray_timeline_summary(FILE *out) {
+  rt_runtime *rt = current();
+  if (!rt) return rt_not_running("ray_timeline_summary");
+  if (!out) return rt_fail(RAY_EINVAL, "ray_timeline_summary: out is NULL");
+  if (!rt->timeline.on) return timeline_off("ray_timeline_summary");
+  return rt_timeline_summary(&rt->timeline, out, "ray_timeline_summary");
 }

@@ -716,7 +716,7 @@ static void test_memory_quota_refuses_a_put_naming_the_actor(void **state) {
 
 static void test_bad_actor_arguments_give_einval(void **state) {
   (void)state;
-  ray_actor *a;
+  ray_actor *a, *b;
   assert_int_equal(ray_actor_create(NULL, NULL, 0, NULL, &a), RAY_EINVAL);
   assert_int_equal(ray_actor_create(&counter_class, NULL, 0, NULL, NULL), RAY_EINVAL);
   static const ray_method bad[] = {{"x", NULL}};
@@ -730,6 +730,16 @@ static void test_bad_actor_arguments_give_einval(void **state) {
   ray_ref *r;
   assert_int_equal(ray_actor_call(a, 99, NULL, 0, &r), RAY_EINVAL);
   assert_error_contains("has 7 methods, not index 99");
+  /* One method is "1 method", in both messages that count them. */
+  static const ray_method one[] = {{"get", counter_get}};
+  static const ray_actor_class onec = {"One", sizeof(counter), NULL, NULL, one, 1};
+  static const ray_actor_class nullc = {"Null", 0, NULL, NULL, NULL, 1};
+  assert_int_equal(ray_actor_create(&nullc, NULL, 0, NULL, &b), RAY_EINVAL);
+  assert_error_contains("class 'Null' has 1 method but methods is NULL");
+  assert_int_equal(ray_actor_create(&onec, NULL, 0, NULL, &b), RAY_OK);
+  assert_int_equal(ray_actor_call(b, 1, NULL, 0, &r), RAY_EINVAL);
+  assert_error_contains("actor 'One' has 1 method, not index 1");
+  ray_actor_release(b);
   assert_int_equal(ray_actor_call(a, INCR, NULL, 0, NULL), RAY_EINVAL);
   assert_int_equal(ray_actor_call(NULL, 0, NULL, 0, &r), RAY_EINVAL);
   assert_int_equal(ray_actor_send(NULL, 0, NULL, 0), RAY_EINVAL);

@@ -308,7 +308,10 @@ static void test_init_shutdown(void **state) {
                  ray_last_error());
       if (s != RAY_OK && ray_is_initialized())
         fail_msg("init, %s, N = %ld: ray_init failed but the runtime runs", g_mode, n);
-      if (d != RAY_OK)
+      /* Writing the timeline takes memory (its snapshot): without it,
+       * ray_shutdown says so and shuts down all the same. */
+      if (d != RAY_OK && !(d == RAY_ENOMEM && names_memory(ray_last_error()) &&
+                           strstr(ray_last_error(), "timeline") && !ray_is_initialized()))
         fail_msg("init, %s, N = %ld: ray_shutdown: %s: %s", g_mode, n, ray_status_name(d),
                  ray_last_error());
       /* After a refused init, a later one works. */

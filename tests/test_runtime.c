@@ -419,9 +419,19 @@ static void test_env_object_store_memory_accepts_sizes_and_suffixes(void **state
     const char *text;
     size_t bytes;
   } k[] = {
-      {"64M", 64 * MIB},    {"512K", 512 * KIB}, {"2G", 2 * GIB},
-      {"1000000", 1000000}, {"64MB", 64 * MIB},  {"1", 1},
-      {"16m", 16 * MIB},    {"8k", 8 * KIB},
+      {"64M", 64 * MIB},
+      {"512K", 512 * KIB},
+      {"2G", 2 * GIB},
+      {"1000000", 1000000},
+      {"64MB", 64 * MIB},
+      {"1", 1},
+      {"16m", 16 * MIB},
+      {"8k", 8 * KIB},
+      {"3kB", 3 * KIB},
+      {"1T", (size_t)1 << 40},
+      {"2tb", (size_t)2 << 40},
+      {"5b", 5},
+      {"007", 7}, /* decimal, not octal */
   };
   for (size_t i = 0; i < sizeof k / sizeof k[0]; i++) {
     assert_int_equal(setenv("RAY_OBJECT_STORE_MEMORY", k[i].text, 1), 0);
@@ -461,6 +471,24 @@ static void test_env_overrides_every_field(void **state) {
   assert_int_equal(setenv("RAY_PUT_TIMEOUT_MS", "250", 1), 0);
   ray_config_init(&cfg);
   assert_int_equal(cfg.put_timeout_ms, 250);
+
+  /* The integers are read by strtoll, as ray.h says: up to 4096 workers,
+   * leading blanks and a sign allowed. */
+  static const struct {
+    const char *text;
+    int workers;
+  } w[] = {{"4096", 4096}, {" 2", 2}, {"+2", 2}, {"010", 10}};
+  for (size_t i = 0; i < sizeof w / sizeof w[0]; i++) {
+    assert_int_equal(setenv("RAY_NUM_WORKERS", w[i].text, 1), 0);
+    ray_config_init(&cfg);
+    if (cfg.num_workers != w[i].workers || cfg.env_error[0])
+      fail_msg("RAY_NUM_WORKERS='%s' gave %d (want %d), env_error \"%s\"", w[i].text,
+               cfg.num_workers, w[i].workers, cfg.env_error);
+  }
+  assert_int_equal(setenv("RAY_PUT_TIMEOUT_MS", " +9", 1), 0);
+  ray_config_init(&cfg);
+  assert_string_equal(cfg.env_error, "");
+  assert_int_equal(cfg.put_timeout_ms, 9);
 }
 
 static void test_env_object_store_memory_is_the_limit_in_force(void **state) {
@@ -487,12 +515,25 @@ static void test_malformed_env_value_is_refused_by_init(void **state) {
       {"RAY_OBJECT_STORE_MEMORY", "0"},
       {"RAY_OBJECT_STORE_MEMORY", "-5"},
       {"RAY_OBJECT_STORE_MEMORY", ""},
+      {"RAY_OBJECT_STORE_MEMORY", " 64M"}, /* a byte count starts with a digit */
+      {"RAY_OBJECT_STORE_MEMORY", "+64M"},
+      {"RAY_OBJECT_STORE_MEMORY", "64 M"},
+      {"RAY_OBJECT_STORE_MEMORY", "64MiB"}, /* nothing after the optional B */
+      {"RAY_OBJECT_STORE_MEMORY", "1KK"},
+      {"RAY_OBJECT_STORE_MEMORY", "0x40"},
+      {"RAY_OBJECT_STORE_MEMORY", "18446744073709551616"}, /* past 64 bits */
+      {"RAY_OBJECT_STORE_MEMORY", "17179869184G"},         /* 2^64 bytes */
       {"RAY_NUM_WORKERS", "abc"},
       {"RAY_NUM_WORKERS", "-1"},
       {"RAY_NUM_WORKERS", "2x"},
       {"RAY_NUM_WORKERS", ""},
+      {"RAY_NUM_WORKERS", "4097"},
+      {"RAY_NUM_WORKERS", "2.0"},
+      {"RAY_NUM_WORKERS", "0x10"},
       {"RAY_PUT_TIMEOUT_MS", "-2"},
       {"RAY_PUT_TIMEOUT_MS", "soon"},
+      {"RAY_PUT_TIMEOUT_MS", "1.5"},
+      {"RAY_PUT_TIMEOUT_MS", "9223372036854775808"}, /* past INT64_MAX */
       {"RAY_SPILL_DIR", ""},
       {"RAY_TIMELINE", ""},
   };

@@ -1068,6 +1068,37 @@ static void test_default_spill_dir_is_rayc_pid_under_tmpdir_and_removed_at_shutd
   if (stat(path, &st) == 0) fail_msg("%s is still there after ray_shutdown", path);
 }
 
+/* A spill_dir of the program's: ray_init creates it (and missing parents)
+ * when it does not exist; ray_shutdown deletes the spill files in it, and
+ * the directory itself only if ray_init created it. */
+static void test_given_spill_dir_is_created_and_removed_only_if_init_made_it(void **state) {
+  (void)state;
+  char parent[128], made[160], kept[128];
+  snprintf(parent, sizeof parent, "%s/new-parent", g_dir);
+  snprintf(made, sizeof made, "%s/spill", parent);
+  snprintf(kept, sizeof kept, "%s/existing", g_dir);
+  assert_int_equal(mkdir(kept, 0700), 0);
+  unsigned char *scratch = test_alloc(2 * MIB);
+  struct stat st;
+
+  const char *dirs[] = {made, kept};
+  for (int d = 0; d < 2; d++) {
+    spill_init(1, 4 * MIB, 2000, dirs[d]);
+    assert_int_equal(stat(dirs[d], &st), 0);
+    assert_true(S_ISDIR(st.st_mode));
+    ray_ref *r[4];
+    for (int i = 0; i < 4; i++) r[i] = put_seeded(2 * MIB, 1 + (uint64_t)i, NULL, scratch);
+    assert_true(stats().spills >= 2);
+    assert_true(count_spill_files(dirs[d]) >= 1);
+    for (int i = 0; i < 4; i++) ray_ref_release(r[i]);
+    assert_int_equal(ray_shutdown(), RAY_OK);
+  }
+  if (stat(made, &st) == 0) fail_msg("%s, made by ray_init, is still there after shutdown", made);
+  assert_int_equal(stat(parent, &st), 0);       /* only the directory itself was made "by init" */
+  assert_int_equal(stat(kept, &st), 0);         /* the program's own directory stays, */
+  assert_int_equal(count_spill_files(kept), 0); /* without spill files */
+}
+
 /* A pid no process has now: downward from the kernel's largest. */
 static long dead_pid(void) {
   for (long pid = 4194303; pid > 1; pid--)
@@ -1360,6 +1391,7 @@ int main(void) {
       T(test_small_objects_are_fused_into_few_files_deleted_when_freed),
       T(test_spill_dir_that_cannot_be_created_fails_init_with_eio),
       T(test_default_spill_dir_is_rayc_pid_under_tmpdir_and_removed_at_shutdown),
+      T(test_given_spill_dir_is_created_and_removed_only_if_init_made_it),
       T(test_spill_dirs_of_dead_processes_are_removed_at_init),
       T(test_spills_and_restores_appear_on_the_timeline_io_track),
       T(test_gets_from_eight_threads_while_another_puts_do_not_deadlock),

@@ -614,8 +614,8 @@ static void discard_new(rt_actors *as, rt_actor *a) {
 static ray_status check_class(const ray_actor_class *cls) {
   if (!cls) return rt_fail(RAY_EINVAL, "ray_actor_create: cls is NULL");
   if (cls->num_methods && !cls->methods)
-    return rt_fail(RAY_EINVAL, "ray_actor_create: class '%s' has %zu methods but methods is NULL",
-                   cls->name ? cls->name : "?", cls->num_methods);
+    return rt_fail(RAY_EINVAL, "ray_actor_create: class '%s' has %zu method%s but methods is NULL",
+                   cls->name ? cls->name : "?", cls->num_methods, cls->num_methods == 1 ? "" : "s");
   for (size_t i = 0; i < cls->num_methods; i++)
     if (!cls->methods[i].fn)
       return rt_fail(RAY_EINVAL, "ray_actor_create: method %zu of class '%s' has a NULL fn", i,
@@ -765,8 +765,8 @@ static ray_status make_call(rt_actors *as, ray_actor *h, size_t method, const ra
     return rt_fail(RAY_EINVAL, "%s: actor handle %p is %s", fn, (void *)h,
                    h ? "released or invalid" : "NULL");
   if (method >= a->cls->num_methods)
-    return rt_fail(RAY_EINVAL, "%s: actor '%s' has %zu methods, not index %zu", fn, a->label,
-                   a->cls->num_methods, method);
+    return rt_fail(RAY_EINVAL, "%s: actor '%s' has %zu method%s, not index %zu", fn, a->label,
+                   a->cls->num_methods, a->cls->num_methods == 1 ? "" : "s", method);
   if (!send && !ret) return rt_fail(RAY_EINVAL, "%s: ret is NULL", fn);
   /* acquire: pairs with actor_die's release, so end_msg is complete. */
   if (atomic_load_explicit(&a->ended, memory_order_acquire))

@@ -77,6 +77,9 @@ bool rt_prim_punch_hole(int fd, uint64_t off, uint64_t len);
 /* Random bytes from the OS, falling back to clock/pid mixing. */
 void rt_prim_random(void *buf, size_t n);
 uint32_t rt_prim_pid(void);
+/* The calling thread's id (Linux: gettid); equal to rt_prim_pid() on the
+ * process's main thread. */
+uint32_t rt_prim_tid(void);
 
 /* Polite spin-wait hint for the CPU. */
 static inline void rt_prim_pause(void) {

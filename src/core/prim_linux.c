@@ -154,3 +154,7 @@ void rt_prim_random(void *buf, size_t n) {
 uint32_t rt_prim_pid(void) {
   return (uint32_t)getpid();
 }
+
+uint32_t rt_prim_tid(void) {
+  return (uint32_t)syscall(SYS_gettid);
+}

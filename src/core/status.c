@@ -1,5 +1,6 @@
 /*
- * status.c - status names, descriptions and the per-thread last error.
+ * status.c - the library's version, status names, descriptions and the
+ * per-thread last error.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -24,6 +25,12 @@ static const struct {
     [RAY_ESHUTDOWN] = {"RAY_ESHUTDOWN", "runtime not running"},
     [RAY_EIO] = {"RAY_EIO", "I/O error"},
 };
+
+/* Compiled from the header the library is built with, so a program can tell
+ * the libray.so it runs against from the ray.h it was compiled with. */
+const char *ray_version(void) {
+  return RAY_VERSION_STRING;
+}
 
 #define NSTATUS (sizeof k_status / sizeof k_status[0])
 

@@ -118,6 +118,12 @@ static bool mem_wait(rt_store *st, size_t size, uint64_t deadline, char *spill_e
     bool freed = rt_spill_room(st, size, spill_error, errlen);
     pthread_mutex_lock(&st->mem_lock);
     if (freed || st->mem_spillable != seen) continue;
+    /* Try again under the lock before sleeping: a free that came while we
+     * were unlocked above broadcast to no one. From this try until the
+     * wait we hold mem_lock, which a freer takes to broadcast, so no
+     * wake-up is lost (see rt_store_give_back). */
+    mem_reclaim(st, true);
+    if ((ok = mem_try_reserve(st, size))) break;
     if (!rt_prim_cond_wait_until(&st->mem_cond, &st->mem_lock, deadline)) {
       mem_reclaim(st, true);
       ok = mem_try_reserve(st, size);

@@ -55,8 +55,15 @@ void rt_ctx_run(rt_tasks *ts, rt_task *t, rt_task_outcome *out) {
   ray_status s = t->run_kind == RT_RUN_TASK ? t->fn(&ctx) : t->invoke(t, &ctx);
   if (ts->timeline->on) {
     static const char *const kinds[] = {"task", "actor.method", "actor.on_start", "actor.on_stop"};
-    rt_timeline_record(ts->timeline, kinds[t->run_kind], t->name, t->id, t->attempts, s,
-                       rt_sched_worker_index(ts->sched), t0, rt_prim_now_ns());
+    uint64_t t1 = rt_prim_now_ns();
+    char obj[33] = ""; /* the first result's ID, for the page's hover */
+    if (t->nrets && t->rets && t->rets[0]) ray_ref_id(t->rets[0], obj);
+    /* relaxed: whether ray_cancel got here before the end only marks the
+     * slice; the outcome itself is decided by the task layer */
+    bool cancelled = atomic_load_explicit(&t->cancel, memory_order_relaxed) != 0;
+    rt_timeline_record(ts->timeline,
+                       &(rt_tl_slice){kinds[t->run_kind], t->name, t->id, t->attempts, s, cancelled,
+                                      rt_sched_worker_index(ts->sched), t0, t1, obj, t->nrets});
   }
   rt_store_set_account(outer_account);
   t_current = outer;

@@ -1,35 +1,19 @@
 /*
- * timeline.c - per-thread event buffers and the Chrome trace writer.
- * See timeline.h.
+ * timeline.c - per-thread slice buffers, and the entry points that write
+ * what they hold. See timeline.h for the design; the snapshot is in
+ * snapshot.c, the writers in writers.c and page.c.
  */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "core/alloc.h"
 #include "core/error.h"
 #include "core/prim.h"
 #include "trace/timeline.h"
-
-#define NAME_MAX_LEN 48
-#define BUF_MAX_EVENTS (1u << 20) /* per thread; later events are counted, not kept */
-
-typedef struct tl_event {
-  uint64_t start_ns, end_ns, id;
-  int32_t track, attempt;
-  ray_status status;
-  const char *kind; /* static strings */
-  char name[NAME_MAX_LEN];
-} tl_event;
-
-struct rt_tl_buf {
-  rt_tl_buf *next;
-  tl_event *ev;
-  uint32_t n, cap;
-  uint64_t dropped;
-};
+#include "trace/timeline_int.h"
 
 /* This thread's buffer for the runtime of `epoch` (a buffer from an earlier
  * runtime was freed with it and is never touched). */
@@ -38,18 +22,31 @@ static _Thread_local struct {
   rt_tl_buf *buf;
 } t_buf;
 
-void rt_timeline_init(rt_timeline *tl, bool on, uint64_t epoch) {
+void rt_timeline_init(rt_timeline *tl, bool on, uint64_t epoch, int nworkers) {
   memset(tl, 0, sizeof *tl);
   tl->on = on;
+  tl->nworkers = nworkers;
   tl->epoch = epoch;
   tl->t0_ns = rt_prim_now_ns();
   pthread_mutex_init(&tl->lock, NULL);
+}
+
+void rt_timeline_destroy(rt_timeline *tl) {
+  while (tl->bufs) {
+    rt_tl_buf *b = tl->bufs;
+    tl->bufs = b->next;
+    for (int k = 0; k < RT_TL_CHUNKS; k++) free(b->chunk[k]);
+    free(b);
+  }
+  pthread_mutex_destroy(&tl->lock);
 }
 
 static rt_tl_buf *my_buf(rt_timeline *tl) {
   if (t_buf.epoch == tl->epoch && t_buf.buf) return t_buf.buf;
   rt_tl_buf *b = rt_calloc(1, sizeof *b);
   if (!b) return NULL;
+  b->os_tid = rt_prim_tid();
+  b->main = b->os_tid == rt_prim_pid();
   pthread_mutex_lock(&tl->lock);
   b->next = tl->bufs;
   tl->bufs = b;
@@ -59,116 +56,104 @@ static rt_tl_buf *my_buf(rt_timeline *tl) {
   return b;
 }
 
-void rt_timeline_record(rt_timeline *tl, const char *kind, const char *name, uint64_t id,
-                        int attempt, ray_status status, int track, uint64_t start_ns,
-                        uint64_t end_ns) {
+/* Copies at most n - 1 bytes of src and a NUL, never ending inside a UTF-8
+ * sequence (the cut drops the partial character). */
+static void copy_utf8(char *dst, size_t n, const char *src) {
+  size_t len = strnlen(src, n);
+  if (len < n) {
+    memcpy(dst, src, len + 1);
+    return;
+  }
+  len = n - 1;
+  /* Back up over continuation bytes (10xxxxxx) to the lead byte of the
+   * character the cut falls in, and cut before it, unless the character
+   * ends exactly at the cut. */
+  size_t lead = len;
+  while (lead > 0 && ((unsigned char)src[lead] & 0xC0) == 0x80) lead--;
+  if (lead < len || ((unsigned char)src[len] & 0xC0) == 0x80) {
+    unsigned char c = (unsigned char)src[lead];
+    size_t need = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
+    if (lead + need > len) len = lead;
+  }
+  memcpy(dst, src, len);
+  dst[len] = '\0';
+}
+
+void rt_timeline_record(rt_timeline *tl, const rt_tl_slice *s) {
   rt_tl_buf *b = my_buf(tl);
-  if (!b) { /* no memory for this thread's buffer: the event is counted, not kept */
+  if (!b) { /* no memory for this thread's buffer: the slice is counted, not kept */
     atomic_fetch_add_explicit(&tl->dropped, 1, memory_order_relaxed);
     return;
   }
-  if (b->n == b->cap) {
-    uint32_t cap = b->cap ? b->cap * 2 : 1024;
-    tl_event *ev = cap <= BUF_MAX_EVENTS ? rt_realloc(b->ev, cap * sizeof *ev) : NULL;
-    if (!ev) {
-      b->dropped++;
-      return;
-    }
-    b->ev = ev;
-    b->cap = cap;
+  /* relaxed: this thread is the only writer of n */
+  uint32_t i = atomic_load_explicit(&b->n, memory_order_relaxed);
+  int k = i < RT_TL_CHUNK0 ? 0 : 64 - __builtin_clzll((unsigned long long)(i / RT_TL_CHUNK0));
+  if (i >= RT_TL_MAX_EVENTS ||
+      (!b->chunk[k] && !(b->chunk[k] = rt_malloc(sizeof(tl_event) *
+                                                 (k ? RT_TL_CHUNK0 << (k - 1) : RT_TL_CHUNK0))))) {
+    /* relaxed: a count the owner alone writes; snapshots read it as a total */
+    atomic_store_explicit(&b->dropped, atomic_load_explicit(&b->dropped, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+    return;
   }
-  tl_event *e = &b->ev[b->n++];
-  e->start_ns = start_ns;
-  e->end_ns = end_ns;
-  e->id = id;
-  e->track = track;
-  e->attempt = attempt;
-  e->status = status;
-  e->kind = kind;
-  snprintf(e->name, sizeof e->name, "%s", name);
+  tl_event *e = (tl_event *)rt_tl_event_at(b, i);
+  e->start_ns = s->start_ns;
+  e->end_ns = s->end_ns >= s->start_ns ? s->end_ns : s->start_ns;
+  e->id = s->id;
+  e->kind = s->kind;
+  e->track = s->track;
+  e->attempt = s->attempt;
+  e->status = s->status;
+  e->nobj = (uint16_t)(s->nobj > UINT16_MAX ? UINT16_MAX : s->nobj);
+  e->cancelled = s->cancelled;
+  copy_utf8(e->name, sizeof e->name, s->name ? s->name : "");
+  /* A whole ID, or none (all zeros: a released ref has no ID) */
+  if (s->obj && strnlen(s->obj, RT_TL_OBJ_LEN + 1) == RT_TL_OBJ_LEN &&
+      strspn(s->obj, "0") < RT_TL_OBJ_LEN)
+    memcpy(e->obj, s->obj, RT_TL_OBJ_LEN);
+  else
+    e->obj[0] = '\0';
+  /* release: the slice (and chunk[k], written above) before the count that
+   * lets a snapshot read it (acquire in snapshot.c) */
+  atomic_store_explicit(&b->n, i + 1, memory_order_release);
 }
 
-/* A JSON string body: quotes, backslashes and control characters escaped. */
-static void put_json_str(FILE *f, const char *s) {
-  for (; *s; s++) {
-    unsigned char c = (unsigned char)*s;
-    if (c == '"' || c == '\\')
-      fprintf(f, "\\%c", c);
-    else if (c < 0x20)
-      fprintf(f, "\\u%04x", c);
+/* ---- writing ------------------------------------------------------------- */
+
+static bool is_html_path(const char *path) {
+  const char *dot = strrchr(path, '.');
+  return dot && !strchr(dot, '/') && (!strcasecmp(dot, ".html") || !strcasecmp(dot, ".htm"));
+}
+
+ray_status rt_timeline_write(rt_timeline *tl, const char *path, rt_tl_when when, const char *fn) {
+  tl_snap s;
+  ray_status st = rt_tl_snap_take(tl, &s, fn);
+  if (st != RAY_OK) return st;
+  FILE *f = fopen(path, "w");
+  if (!f) {
+    st = rt_fail(RAY_EIO, "%s: cannot write the timeline to '%s': %s", fn, path, strerror(errno));
+  } else {
+    if (is_html_path(path))
+      rt_tl_write_html(&s, f, when);
     else
-      fputc(c, f);
+      rt_tl_write_chrome(&s, f);
+    int werr = ferror(f) ? errno : 0;
+    if (fclose(f) != 0 || werr)
+      st = rt_fail(RAY_EIO, "%s: cannot write the timeline to '%s': %s", fn, path,
+                   strerror(werr ? werr : errno));
   }
+  rt_tl_snap_free(&s);
+  return st;
 }
 
-ray_status rt_timeline_finish(rt_timeline *tl, const char *path) {
-  ray_status status = RAY_OK;
-  if (tl->on && path) {
-    FILE *f = fopen(path, "w");
-    if (!f) {
-      status = rt_fail(RAY_EIO, "ray_shutdown: cannot write the timeline to '%s': %s", path,
-                       strerror(errno));
-    } else {
-      uint32_t pid = rt_prim_pid();
-      int max_track = -1;
-      bool outside = false; /* events from threads outside the pool (track -1) */
-      bool io = false;      /* events of the store's I/O thread (RT_TL_TRACK_IO) */
-      uint64_t dropped = atomic_load_explicit(&tl->dropped, memory_order_relaxed);
-      fprintf(f, "{\"displayTimeUnit\":\"ns\",\"traceEvents\":[\n");
-      bool first = true;
-      for (rt_tl_buf *b = tl->bufs; b; b = b->next) {
-        dropped += b->dropped;
-        for (uint32_t i = 0; i < b->n; i++) {
-          const tl_event *e = &b->ev[i];
-          if (e->track > max_track) max_track = e->track;
-          outside |= e->track == -1;
-          io |= e->track == RT_TL_TRACK_IO;
-          fprintf(f, "%s{\"name\":\"", first ? "" : ",\n");
-          put_json_str(f, e->name);
-          fprintf(f,
-                  "\",\"cat\":\"%s\",\"ph\":\"X\",\"ts\":%.3f,\"dur\":%.3f,\"pid\":%u,\"tid\":%d,"
-                  "\"args\":{\"id\":%llu,\"attempt\":%d,\"status\":\"%s\"}}",
-                  e->kind, (double)(e->start_ns - tl->t0_ns) / 1e3,
-                  (double)(e->end_ns - e->start_ns) / 1e3, pid, e->track, (unsigned long long)e->id,
-                  e->attempt, ray_status_name(e->status));
-          first = false;
-        }
-      }
-      /* One named track per worker that ran something. */
-      for (int t = outside ? -1 : 0; t <= max_track; t++) {
-        if (t < 0)
-          fprintf(f,
-                  "%s{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":%u,\"tid\":-1,"
-                  "\"args\":{\"name\":\"outside the pool\"}}",
-                  first ? "" : ",\n", pid);
-        else
-          fprintf(f,
-                  "%s{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":%u,\"tid\":%d,"
-                  "\"args\":{\"name\":\"worker %d\"}}",
-                  first ? "" : ",\n", pid, t, t);
-        first = false;
-      }
-      if (io) {
-        fprintf(f,
-                "%s{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":%u,\"tid\":%d,"
-                "\"args\":{\"name\":\"rayc-io\"}}",
-                first ? "" : ",\n", pid, RT_TL_TRACK_IO);
-      }
-      fprintf(f,
-              ",\n{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":%u,\"args\":{\"name\":"
-              "\"rayc (%llu events dropped)\"}}\n]}\n",
-              pid, (unsigned long long)dropped);
-      if (fclose(f) != 0)
-        status = rt_fail(RAY_EIO, "ray_shutdown: cannot write the timeline to '%s': %s", path,
-                         strerror(errno));
-    }
-  }
-  while (tl->bufs) {
-    rt_tl_buf *b = tl->bufs;
-    tl->bufs = b->next;
-    free(b->ev);
-    free(b);
-  }
-  pthread_mutex_destroy(&tl->lock);
-  return status;
+ray_status rt_timeline_summary(rt_timeline *tl, FILE *out, const char *fn) {
+  tl_snap s;
+  ray_status st = rt_tl_snap_take(tl, &s, fn);
+  if (st != RAY_OK) return st;
+  clearerr(out);
+  rt_tl_write_summary(&s, out);
+  if (fflush(out) != 0 || ferror(out))
+    st = rt_fail(RAY_EIO, "%s: cannot write the summary: %s", fn, strerror(errno));
+  rt_tl_snap_free(&s);
+  return st;
 }

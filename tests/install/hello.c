@@ -6,6 +6,7 @@
 
 #include <inttypes.h>
 #include <stdio.h>
+#include <string.h>
 
 #define N 1000
 
@@ -15,6 +16,11 @@ static int fail(const char *what, ray_status s) {
 }
 
 int main(void) {
+  /* The library loaded is the one installed with this header. */
+  if (strcmp(ray_version(), RAY_VERSION_STRING) != 0) {
+    fprintf(stderr, "hello: libray is %s, ray.h is %s\n", ray_version(), RAY_VERSION_STRING);
+    return 1;
+  }
   ray_config cfg;
   ray_config_init(&cfg);
   cfg.object_store_memory = (size_t)64 << 20;
@@ -43,6 +49,6 @@ int main(void) {
     fprintf(stderr, "hello: the object read back differs from what was put\n");
     return 1;
   }
-  printf("install ok\n");
+  printf("install ok (rayc %s)\n", ray_version());
   return 0;
 }
