@@ -196,9 +196,11 @@ RAY_API bool ray_is_initialized(void);
  * started by `mpirun -n N` or `srun` runs as N processes, ranks 0..N-1.
  * ray_init joins them: on rank 0 it returns and the program is the driver;
  * on every other rank it does not return: the process serves the driver
- * until the driver's ray_shutdown, then exits 0 (finalising MPI if rayc
- * initialised it; a program that initialised MPI itself, with
- * MPI_THREAD_SERIALIZED or more, keeps it). Every rank must run the same
+ * until the driver's ray_shutdown, then finalises MPI and exits 0. A
+ * program may initialise MPI itself first (MPI_Init_thread with
+ * MPI_THREAD_SERIALIZED or more): rayc then uses it, on a communicator of
+ * its own, and on rank 0 leaves finalising it to the program; otherwise
+ * rayc initialises MPI and finalises it at exit. Every rank must run the same
  * executable and libraries: otherwise ray_init fails on every rank with
  * RAY_EINVAL and a message naming the rank and the file that differs.
  * Started without a launcher, with RAY_CLUSTER=0, or in a build without

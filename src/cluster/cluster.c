@@ -567,7 +567,11 @@ _Noreturn void rt_cluster_serve(ray_status (*shutdown)(void)) {
   (void)rt_tp_send(&g_cl.tp, 0, &done, 1);
   rt_tp_stop(&g_cl.tp); /* flushes the record above */
   end_mpi();
-  if (g_cl.mpi_ours) MPI_Finalize();
+  /* This process ends here, so MPI ends with it, whoever initialised it:
+   * the program never gets back control to finalise it itself. */
+  int fin = 0;
+  MPI_Finalized(&fin);
+  if (!fin) MPI_Finalize();
   set_place(-1, 0);
   exit(0);
 }
