@@ -227,6 +227,7 @@ static int module_cb(struct dl_phdr_info *info, size_t size, void *arg) {
 
 /* The id rank 0 has for name in list, or NULL (copied into out). */
 static const char *list_find(const char *list, const char *name, char *out, size_t len) {
+  if (!list) return NULL;
   size_t nl = strlen(name);
   for (const char *p = list; *p;) {
     const char *tab = strchr(p, '\t'), *nlp = strchr(p, '\n');
@@ -286,6 +287,7 @@ static int local_cb(struct dl_phdr_info *info, size_t size, void *arg) {
 
 /* Builds g_mods from rank 0's list; false when out of memory. */
 static bool canon_build(const char *list) {
+  if (!list) return false;
   size_t n = 0;
   for (const char *p = list; *p; p++) n += *p == '\n';
   canon_mod *mods = rt_calloc(n ? n : 1, sizeof *mods);
@@ -331,6 +333,7 @@ const void *rt_cluster_decode_addr(uint32_t mod, uint64_t off) {
  * executable always counts; a library counts if both ranks loaded it. */
 static void list_diff(const char *mine, const char *theirs, int rank, char *diff) {
   diff[0] = '\0';
+  if (!mine || !theirs) return;
   char exe_path[4096] = "", theirs_path[4096] = "";
   list_find(mine, "<exe-path>", exe_path, sizeof exe_path);
   list_find(theirs, "<exe-path>", theirs_path, sizeof theirs_path);
@@ -393,6 +396,7 @@ static ray_status check_same_program(MPI_Comm comm, int rank, int size) {
     free(all);
     return rt_fail(RAY_ENOMEM, "ray_init: out of memory comparing the loaded modules");
   }
+  if (!all) return RAY_ENOMEM; /* unreachable: every rank agreed it has it */
   MPI_Allgather(diff, CL_DIFF, MPI_CHAR, all, CL_DIFF, MPI_CHAR, comm);
   for (int r = 0; r < size; r++) {
     const char *d = all + (size_t)r * CL_DIFF;

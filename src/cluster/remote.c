@@ -881,6 +881,7 @@ static void on_stats_rep(rt_rbuf *r) {
   RT_RGET(r, cookie);
   RT_RGET(r, st);
   stats_wait *sw = (stats_wait *)(uintptr_t)cookie;
+  if (!sw) return;
   pthread_mutex_lock(&sw->lock);
   rt_rbuf_get(r, &sw->stats, sizeof sw->stats);
   sw->status = (ray_status)st;

@@ -251,10 +251,26 @@ static void entry_abandon(rt_store *st, uint32_t slot, rt_entry *e) {
  * for the pool, *cap. */
 ray_status rt_store_alloc_buffer(rt_store *st, const char *fn, size_t size, unsigned char *inl,
                                  void **data, uint16_t *flags, size_t *cap) {
-  if (size <= RT_INLINE_MAX && inl) {
+  if (size <= RT_INLINE_MAX) {
     *data = inl;
     *flags = RT_EF_INLINE;
   } else if (size < RT_BUFPOOL_MIN) {
+    *data = rt_malloc(size);
+    *flags = RT_EF_HEAP | RT_EF_SPILLABLE;
+  } else {
+    *data = rt_bufpool_get(&st->pool, size, cap);
+    *flags = RT_EF_POOL | RT_EF_SPILLABLE;
+  }
+  if (!*data) {
+    *flags = 0;
+    return rt_fail(RAY_ENOMEM, "%s: out of memory for %zu bytes", fn, size);
+  }
+  return RAY_OK;
+}
+
+ray_status rt_store_alloc_apart(rt_store *st, const char *fn, size_t size, void **data,
+                                uint16_t *flags, size_t *cap) {
+  if (size < RT_BUFPOOL_MIN) {
     *data = rt_malloc(size);
     *flags = RT_EF_HEAP | RT_EF_SPILLABLE;
   } else {

@@ -382,7 +382,8 @@ static ray_status restore_locked(rt_store *st, rt_stripe *sp, uint32_t slot, rt_
   bool remote = e->locked_flags & RT_LF_REMOTE; /* bytes on another rank, not on disk */
   rt_remote_loc rloc;
   memcpy(&rloc, e->inl + RT_ENTRY_REMOTE_AT, sizeof rloc);
-  rt_spill_loc loc = remote ? (rt_spill_loc){0} : loc_of(e);
+  rt_spill_loc loc = {0};
+  if (!remote) loc = loc_of(e);
   size_t size = e->size;
   stripe_unlock(sp);
 
@@ -396,7 +397,7 @@ static ray_status restore_locked(rt_store *st, rt_stripe *sp, uint32_t slot, rt_
   bool mapped = !remote && rt_spill_mappable(&loc);
   ray_status s = mem_reserve(st, fn, size);
   if (s == RAY_OK && remote) {
-    if ((s = rt_store_alloc_buffer(st, fn, size, NULL, &data, &flags, &aux.cap)) == RAY_OK) {
+    if ((s = rt_store_alloc_apart(st, fn, size, &data, &flags, &aux.cap)) == RAY_OK) {
       st->ops.block_begin(st->ops.arg); /* waits on the network */
       s = st->ops.pull(st->ops.arg, &rloc, data, size);
       st->ops.block_end(st->ops.arg);

@@ -668,8 +668,8 @@ bool rt_store_seal_remote(rt_store *st, ray_ref *ref, size_t size, const ray_typ
   rt_payload p = {.size = size, .type = type};
   if (bytes) { /* in memory here from the start: reserve and copy */
     ray_status s = mem_reserve(st, "ray_get", size);
-    if (s == RAY_OK && (s = rt_store_alloc_buffer(st, "ray_get", size, NULL, &p.data, &p.flags,
-                                                  &p.aux.cap)) != RAY_OK)
+    if (s == RAY_OK &&
+        (s = rt_store_alloc_apart(st, "ray_get", size, &p.data, &p.flags, &p.aux.cap)) != RAY_OK)
       mem_release(st, size);
     if (s != RAY_OK) {
       *ok = s;

@@ -280,7 +280,7 @@ static void fail_unrun(rt_tasks *ts, rt_task *t) {
 /* A plain task is ready to run: to the pool, or to the rank it is placed
  * on. The caller's record reference goes with it. */
 static void dispatch(rt_tasks *ts, rt_task *t) {
-  if (RT_LIKELY(t->node < 0)) {
+  if (RT_LIKELY(t->node < 0) || !ts->remote) {
     rt_sched_submit(ts->sched, &t->job);
     return;
   }
