@@ -1,7 +1,8 @@
 #!/bin/sh
 # startup_check.sh MPIRUN A B - ranks running different executables must
 # all fail ray_init, each naming a rank and the executable that differs;
-# the same executable on every rank joins.
+# the same executable on every rank joins; and a rank that dies ends the
+# whole job, which names it (fail-stop).
 set -u
 mpirun=$1 a=$2 b=$3
 out=$("$mpirun" -n 1 "$a" : -n 2 "$b" 2>&1)
@@ -12,4 +13,10 @@ n=$(printf '%s\n' "$out" | grep -c 'RAY_EINVAL: ray_init: rank [12] runs executa
 [ "$n" -eq 3 ] || { echo "FAIL: expected the startup error on all 3 ranks, saw it $n times"; exit 1; }
 out=$("$mpirun" -n 3 "$a" 2>&1) || { echo "$out"; echo "FAIL: the same executable on every rank did not join"; exit 1; }
 printf '%s\n' "$out" | grep -q '^joined 3$' || { echo "$out"; echo "FAIL: no 'joined 3'"; exit 1; }
-echo "startup check: ok"
+out=$(RAY_TEST_CRASH=1 "$mpirun" -n 3 "$a" 2>&1)
+rc=$?
+[ "$rc" -ne 0 ] || { echo "$out"; echo "FAIL: the job survived a dead rank"; exit 1; }
+printf '%s\n' "$out" | grep -q 'survived' && { echo "$out"; echo "FAIL: the driver went on"; exit 1; }
+printf '%s\n' "$out" | grep -q 'process rank 1 with PID' ||
+  { echo "$out"; echo "FAIL: the job's end does not name rank 1"; exit 1; }
+echo "startup check: ok (and a dead rank ends the job, named)"
