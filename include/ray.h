@@ -564,6 +564,82 @@ RAY_API ray_actor *ray_actor_retain(ray_actor *a);
 RAY_API void ray_actor_release(ray_actor *a);
 
 /* ------------------------------------------------------------------------ */
+/* Typed helpers                                                            */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Shortcuts for the common case of one number or one string. Each keeps the
+ * type check of the call it stands for: an object or argument of another
+ * type fails RAY_ETYPE with both type names, and one of the right type that
+ * holds more than one element fails RAY_ETYPE too ("holds 3 'i64' elements,
+ * not one"). Messages begin with the helper's name. Outputs are written on
+ * RAY_OK only, as everywhere.
+ */
+
+/* Argument i as one int64_t (type ray_type_i64, 8 bytes) or one double
+ * (ray_type_f64), copied to *out; or as a string (ray_type_str with a NUL in
+ * its bytes, as ray_arg_str makes it), *out borrowed like a ray_ctx_arg view:
+ * valid until the task function returns.
+ * Errors: those of ray_ctx_arg (RAY_EINVAL: ctx or out NULL, i out of range;
+ * RAY_ETYPE; RAY_ELOST, RAY_ESTOREFULL for a spilled argument); RAY_ETYPE
+ * for more than one element, or a string without a NUL. */
+RAY_API ray_status ray_ctx_arg_i64(ray_ctx *ctx, size_t i, int64_t *out);
+RAY_API ray_status ray_ctx_arg_f64(ray_ctx *ctx, size_t i, double *out);
+RAY_API ray_status ray_ctx_arg_str(ray_ctx *ctx, size_t i, const char **out);
+
+/* Sets return i to one int64_t (ray_type_i64) or one double (ray_type_f64).
+ * Errors as ray_ctx_return. */
+RAY_API ray_status ray_ctx_return_i64(ray_ctx *ctx, size_t i, int64_t v);
+RAY_API ray_status ray_ctx_return_f64(ray_ctx *ctx, size_t i, double v);
+
+/* A new object holding v (ray_type_i64 or ray_type_f64, 8 bytes); *out is a
+ * new ref to release. Errors as ray_put. */
+RAY_API ray_status ray_put_i64(int64_t v, ray_ref **out);
+RAY_API ray_status ray_put_f64(double v, ray_ref **out);
+
+/* The value of a one-element i64 (f64) object, copied to *out: no view to
+ * release. Waits as ray_get does. Errors: those of ray_get (RAY_EINVAL for
+ * a NULL or released ref or timeout_ms < -1, RAY_ETIMEOUT, RAY_ETYPE, the
+ * object's own error, RAY_ELOST, RAY_ESTOREFULL, RAY_ENOMEM,
+ * RAY_ESHUTDOWN); RAY_EINVAL for out NULL; RAY_ETYPE for more than one
+ * element. */
+RAY_API ray_status ray_get_i64(ray_ref *ref, int64_t timeout_ms, int64_t *out);
+RAY_API ray_status ray_get_f64(ray_ref *ref, int64_t timeout_ms, double *out);
+
+/*
+ * Ray's ray.get(list): views of the objects of refs[0 .. n-1] into
+ * out[0 .. n-1], each type-checked against expect (NULL: any type). A ref
+ * may appear more than once (each gets its own view).
+ * timeout_ms bounds the whole call, not each object: -1 waits forever, 0
+ * takes only what is ready now, > 0 fails RAY_ETIMEOUT unless every object
+ * is ready within that many ms. The objects are got in index order, so a
+ * failure of refs[j] is reported once refs[0 .. j-1] are ready.
+ * All or nothing: on RAY_OK each out[i] is a view to release with
+ * ray_view_release. On any failure no view is held (those already taken
+ * are released), out is untouched, and the status and message are those
+ * of the first object that failed, named by its index:
+ *   "ray_get_many: refs[2]: task 'parse' failed: invalid input -5"
+ * n == 0 returns RAY_OK at once (refs and out may then be NULL).
+ * Errors: RAY_EINVAL (refs or out NULL with n > 0, timeout_ms < -1, a NULL
+ * or released ref); RAY_ETIMEOUT (the message names the first object not
+ * ready); RAY_ENOMEM (no memory for scratch views, over 16 refs); every
+ * error of ray_get, for the object that has it; RAY_ESHUTDOWN.
+ */
+RAY_API ray_status ray_get_many(ray_ref *const refs[], size_t n, const ray_type *expect,
+                                int64_t timeout_ms, ray_view out[]);
+/* ray_get_many of one-element i64 objects, their values copied to
+ * out[0 .. n-1] (written only on RAY_OK): no view to release. Errors as
+ * ray_get_many, and RAY_ETYPE for an object of more than one element
+ * (named by its index). */
+RAY_API ray_status ray_get_many_i64(ray_ref *const refs[], size_t n, int64_t timeout_ms,
+                                    int64_t out[]);
+
+/* A string argument: strlen(s) + 1 bytes (the NUL included) of type
+ * ray_type_str, copied by the submit; read it with ray_ctx_arg_str. s NULL
+ * makes the submit fail RAY_EINVAL. */
+RAY_API ray_arg ray_arg_str(const char *s);
+
+/* ------------------------------------------------------------------------ */
 /* Observability                                                            */
 /* ------------------------------------------------------------------------ */
 

@@ -335,6 +335,10 @@ ray_arg ray_arg_value(const void *data, size_t size, const ray_type *type) {
   return (ray_arg){RT_ARG_VALUE, data, size, type ? type : &ray_type_bytes};
 }
 
+ray_arg ray_arg_str(const char *s) {
+  return (ray_arg){RT_ARG_VALUE, s, s ? strlen(s) + 1 : 0, &ray_type_str};
+}
+
 ray_arg ray_arg_actor(ray_actor *actor) {
   return (ray_arg){RT_ARG_ACTOR, actor, 0, NULL};
 }

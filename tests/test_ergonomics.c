@@ -1,0 +1,477 @@
+/*
+ * test_ergonomics.c - a task in a few lines, with the type checks kept:
+ *   - the typed helpers (ray_ctx_arg_i64 .., ray_get_i64 .., ray_get_many);
+ *
+ * Every test leaves the runtime shut down and the RAY_* variables unset.
+ */
+#define _GNU_SOURCE
+/* cmocka needs these first, in this order */
+/* clang-format off */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+/* clang-format on */
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/alloc.h"
+#include "core/prim.h"
+#include "store/store.h"
+#include "test_util.h"
+#include <ray.h>
+
+#define MIB ((size_t)1 << 20)
+
+static const char *const k_env_vars[] = {
+    "RAY_NUM_WORKERS", "RAY_OBJECT_STORE_MEMORY", "RAY_SPILL_DIR",
+    "RAY_TIMELINE",    "RAY_PUT_TIMEOUT_MS",
+};
+
+static void unset_ray_env(void) {
+  for (size_t i = 0; i < sizeof k_env_vars / sizeof k_env_vars[0]; i++) unsetenv(k_env_vars[i]);
+}
+
+static int setup_env(void **state) {
+  (void)state;
+  unset_ray_env();
+  return ray_is_initialized() ? -1 : 0;
+}
+
+static int setup(void **state) {
+  (void)state;
+  unset_ray_env();
+  return test_init(2, 256 * MIB, 10000);
+}
+
+static int teardown(void **state) {
+  (void)state;
+  rt_alloc_fail_at(0, false);
+  ray_status s = ray_shutdown();
+  unset_ray_env();
+  return s == RAY_OK ? 0 : -1;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Typed helpers                                                            */
+/* ------------------------------------------------------------------------ */
+
+static ray_status square_it(ray_ctx *ctx) {
+  int64_t x;
+  ray_status s = ray_ctx_arg_i64(ctx, 0, &x);
+  return s != RAY_OK ? s : ray_ctx_return_i64(ctx, 0, x * x);
+}
+
+static ray_status fails_on_purpose(ray_ctx *ctx) {
+  return ray_ctx_fail(ctx, "bad input");
+}
+
+/* The result of the task that reads it with ray_ctx_arg_<kind>: status and
+ * message come back through a get. */
+static ray_status read_as_i64(ray_ctx *ctx) {
+  int64_t x;
+  ray_status s = ray_ctx_arg_i64(ctx, 0, &x);
+  return s != RAY_OK ? s : ray_ctx_return_i64(ctx, 0, x);
+}
+
+static ray_status read_as_f64(ray_ctx *ctx) {
+  double x;
+  ray_status s = ray_ctx_arg_f64(ctx, 0, &x);
+  return s != RAY_OK ? s : ray_ctx_return_f64(ctx, 0, x);
+}
+
+static ray_status read_as_str(ray_ctx *ctx) {
+  const char *p;
+  ray_status s = ray_ctx_arg_str(ctx, 0, &p);
+  return s != RAY_OK ? s : ray_ctx_return_i64(ctx, 0, (int64_t)strlen(p));
+}
+
+/* Argument checks that must fail inside a task: returns the status of the
+ * first call that did not fail as it should (RAY_OK when all did). */
+static ray_status bad_ctx_calls(ray_ctx *ctx) {
+  int64_t x;
+  double d;
+  const char *p;
+  if (ray_ctx_arg_i64(ctx, 0, NULL) != RAY_EINVAL || !strstr(ray_last_error(), "out is NULL"))
+    return ray_ctx_fail(ctx, "i64 out NULL: %s", ray_last_error());
+  if (ray_ctx_arg_f64(ctx, 5, &d) != RAY_EINVAL ||
+      !strstr(ray_last_error(), "ray_ctx_arg_f64: task 'bad_ctx_calls' has 1 arguments, not 6"))
+    return ray_ctx_fail(ctx, "f64 out of range: %s", ray_last_error());
+  if (ray_ctx_arg_str(ctx, 0, NULL) != RAY_EINVAL)
+    return ray_ctx_fail(ctx, "str out NULL: %s", ray_last_error());
+  if (ray_ctx_arg_str(ctx, 0, &p) != RAY_ETYPE ||
+      !strstr(ray_last_error(), "ray_ctx_arg_str: task 'bad_ctx_calls' argument 0"))
+    return ray_ctx_fail(ctx, "str of an i64: %s", ray_last_error());
+  if (ray_ctx_arg_i64(ctx, 0, &x) != RAY_OK) return ray_ctx_fail(ctx, "i64: %s", ray_last_error());
+  if (ray_ctx_return_i64(ctx, 0, x) != RAY_OK) return ray_ctx_fail(ctx, "return");
+  if (ray_ctx_return_i64(ctx, 0, x) != RAY_EINVAL ||
+      !strstr(ray_last_error(), "ray_ctx_return_i64: return 0 of task 'bad_ctx_calls' is already"))
+    return ray_ctx_fail(ctx, "second return: %s", ray_last_error());
+  if (ray_ctx_return_f64(ctx, 3, 1.0) != RAY_EINVAL ||
+      !strstr(ray_last_error(), "ray_ctx_return_f64: task 'bad_ctx_calls' has 1 returns, not 4"))
+    return ray_ctx_fail(ctx, "return out of range: %s", ray_last_error());
+  return RAY_OK;
+}
+
+/* Submits fn(arg) as name and returns the status of a get of its result, leaving
+ * the message in ray_last_error(). */
+static ray_status run_on_named(ray_task_fn fn, const char *name, ray_arg arg, int64_t *out) {
+  ray_ref *r;
+  CHECK_OK(ray_submit(fn, &arg, 1, &(ray_task_opts){.name = name, .num_returns = 1}, &r));
+  int64_t x = 0;
+  ray_status s = ray_get_i64(r, -1, &x);
+  ray_ref_release(r);
+  if (out) *out = x;
+  return s;
+}
+
+#define RUN_ON(fn, arg, out) run_on_named(fn, #fn, arg, out)
+
+static void test_ctx_typed_args_read_their_values(void **state) {
+  (void)state;
+  int64_t n;
+  CHECK_OK(RUN_ON(read_as_i64, ray_arg_value(&(int64_t){-42}, 8, &ray_type_i64), &n));
+  assert_int_equal(n, -42);
+  ray_ref *r;
+  double d = 0;
+  ray_arg half = ray_arg_value(&(double){0.5}, 8, &ray_type_f64);
+  CHECK_OK(ray_submit(read_as_f64, &half, 1, NULL, &r));
+  CHECK_OK(ray_get_f64(r, -1, &d));
+  assert_true(d == 0.5);
+  ray_ref_release(r);
+  CHECK_OK(RUN_ON(read_as_str, ray_arg_str("four"), &n));
+  assert_int_equal(n, 4);
+  CHECK_OK(RUN_ON(read_as_str, ray_arg_str(""), &n)); /* the NUL makes it one byte */
+  assert_int_equal(n, 0);
+  /* A str object with a NUL before its end reads up to the NUL. */
+  CHECK_OK(RUN_ON(read_as_str, ray_arg_value("ab\0cd", 5, &ray_type_str), &n));
+  assert_int_equal(n, 2);
+  /* By ref, from the store. */
+  ray_ref *obj;
+  CHECK_OK(ray_put_i64(99, &obj));
+  CHECK_OK(RUN_ON(read_as_i64, ray_arg_ref(obj), &n));
+  assert_int_equal(n, 99);
+  ray_ref_release(obj);
+}
+
+static void test_ctx_typed_args_keep_the_type_check(void **state) {
+  (void)state;
+  /* Another type: both names, the task and the argument. (The task returns
+   * the helper's RAY_ETYPE, so the get of its result gives RAY_ETASK with
+   * the helper's message as the reason.) */
+  assert_int_equal(RUN_ON(read_as_i64, ray_arg_value(&(double){1}, 8, &ray_type_f64), NULL),
+                   RAY_ETASK);
+  assert_error_contains("returned RAY_ETYPE");
+  assert_error_contains("ray_ctx_arg_i64: task 'read_as_i64' argument 0: value has type 'f64' "
+                        "(elem 8), expected 'i64' (elem 8)");
+  ray_ref *obj;
+  CHECK_OK(ray_put_i64(3, &obj));
+  assert_int_equal(RUN_ON(read_as_f64, ray_arg_ref(obj), NULL), RAY_ETASK);
+  assert_error_contains("ray_ctx_arg_f64: task 'read_as_f64' argument 0");
+  assert_error_contains("has type 'i64' (elem 8), expected 'f64' (elem 8)");
+  ray_ref_release(obj);
+  /* The right type, but not one element. */
+  int64_t two[2] = {1, 2};
+  assert_int_equal(RUN_ON(read_as_i64, ray_arg_value(two, sizeof two, &ray_type_i64), NULL),
+                   RAY_ETASK);
+  assert_error_contains(
+      "ray_ctx_arg_i64: task 'read_as_i64' argument 0 holds 2 'i64' elements, not one");
+  /* A str without a NUL. */
+  assert_int_equal(RUN_ON(read_as_str, ray_arg_value("abc", 3, &ray_type_str), NULL), RAY_ETASK);
+  assert_error_contains("ray_ctx_arg_str: task 'read_as_str' argument 0: 3 bytes of 'str' "
+                        "without a terminating NUL");
+  /* Bad calls inside a task, and a NULL ctx. */
+  int64_t n;
+  CHECK_OK(RUN_ON(bad_ctx_calls, ray_arg_value(&(int64_t){1}, 8, &ray_type_i64), &n));
+  assert_int_equal(n, 1);
+  int64_t x;
+  assert_int_equal(ray_ctx_arg_i64(NULL, 0, &x), RAY_EINVAL);
+  assert_error_contains("ray_ctx_arg_i64: ctx is NULL");
+  assert_int_equal(ray_ctx_return_f64(NULL, 0, 1.0), RAY_EINVAL);
+  assert_error_contains("ray_ctx_return_f64: ctx is NULL");
+  /* ray_arg_str(NULL) fails the submit, naming the argument. */
+  ray_arg nul = ray_arg_str(NULL);
+  ray_ref *r = NULL;
+  assert_int_equal(ray_submit(read_as_str, &nul, 1, NULL, &r), RAY_EINVAL);
+  assert_error_contains("argument 0: value with NULL data");
+  assert_null(r);
+}
+
+static void test_put_and_get_scalars(void **state) {
+  (void)state;
+  ray_ref *i, *f;
+  CHECK_OK(ray_put_i64(INT64_MIN, &i));
+  CHECK_OK(ray_put_f64(-2.5, &f));
+  int64_t x = 0;
+  double d = 0;
+  CHECK_OK(ray_get_i64(i, 0, &x));
+  CHECK_OK(ray_get_f64(f, 0, &d));
+  assert_true(x == INT64_MIN);
+  assert_true(d == -2.5);
+  ray_view v;
+  CHECK_OK(ray_get(i, &ray_type_i64, 0, &v)); /* a plain object of the type */
+  assert_int_equal(v.size, 8);
+  ray_view_release(&v);
+
+  /* Type checks: both names, under the helper's name; out untouched. */
+  x = 11;
+  assert_int_equal(ray_get_i64(f, 0, &x), RAY_ETYPE);
+  assert_error_contains("ray_get_i64: object ");
+  assert_error_contains("has type 'f64' (elem 8), expected 'i64' (elem 8)");
+  assert_int_equal(x, 11);
+  assert_int_equal(ray_get_f64(i, 0, &d), RAY_ETYPE);
+  assert_error_contains("ray_get_f64: object ");
+  int64_t two[2] = {1, 2};
+  ray_ref *pair;
+  CHECK_OK(ray_put(two, sizeof two, &ray_type_i64, &pair));
+  assert_int_equal(ray_get_i64(pair, 0, &x), RAY_ETYPE);
+  assert_error_contains("holds 2 'i64' elements, not one");
+  assert_int_equal(x, 11);
+  assert_int_equal(ray_get_i64(i, 0, NULL), RAY_EINVAL);
+  assert_error_contains("ray_get_i64: out is NULL");
+  assert_int_equal(ray_get_i64(i, -2, &x), RAY_EINVAL);
+  assert_error_contains("ray_get_i64: timeout_ms -2 is below -1");
+
+  /* Not ready, and a task's failure: ray_get's status and message. */
+  void *data;
+  ray_ref *pending, *bad;
+  CHECK_OK(ray_create(8, &ray_type_i64, &data, &pending));
+  assert_int_equal(ray_get_i64(pending, 0, &x), RAY_ETIMEOUT);
+  assert_error_contains("ray_get_i64: object ");
+  assert_error_contains("is not ready yet");
+  memcpy(data, &(int64_t){8}, 8);
+  CHECK_OK(ray_seal(pending));
+  CHECK_OK(ray_get_i64(pending, 0, &x));
+  assert_int_equal(x, 8);
+  CHECK_OK(ray_submit(fails_on_purpose, NULL, 0,
+                      &(ray_task_opts){.name = "fails_on_purpose", .num_returns = 1}, &bad));
+  assert_int_equal(ray_get_f64(bad, -1, &d), RAY_ETASK);
+  assert_error_contains("ray_get_f64: task 'fails_on_purpose' failed: bad input");
+  ray_ref_release(i);
+  ray_ref_release(f);
+  ray_ref_release(pair);
+  ray_ref_release(pending);
+  ray_ref_release(bad);
+  assert_int_equal(ray_get_i64(i, 0, &x), RAY_EINVAL); /* released */
+  assert_error_contains("ray_get_i64:");
+}
+
+static void test_typed_helpers_need_a_runtime(void **state) {
+  (void)state;
+  int64_t x;
+  double d;
+  ray_ref *r = NULL;
+  ray_view v;
+  assert_int_equal(ray_get_i64(NULL, 0, &x), RAY_ESHUTDOWN);
+  assert_error_contains("ray_get_i64: the runtime is not running");
+  assert_int_equal(ray_get_f64(NULL, 0, &d), RAY_ESHUTDOWN);
+  assert_int_equal(ray_put_i64(1, &r), RAY_ESHUTDOWN);
+  assert_error_contains("ray_put_i64: the runtime is not running");
+  assert_int_equal(ray_put_f64(1, &r), RAY_ESHUTDOWN);
+  assert_null(r);
+  assert_int_equal(ray_get_many(NULL, 0, NULL, 0, NULL), RAY_ESHUTDOWN);
+  assert_error_contains("ray_get_many: the runtime is not running");
+  assert_int_equal(ray_get_many(&r, 1, NULL, 0, &v), RAY_ESHUTDOWN);
+  assert_int_equal(ray_get_many_i64(NULL, 0, 0, NULL), RAY_ESHUTDOWN);
+}
+
+/* Fills n views with a pattern, to see that a failed batch leaves them. */
+static void poison(ray_view *v, size_t n) {
+  memset(v, 0x3c, n * sizeof *v);
+}
+static bool poisoned(const ray_view *v, size_t n) {
+  for (size_t i = 0; i < n * sizeof *v; i++)
+    if (((const unsigned char *)v)[i] != 0x3c) return false;
+  return true;
+}
+
+static void test_get_many_gets_every_object(void **state) {
+  (void)state;
+  enum { N = 40 }; /* more than fit in its stack scratch */
+  ray_ref *refs[N];
+  for (int i = 0; i < N; i++) {
+    ray_arg a = ray_arg_value(&(int64_t){i}, 8, &ray_type_i64);
+    if (i % 2)
+      CHECK_OK(ray_put_i64(i, &refs[i]));
+    else
+      CHECK_OK(ray_submit(square_it, &a, 1, NULL, &refs[i]));
+  }
+  ray_view v[N];
+  CHECK_OK(ray_get_many(refs, N, &ray_type_i64, -1, v));
+  for (int i = 0; i < N; i++) {
+    assert_int_equal(*(const int64_t *)v[i].data, i % 2 ? i : i * i);
+    ray_view_release(&v[i]);
+  }
+  int64_t x[N];
+  CHECK_OK(ray_get_many_i64(refs, N, 1000, x));
+  for (int i = 0; i < N; i++) assert_int_equal(x[i], i % 2 ? i : i * i);
+
+  /* The same ref twice, any type with expect NULL, and a poll. */
+  ray_ref *f;
+  CHECK_OK(ray_put_f64(0.25, &f));
+  ray_ref *mixed[3] = {refs[1], f, refs[1]};
+  CHECK_OK(ray_get_many(mixed, 3, NULL, 0, v));
+  assert_ptr_equal(v[1].type, &ray_type_f64);
+  assert_int_equal(*(const int64_t *)v[2].data, 1);
+  for (int i = 0; i < 3; i++) ray_view_release(&v[i]);
+  /* The views are held until released: every object outlives its refs. */
+  CHECK_OK(ray_get_many(refs, 4, NULL, 0, v));
+  for (int i = 0; i < N; i++) ray_ref_release(refs[i]);
+  assert_int_equal(*(const int64_t *)v[3].data, 3);
+  for (int i = 0; i < 4; i++) ray_view_release(&v[i]);
+  ray_ref_release(f);
+  assert_int_equal(settled_objects(0), 0);
+
+  /* Nothing to get. */
+  CHECK_OK(ray_get_many(NULL, 0, NULL, 0, NULL));
+  CHECK_OK(ray_get_many_i64(NULL, 0, 0, NULL));
+}
+
+static void test_get_many_bad_arguments(void **state) {
+  (void)state;
+  ray_ref *r;
+  CHECK_OK(ray_put_i64(1, &r));
+  ray_view v[2];
+  int64_t x[2];
+  assert_int_equal(ray_get_many(NULL, 1, NULL, 0, v), RAY_EINVAL);
+  assert_error_contains("ray_get_many: refs is NULL with n = 1");
+  assert_int_equal(ray_get_many(&r, 1, NULL, 0, NULL), RAY_EINVAL);
+  assert_error_contains("ray_get_many: out is NULL with n = 1");
+  assert_int_equal(ray_get_many(&r, 1, NULL, -2, v), RAY_EINVAL);
+  assert_error_contains("ray_get_many: timeout_ms -2 is below -1");
+  assert_int_equal(ray_get_many_i64(NULL, 2, 0, x), RAY_EINVAL);
+  assert_error_contains("ray_get_many_i64: refs is NULL with n = 2");
+  assert_int_equal(ray_get_many_i64(&r, 1, 0, NULL), RAY_EINVAL);
+  assert_error_contains("ray_get_many_i64: out is NULL with n = 1");
+  /* A NULL ref in the batch: named by its index, the view before released. */
+  ray_ref *with_null[2] = {r, NULL};
+  poison(v, 2);
+  assert_int_equal(ray_get_many(with_null, 2, NULL, 0, v), RAY_EINVAL);
+  assert_error_contains("ray_get_many: refs[1]: ");
+  assert_true(poisoned(v, 2));
+  ray_ref_release(r);
+  assert_int_equal(settled_objects(0), 0); /* no view of refs[0] kept it */
+}
+
+static void test_get_many_timeout_holds_nothing(void **state) {
+  (void)state;
+  ray_ref *ready, *pending;
+  void *data;
+  CHECK_OK(ray_put_i64(5, &ready));
+  CHECK_OK(ray_create(8, &ray_type_i64, &data, &pending));
+  ray_ref *refs[3] = {ready, pending, ready};
+  ray_view v[3];
+  poison(v, 3);
+  assert_int_equal(ray_get_many(refs, 3, &ray_type_i64, 30, v), RAY_ETIMEOUT);
+  char want[96], id[33];
+  ray_ref_id(pending, id);
+  snprintf(want, sizeof want, "ray_get_many: refs[1] (object %s) not ready within 30 ms", id);
+  assert_error_contains(want);
+  assert_error_contains("no view is held");
+  assert_true(poisoned(v, 3));
+  assert_int_equal(ray_get_many(refs, 3, &ray_type_i64, 0, v), RAY_ETIMEOUT); /* a poll */
+  assert_error_contains("refs[1]");
+  int64_t x[3] = {-1, -1, -1};
+  assert_int_equal(ray_get_many_i64(refs, 3, 0, x), RAY_ETIMEOUT);
+  assert_error_contains("ray_get_many_i64: refs[1] (object ");
+  assert_int_equal(x[0], -1);
+  /* Once sealed, the whole batch comes. */
+  memcpy(data, &(int64_t){6}, 8);
+  CHECK_OK(ray_seal(pending));
+  CHECK_OK(ray_get_many_i64(refs, 3, 0, x));
+  assert_int_equal(x[0] + x[1] + x[2], 16);
+  ray_ref_release(pending);
+  ray_ref_release(ready); /* no view of it is left from the failed batches */
+  assert_int_equal(settled_objects(0), 0);
+}
+
+static void test_get_many_reports_the_failing_object(void **state) {
+  (void)state;
+  ray_ref *good, *f, *bad, *pair;
+  CHECK_OK(ray_put_i64(1, &good));
+  CHECK_OK(ray_put_f64(1, &f));
+  CHECK_OK(ray_submit(fails_on_purpose, NULL, 0,
+                      &(ray_task_opts){.name = "fails_on_purpose", .num_returns = 1}, &bad));
+  int64_t two[2] = {1, 2};
+  CHECK_OK(ray_put(two, sizeof two, &ray_type_i64, &pair));
+  ray_view v[3];
+  int64_t x[3] = {-1, -1, -1};
+
+  ray_ref *task_failed[3] = {good, good, bad};
+  poison(v, 3);
+  assert_int_equal(ray_get_many(task_failed, 3, NULL, -1, v), RAY_ETASK);
+  assert_error_contains("ray_get_many: refs[2]: task 'fails_on_purpose' failed: bad input");
+  assert_true(poisoned(v, 3));
+
+  ray_ref *wrong_type[3] = {good, f, good};
+  assert_int_equal(ray_get_many(wrong_type, 3, &ray_type_i64, -1, v), RAY_ETYPE);
+  assert_error_contains("ray_get_many: refs[1]: object ");
+  assert_error_contains("has type 'f64' (elem 8), expected 'i64' (elem 8)");
+  assert_true(poisoned(v, 3));
+  assert_int_equal(ray_get_many_i64(wrong_type, 3, -1, x), RAY_ETYPE);
+  assert_error_contains("ray_get_many_i64: refs[1]: object ");
+
+  ray_ref *not_one[3] = {good, good, pair};
+  assert_int_equal(ray_get_many_i64(not_one, 3, -1, x), RAY_ETYPE);
+  assert_error_contains("ray_get_many_i64: refs[2] holds 2 'i64' elements, not one");
+  assert_int_equal(x[0], -1); /* all or nothing */
+  assert_int_equal(ray_get_many_i64(task_failed, 3, -1, x), RAY_ETASK);
+  assert_error_contains("ray_get_many_i64: refs[2]: task 'fails_on_purpose' failed");
+
+  ray_ref_release(good);
+  ray_ref_release(f);
+  ray_ref_release(bad);
+  ray_ref_release(pair);
+  assert_int_equal(settled_objects(0), 0); /* no view left behind */
+}
+
+static void test_get_many_out_of_memory_holds_nothing(void **state) {
+  (void)state;
+  enum { N = 20 };
+  ray_ref *refs[N];
+  for (int i = 0; i < N; i++) CHECK_OK(ray_put_i64(i, &refs[i]));
+  ray_view v[N];
+  int64_t x[N];
+  poison(v, N);
+  rt_alloc_fail_at(1, true); /* the scratch views */
+  ray_status s = ray_get_many(refs, N, NULL, 0, v);
+  rt_alloc_fail_at(0, false);
+  assert_int_equal(s, RAY_ENOMEM);
+  assert_error_contains("ray_get_many: no memory to hold 20 views");
+  assert_true(poisoned(v, N));
+  rt_alloc_fail_at(1, true);
+  s = ray_get_many_i64(refs, N, 0, x);
+  rt_alloc_fail_at(0, false);
+  assert_int_equal(s, RAY_ENOMEM);
+  assert_error_contains("ray_get_many_i64: no memory to hold 20 views");
+  rt_alloc_fail_at(2, true); /* its own scratch, then ray_get_many's */
+  s = ray_get_many_i64(refs, N, 0, x);
+  rt_alloc_fail_at(0, false);
+  assert_int_equal(s, RAY_ENOMEM);
+  assert_error_contains("ray_get_many_i64: no memory to hold 20 views");
+  for (int i = 0; i < N; i++) ray_ref_release(refs[i]);
+  assert_int_equal(settled_objects(0), 0);
+}
+
+int main(void) {
+  const struct CMUnitTest helpers[] = {
+      cmocka_unit_test_setup_teardown(test_ctx_typed_args_read_their_values, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_ctx_typed_args_keep_the_type_check, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_put_and_get_scalars, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_typed_helpers_need_a_runtime, setup_env, teardown),
+      cmocka_unit_test_setup_teardown(test_get_many_gets_every_object, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_get_many_bad_arguments, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_get_many_timeout_holds_nothing, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_get_many_reports_the_failing_object, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_get_many_out_of_memory_holds_nothing, setup, teardown),
+  };
+  int failed = 0;
+  failed += cmocka_run_group_tests_name("typed helpers", helpers, NULL, NULL);
+  return failed;
+}
