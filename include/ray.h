@@ -77,6 +77,13 @@ RAY_API const char *ray_last_error(void);
 /* Runtime                                                                  */
 /* ------------------------------------------------------------------------ */
 
+/*
+ * Zero means the default, in every field: `ray_config cfg = {0};` is a valid
+ * config, the same as ray_init(NULL). A field left zero (0 or NULL) takes the
+ * value of its RAY_* environment variable when that is set (see
+ * ray_config_init), else the default given below; a malformed RAY_* variable
+ * makes ray_init fail, whichever way the config was made.
+ */
 typedef struct ray_config {
   /* Worker threads; 0: the number of online CPUs. */
   int num_workers;
@@ -89,17 +96,25 @@ typedef struct ray_config {
    * string is copied by ray_init. Spill files are rayc's alone while it
    * runs. */
   const char *spill_dir;
-  /* How long a put waits for memory before RAY_ESTOREFULL: -1 forever, 0 not
-   * at all, > 0 milliseconds (INT64_MAX: as good as forever); below -1 makes
-   * ray_init fail RAY_EINVAL. ray_config_init sets 10000. */
+  /* How long a put waits for memory before RAY_ESTOREFULL: > 0 milliseconds
+   * (INT64_MAX: as good as forever), -1 forever, RAY_PUT_NO_WAIT not at all;
+   * 0: the default, 10000 (ray_config_init sets it). Below RAY_PUT_NO_WAIT
+   * makes ray_init fail RAY_EINVAL. */
   int64_t put_timeout_ms;
-  /* Chrome trace JSON written at shutdown; NULL: off. Copied by ray_init. */
+  /* Chrome trace JSON written at shutdown; NULL: RAY_TIMELINE, else off.
+   * Copied by ray_init. */
   const char *timeline_path;
   /* Set by ray_config_init when a RAY_* environment variable is malformed
    * (names the variable and its value); ray_init then refuses the config
    * with RAY_EINVAL and this text. "" when all is well. */
   char env_error[192];
+  /* Room for fields to come (zero them: `{0}` and ray_config_init do);
+   * ray_init refuses a config whose reserved_ is not all zero. */
+  uint64_t reserved_[8];
 } ray_config;
+
+/* put_timeout_ms: a put that finds no room fails RAY_ESTOREFULL at once. */
+#define RAY_PUT_NO_WAIT (-2)
 
 /*
  * Fills cfg with the defaults, then applies the environment overrides:
@@ -107,18 +122,21 @@ typedef struct ray_config {
  *   RAY_OBJECT_STORE_MEMORY  bytes, with an optional K, M or G suffix (x1024)
  *   RAY_SPILL_DIR            path
  *   RAY_TIMELINE             path
- *   RAY_PUT_TIMEOUT_MS       integer >= -1
+ *   RAY_PUT_TIMEOUT_MS       integer >= -1 (0: RAY_PUT_NO_WAIT)
  * A malformed value does not fall back silently: it is recorded in
  * cfg->env_error and makes ray_init(cfg) fail. The string fields point into
  * the environment; they stay valid while the environment is unchanged.
+ * Optional: ray_init applies the same overrides to the zero fields of any
+ * config; this shows the values in force and lets the program change them.
  */
 RAY_API void ray_config_init(ray_config *cfg);
 
 /*
  * Starts the runtime. cfg NULL: ray_config_init defaults (environment
  * included). cfg is read during the call only.
- * Errors: RAY_EEXIST if already running; RAY_EINVAL for a bad field or a
- * malformed environment override (message names it); RAY_ENOMEM; RAY_EIO
+ * Errors: RAY_EEXIST if already running; RAY_EINVAL for a bad field, a
+ * reserved_ that is not zero, or a malformed RAY_* variable (message names
+ * it); RAY_ENOMEM; RAY_EIO
  * (the spill directory cannot be created: the message names it and why).
  */
 RAY_API ray_status ray_init(const ray_config *cfg);
@@ -364,13 +382,27 @@ RAY_API ray_arg ray_arg_value(const void *data, size_t size, const ray_type *typ
  * until it ends: the caller may release its handle right after the call. */
 RAY_API ray_arg ray_arg_actor(ray_actor *actor);
 
+/* Zero means the default, in every field: `ray_task_opts o = {0};` is the
+ * same as RAY_TASK_OPTS_INIT and as passing NULL. */
 typedef struct ray_task_opts {
-  const char *name; /* for messages, stats and the timeline; NULL: "unnamed"; copied */
-  int num_returns;  /* 0 .. 256 */
-  int max_retries;  /* re-runs after the function returns an error; -1: no limit */
+  /* For messages, stats and the timeline; copied. NULL: "unnamed". */
+  const char *name;
+  /* How many results: 1 .. 256; 0 means 1; RAY_NO_RETURNS: none (returns
+   * may then be NULL, and nothing can wait for the task). */
+  int num_returns;
+  /* Re-runs after the function returns an error; 0: none; -1: no limit. */
+  int max_retries;
+  /* Room for fields to come; must be zero (ray_submit refuses it else). */
+  uint64_t reserved_[4];
 } ray_task_opts;
 #define RAY_TASK_OPTS_INIT                                                                         \
-  { NULL, 1, 0 }
+  {                                                                                                \
+    NULL, 1, 0, {                                                                                  \
+      0                                                                                            \
+    }                                                                                              \
+  }
+/* num_returns: a task without results. */
+#define RAY_NO_RETURNS (-1)
 
 /*
  * Submits fn(args). On RAY_OK returns[0 .. num_returns-1] are new refs to the
@@ -382,8 +414,9 @@ typedef struct ray_task_opts {
  * workers catch up.
  * Errors: RAY_EINVAL (fn NULL, args NULL with nargs > 0, a bad or released
  * ref argument, a value argument with NULL data, size 0 or a type whose name
- * is NULL, num_returns out of range or returns NULL, max_retries < -1; the
- * message names the argument);
+ * is NULL, num_returns out of range or returns NULL while it asks for
+ * results, max_retries < -1, reserved_ not zero; the message names the
+ * argument);
  * RAY_ESHUTDOWN (no runtime, or ray_shutdown has begun and the caller is not
  * a task or actor method; see ray_shutdown for calls that race it);
  * RAY_ENOMEM. On failure nothing is submitted and returns is untouched.
@@ -510,7 +543,8 @@ typedef struct ray_actor_class {
   size_t num_methods;
 } ray_actor_class;
 
-/* Zero-initialised = defaults. */
+/* Zero means the default, in every field: `ray_actor_opts o = {0};` is the
+ * same as passing NULL. */
 typedef struct ray_actor_opts {
   const char *name;     /* unique among living actors; NULL: unnamed; copied */
   int max_restarts;     /* restarts after a crash or ray_actor_kill(a, false); -1: no limit */
@@ -518,6 +552,8 @@ typedef struct ray_actor_opts {
   int max_concurrency;  /* methods of this actor running at once; 0 means 1 */
   size_t memory_quota;  /* bytes of objects the actor may put; 0: no quota */
   bool detached;        /* lives on after its last handle, until killed or shutdown */
+  /* Room for fields to come; must be zero (ray_actor_create refuses it else). */
+  uint64_t reserved_[4];
 } ray_actor_opts;
 
 /*
@@ -525,7 +561,7 @@ typedef struct ray_actor_opts {
  * defaults. On RAY_OK *out is a handle (release it with ray_actor_release).
  * Errors: RAY_EINVAL (cls, out or a method fn NULL, an empty name, a bad
  * argument as in ray_submit, max_concurrency < 0, max_restarts or
- * max_task_retries < -1); RAY_EEXIST (the name is taken by a living actor);
+ * max_task_retries < -1, reserved_ not zero); RAY_EEXIST (the name is taken by a living actor);
  * RAY_ESHUTDOWN; RAY_ENOMEM.
  */
 RAY_API ray_status ray_actor_create(const ray_actor_class *cls, const ray_arg *args, size_t nargs,
@@ -662,6 +698,8 @@ typedef struct ray_stats {
   /* Spilling: payload bytes written to spill files and read back from them
    * since init (spills and restores above count the objects). */
   uint64_t bytes_spilled_total, bytes_restored_total;
+  /* Room for counters to come; ray_stats_get zeroes it. */
+  uint64_t reserved_[16];
 } ray_stats;
 
 /* A snapshot of the runtime's counters. Counters are exact when no call is

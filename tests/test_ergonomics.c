@@ -1,5 +1,7 @@
 /*
  * test_ergonomics.c - a task in a few lines, with the type checks kept:
+ *   - zeroed option structs ({0}) mean the defaults, and the _INIT macros
+ *     and ray_config_init keep their meaning; reserved_ must be zero;
  *   - the typed helpers (ray_ctx_arg_i64 .., ray_get_i64 .., ray_get_many);
  *
  * Every test leaves the runtime shut down and the RAY_* variables unset.
@@ -123,7 +125,7 @@ static ray_status bad_ctx_calls(ray_ctx *ctx) {
  * the message in ray_last_error(). */
 static ray_status run_on_named(ray_task_fn fn, const char *name, ray_arg arg, int64_t *out) {
   ray_ref *r;
-  CHECK_OK(ray_submit(fn, &arg, 1, &(ray_task_opts){.name = name, .num_returns = 1}, &r));
+  CHECK_OK(ray_submit(fn, &arg, 1, &(ray_task_opts){.name = name}, &r));
   int64_t x = 0;
   ray_status s = ray_get_i64(r, -1, &x);
   ray_ref_release(r);
@@ -249,8 +251,8 @@ static void test_put_and_get_scalars(void **state) {
   CHECK_OK(ray_seal(pending));
   CHECK_OK(ray_get_i64(pending, 0, &x));
   assert_int_equal(x, 8);
-  CHECK_OK(ray_submit(fails_on_purpose, NULL, 0,
-                      &(ray_task_opts){.name = "fails_on_purpose", .num_returns = 1}, &bad));
+  CHECK_OK(
+      ray_submit(fails_on_purpose, NULL, 0, &(ray_task_opts){.name = "fails_on_purpose"}, &bad));
   assert_int_equal(ray_get_f64(bad, -1, &d), RAY_ETASK);
   assert_error_contains("ray_get_f64: task 'fails_on_purpose' failed: bad input");
   ray_ref_release(i);
@@ -396,8 +398,8 @@ static void test_get_many_reports_the_failing_object(void **state) {
   ray_ref *good, *f, *bad, *pair;
   CHECK_OK(ray_put_i64(1, &good));
   CHECK_OK(ray_put_f64(1, &f));
-  CHECK_OK(ray_submit(fails_on_purpose, NULL, 0,
-                      &(ray_task_opts){.name = "fails_on_purpose", .num_returns = 1}, &bad));
+  CHECK_OK(
+      ray_submit(fails_on_purpose, NULL, 0, &(ray_task_opts){.name = "fails_on_purpose"}, &bad));
   int64_t two[2] = {1, 2};
   CHECK_OK(ray_put(two, sizeof two, &ray_type_i64, &pair));
   ray_view v[3];
@@ -459,6 +461,265 @@ static void test_get_many_out_of_memory_holds_nothing(void **state) {
   assert_int_equal(settled_objects(0), 0);
 }
 
+/* ------------------------------------------------------------------------ */
+/* Zeroed option structs                                                    */
+/* ------------------------------------------------------------------------ */
+
+static ray_status seven(ray_ctx *ctx) {
+  return ray_ctx_return_i64(ctx, 0, 7);
+}
+
+/* Two returns: the argument and its negation. */
+static ray_status both_signs(ray_ctx *ctx) {
+  int64_t x;
+  ray_status s = ray_ctx_arg_i64(ctx, 0, &x);
+  if (s == RAY_OK) s = ray_ctx_return_i64(ctx, 0, x);
+  return s != RAY_OK ? s : ray_ctx_return_i64(ctx, 1, -x);
+}
+
+static _Atomic int g_no_returns_ran;
+static ray_status count_run(ray_ctx *ctx) {
+  (void)ctx;
+  atomic_fetch_add(&g_no_returns_ran, 1);
+  return RAY_OK;
+}
+
+/* The acc actor: a running sum; "add" adds every i64 argument and returns
+ * the sum; method 1 has no name and fails. */
+static ray_status acc_start(void *state, ray_ctx *ctx) {
+  return ray_ctx_nargs(ctx) ? ray_ctx_arg_i64(ctx, 0, state) : RAY_OK;
+}
+static ray_status acc_add(void *state, ray_ctx *ctx) {
+  int64_t *sum = state;
+  for (size_t i = 0; i < ray_ctx_nargs(ctx); i++) {
+    int64_t x;
+    ray_status s = ray_ctx_arg_i64(ctx, i, &x);
+    if (s != RAY_OK) return s;
+    *sum += x;
+  }
+  return ray_ctx_return_i64(ctx, 0, *sum);
+}
+static ray_status acc_refuses(void *state, ray_ctx *ctx) {
+  (void)state;
+  return ray_ctx_fail(ctx, "refused");
+}
+enum { ACC_ADD, ACC_REFUSES };
+static const ray_method k_acc_methods[] = {{"add", acc_add}, {NULL, acc_refuses}};
+static const ray_actor_class k_acc = {"Acc", sizeof(int64_t), acc_start, NULL, k_acc_methods, 2};
+
+static void test_zeroed_task_opts_mean_one_return(void **state) {
+  (void)state;
+  ray_task_opts o = {0};
+  int64_t x = 6;
+  ray_arg a = ray_arg_value(&x, sizeof x, &ray_type_i64);
+  ray_ref *r[2] = {NULL, NULL};
+  CHECK_OK(ray_submit(square_it, &a, 1, &o, r));
+  assert_non_null(r[0]);
+  assert_null(r[1]);
+  assert_int_equal(get_i64(r[0]), 36);
+  ray_ref_release(r[0]);
+}
+
+static void test_task_opts_init_keeps_its_meaning(void **state) {
+  (void)state;
+  ray_task_opts o = RAY_TASK_OPTS_INIT;
+  assert_null(o.name);
+  assert_int_equal(o.num_returns, 1);
+  assert_int_equal(o.max_retries, 0);
+  for (size_t i = 0; i < sizeof o.reserved_ / sizeof o.reserved_[0]; i++)
+    assert_int_equal(o.reserved_[i], 0);
+  o.num_returns = 2;
+  o.name = "signs";
+  int64_t x = 4;
+  ray_arg a = ray_arg_value(&x, sizeof x, &ray_type_i64);
+  ray_ref *r[2];
+  CHECK_OK(ray_submit(both_signs, &a, 1, &o, r));
+  assert_int_equal(get_i64(r[0]), 4);
+  assert_int_equal(get_i64(r[1]), -4);
+  ray_ref_release(r[0]);
+  ray_ref_release(r[1]);
+}
+
+static void test_no_returns_runs_a_task_without_results(void **state) {
+  (void)state;
+  ray_task_opts o = {.num_returns = RAY_NO_RETURNS};
+  int before = atomic_load(&g_no_returns_ran);
+  CHECK_OK(ray_submit(count_run, NULL, 0, &o, NULL));
+  WAIT_UNTIL(atomic_load(&g_no_returns_ran) == before + 1, "run of the task without returns");
+}
+
+static void test_zero_num_returns_with_null_returns_names_the_fix(void **state) {
+  (void)state;
+  ray_task_opts o = {0};
+  assert_int_equal(ray_submit(count_run, NULL, 0, &o, NULL), RAY_EINVAL);
+  assert_error_contains("ray_submit: returns is NULL with num_returns = 0");
+  assert_error_contains("RAY_NO_RETURNS asks for none");
+}
+
+static void test_task_opts_reserved_must_be_zero(void **state) {
+  (void)state;
+  ray_task_opts o = {0};
+  o.reserved_[3] = 1;
+  ray_ref *r = NULL;
+  assert_int_equal(ray_submit(seven, NULL, 0, &o, &r), RAY_EINVAL);
+  assert_null(r);
+  assert_error_contains("ray_submit: opts.reserved_ is not zero");
+}
+
+static void test_zeroed_actor_opts_are_the_defaults(void **state) {
+  (void)state;
+  ray_actor_opts o = {0};
+  ray_actor *a = NULL;
+  int64_t start = 10, x = 5;
+  ray_arg arg = ray_arg_value(&start, sizeof start, &ray_type_i64);
+  CHECK_OK(ray_actor_create(&k_acc, &arg, 1, &o, &a));
+  ray_arg ax = ray_arg_value(&x, sizeof x, &ray_type_i64);
+  ray_ref *r;
+  CHECK_OK(ray_actor_call(a, ACC_ADD, &ax, 1, &r));
+  assert_int_equal(get_i64(r), 15);
+  ray_ref_release(r);
+  ray_actor_release(a);
+
+  o.reserved_[0] = 7;
+  a = NULL;
+  assert_int_equal(ray_actor_create(&k_acc, NULL, 0, &o, &a), RAY_EINVAL);
+  assert_null(a);
+  assert_error_contains("ray_actor_create: opts.reserved_ is not zero");
+}
+
+static void test_zeroed_config_starts_with_the_defaults(void **state) {
+  (void)state;
+  ray_config cfg = {0};
+  CHECK_OK(ray_init(&cfg));
+  assert_int_equal(stats().memory_limit, (size_t)(rt_prim_ram_bytes() / 10 * 3));
+  CHECK_OK(ray_shutdown());
+  /* ray_config_init leaves reserved_ zero as well, over any garbage. */
+  memset(&cfg, 0x5c, sizeof cfg);
+  ray_config_init(&cfg);
+  for (size_t i = 0; i < sizeof cfg.reserved_ / sizeof cfg.reserved_[0]; i++)
+    assert_int_equal(cfg.reserved_[i], 0);
+}
+
+static void test_zeroed_config_takes_the_environment(void **state) {
+  (void)state;
+  char path[64];
+  snprintf(path, sizeof path, "/tmp/rayc-ergo-env-%d.json", (int)getpid());
+  assert_int_equal(setenv("RAY_OBJECT_STORE_MEMORY", "48M", 1), 0);
+  assert_int_equal(setenv("RAY_TIMELINE", path, 1), 0);
+  ray_config cfg = {0};
+  CHECK_OK(ray_init(&cfg));
+  assert_int_equal(stats().memory_limit, 48 * MIB);
+  ray_ref *r;
+  CHECK_OK(ray_submit(seven, NULL, 0, NULL, &r));
+  assert_int_equal(get_i64(r), 7);
+  ray_ref_release(r);
+  CHECK_OK(ray_shutdown());
+  FILE *f = fopen(path, "r"); /* RAY_TIMELINE applied to the NULL timeline_path */
+  assert_non_null(f);
+  fclose(f);
+  unlink(path);
+
+  /* A field the program set beats the environment. */
+  cfg.object_store_memory = 32 * MIB;
+  unsetenv("RAY_TIMELINE");
+  CHECK_OK(ray_init(&cfg));
+  assert_int_equal(stats().memory_limit, 32 * MIB);
+  CHECK_OK(ray_shutdown());
+}
+
+static void test_malformed_environment_fails_a_zeroed_config(void **state) {
+  (void)state;
+  assert_int_equal(setenv("RAY_NUM_WORKERS", "many", 1), 0);
+  ray_config cfg = {0};
+  assert_int_equal(ray_init(&cfg), RAY_EINVAL);
+  assert_error_contains("RAY_NUM_WORKERS='many'");
+  assert_false(ray_is_initialized());
+  cfg.num_workers = 2; /* set, yet the variable is malformed: still refused */
+  assert_int_equal(ray_init(&cfg), RAY_EINVAL);
+  assert_error_contains("RAY_NUM_WORKERS");
+  unsetenv("RAY_NUM_WORKERS");
+  CHECK_OK(ray_init(&cfg));
+}
+
+static void test_config_reserved_must_be_zero(void **state) {
+  (void)state;
+  ray_config cfg = {0};
+  cfg.reserved_[7] = 1;
+  assert_int_equal(ray_init(&cfg), RAY_EINVAL);
+  assert_error_contains("ray_init: config.reserved_ is not zero");
+  assert_false(ray_is_initialized());
+}
+
+/* The object that keeps the store full; released by the helper once a put
+ * waits for memory (or once the test is over, should the put not wait). */
+static ray_ref *g_in_the_way;
+static _Atomic int g_put_done;
+
+static void *release_when_a_put_waits(void *arg) {
+  (void)arg;
+  rt_store *st = rt_store_current();
+  while (!atomic_load(&g_put_done) && atomic_load(&st->mem_waiters) == 0) usleep(1000);
+  ray_unpin(g_in_the_way);
+  ray_ref_release(g_in_the_way);
+  return NULL;
+}
+
+/* put_timeout_ms 0 is the default wait (10 s), no longer "fail at once": a
+ * put that finds the store full of pinned bytes waits for the free. */
+static void test_zero_put_timeout_waits_as_the_default(void **state) {
+  (void)state;
+  ray_config cfg = {0};
+  cfg.object_store_memory = 1 * MIB;
+  CHECK_OK(ray_init(&cfg));
+  void *data;
+  CHECK_OK(ray_create(1 * MIB, NULL, &data, &g_in_the_way));
+  CHECK_OK(ray_seal(g_in_the_way));
+  CHECK_OK(ray_pin(g_in_the_way));
+  atomic_store(&g_put_done, 0);
+  pthread_t th;
+  assert_int_equal(pthread_create(&th, NULL, release_when_a_put_waits, NULL), 0);
+  static unsigned char half[(size_t)1 << 19];
+  ray_ref *r = NULL;
+  ray_status s = ray_put(half, sizeof half, NULL, &r);
+  atomic_store(&g_put_done, 1);
+  pthread_join(th, NULL);
+  if (s != RAY_OK) fail_msg("ray_put: %s: %s", ray_status_name(s), ray_last_error());
+  ray_ref_release(r);
+}
+
+static void test_put_no_wait_fails_at_once(void **state) {
+  (void)state;
+  ray_config cfg = {0};
+  cfg.object_store_memory = 1 * MIB;
+  cfg.put_timeout_ms = RAY_PUT_NO_WAIT;
+  CHECK_OK(ray_init(&cfg));
+  void *data;
+  ray_ref *full, *r = NULL;
+  CHECK_OK(ray_create(1 * MIB, NULL, &data, &full));
+  CHECK_OK(ray_seal(full));
+  CHECK_OK(ray_pin(full));
+  static unsigned char half[(size_t)1 << 19];
+  assert_int_equal(ray_put(half, sizeof half, NULL, &r), RAY_ESTOREFULL);
+  assert_null(r);
+  assert_null(strstr(ray_last_error(), " within ")); /* it did not wait */
+  /* The environment's 0 means the same. */
+  CHECK_OK(ray_unpin(full));
+  ray_ref_release(full);
+  CHECK_OK(ray_shutdown());
+  assert_int_equal(setenv("RAY_PUT_TIMEOUT_MS", "0", 1), 0);
+  ray_config_init(&cfg);
+  assert_int_equal(cfg.put_timeout_ms, RAY_PUT_NO_WAIT);
+}
+
+static void test_stats_reserved_is_zeroed(void **state) {
+  (void)state;
+  ray_stats st;
+  memset(&st, 0xa5, sizeof st);
+  CHECK_OK(ray_stats_get(&st));
+  for (size_t i = 0; i < sizeof st.reserved_ / sizeof st.reserved_[0]; i++)
+    assert_int_equal(st.reserved_[i], 0);
+}
+
 int main(void) {
   const struct CMUnitTest helpers[] = {
       cmocka_unit_test_setup_teardown(test_ctx_typed_args_read_their_values, setup, teardown),
@@ -471,7 +732,28 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_get_many_reports_the_failing_object, setup, teardown),
       cmocka_unit_test_setup_teardown(test_get_many_out_of_memory_holds_nothing, setup, teardown),
   };
+  const struct CMUnitTest zeroed[] = {
+      cmocka_unit_test_setup_teardown(test_zeroed_task_opts_mean_one_return, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_task_opts_init_keeps_its_meaning, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_no_returns_runs_a_task_without_results, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_zero_num_returns_with_null_returns_names_the_fix, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_task_opts_reserved_must_be_zero, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_zeroed_actor_opts_are_the_defaults, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_zeroed_config_starts_with_the_defaults, setup_env,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_zeroed_config_takes_the_environment, setup_env,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_malformed_environment_fails_a_zeroed_config, setup_env,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_config_reserved_must_be_zero, setup_env, teardown),
+      cmocka_unit_test_setup_teardown(test_zero_put_timeout_waits_as_the_default, setup_env,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_put_no_wait_fails_at_once, setup_env, teardown),
+      cmocka_unit_test_setup_teardown(test_stats_reserved_is_zeroed, setup, teardown),
+  };
   int failed = 0;
   failed += cmocka_run_group_tests_name("typed helpers", helpers, NULL, NULL);
+  failed += cmocka_run_group_tests_name("zeroed option structs", zeroed, NULL, NULL);
   return failed;
 }

@@ -35,6 +35,7 @@
 #include "core/alloc.h"
 #include "core/handle.h"
 #include "core/prim.h"
+#include "core/types.h"
 #include "task/ctx.h"
 
 #define RT_ACTOR_BATCH 64
@@ -626,6 +627,9 @@ static ray_status check_class(const ray_actor_class *cls) {
 static ray_status check_opts(const ray_actor_opts *opts) {
   if (opts->name && !opts->name[0])
     return rt_fail(RAY_EINVAL, "ray_actor_create: the name is empty");
+  if (!RT_RESERVED_ZERO(opts->reserved_))
+    return rt_fail(RAY_EINVAL, "ray_actor_create: opts.reserved_ is not zero (initialise the "
+                               "options with {0})");
   if (opts->max_concurrency < 0 || opts->max_restarts < -1 || opts->max_task_retries < -1)
     return rt_fail(RAY_EINVAL,
                    "ray_actor_create: max_concurrency %d, max_restarts %d or max_task_retries %d "

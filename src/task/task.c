@@ -25,6 +25,7 @@
 #include "core/alloc.h"
 #include "core/array.h"
 #include "core/prim.h"
+#include "core/types.h"
 #include "task/ctx.h"
 #include "task/task.h"
 
@@ -645,16 +646,30 @@ static ray_status submit(rt_tasks *ts, ray_task_fn fn, const ray_arg *args, size
   static const ray_task_opts defaults = RAY_TASK_OPTS_INIT;
   if (!opts) opts = &defaults;
   if (!fn) return rt_fail(RAY_EINVAL, "ray_submit: fn is NULL");
-  if (opts->num_returns < 0 || opts->num_returns > RT_TASK_MAX_RETURNS)
-    return rt_fail(RAY_EINVAL, "ray_submit: num_returns %d is not in 0..%d", opts->num_returns,
+  /* Zero is the default in every field (ray.h): num_returns 0 means 1. */
+  int nrets = opts->num_returns;
+  if (RT_UNLIKELY(nrets <= 0)) {
+    if (nrets < RAY_NO_RETURNS)
+      return rt_fail(RAY_EINVAL,
+                     "ray_submit: num_returns %d is not in 1..%d (0 means 1, RAY_NO_RETURNS "
+                     "none)",
+                     nrets, RT_TASK_MAX_RETURNS);
+    nrets = nrets == RAY_NO_RETURNS ? 0 : 1;
+  }
+  if (nrets > RT_TASK_MAX_RETURNS)
+    return rt_fail(RAY_EINVAL, "ray_submit: num_returns %d is more than %d", nrets,
                    RT_TASK_MAX_RETURNS);
-  if (opts->num_returns && !returns)
-    return rt_fail(RAY_EINVAL, "ray_submit: returns is NULL with num_returns = %d",
-                   opts->num_returns);
+  if (nrets && !returns)
+    return rt_fail(RAY_EINVAL, "ray_submit: returns is NULL with num_returns = %d%s",
+                   opts->num_returns,
+                   opts->num_returns ? "" : " (0 means 1; RAY_NO_RETURNS asks for none)");
   if (opts->max_retries < -1)
     return rt_fail(RAY_EINVAL, "ray_submit: max_retries %d is below -1", opts->max_retries);
+  if (RT_UNLIKELY(!RT_RESERVED_ZERO(opts->reserved_)))
+    return rt_fail(RAY_EINVAL, "ray_submit: opts.reserved_ is not zero (initialise the options "
+                               "with {0} or RAY_TASK_OPTS_INIT)");
   rt_task *t;
-  ray_status s = rt_task_build(ts, "ray_submit", fn, args, nargs, opts->name, opts->num_returns,
+  ray_status s = rt_task_build(ts, "ray_submit", fn, args, nargs, opts->name, nrets,
                                opts->max_retries, &t, returns);
   if (s != RAY_OK) return s;
   rt_task_start(ts, t);
