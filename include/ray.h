@@ -385,7 +385,10 @@ RAY_API ray_arg ray_arg_actor(ray_actor *actor);
 /* Zero means the default, in every field: `ray_task_opts o = {0};` is the
  * same as RAY_TASK_OPTS_INIT and as passing NULL. */
 typedef struct ray_task_opts {
-  /* For messages, stats and the timeline; copied. NULL: "unnamed". */
+  /* For messages, stats and the timeline; copied. NULL: the task function's
+   * own name ("square"), from the program's symbol table (static functions
+   * included); "unnamed" where the function has no symbol (a stripped
+   * binary's static function). */
   const char *name;
   /* How many results: 1 .. 256; 0 means 1; RAY_NO_RETURNS: none (returns
    * may then be NULL, and nothing can wait for the task). */
@@ -529,7 +532,7 @@ RAY_API ray_status ray_ctx_exit_actor(ray_ctx *ctx);
  */
 typedef ray_status (*ray_method_fn)(void *state, ray_ctx *ctx);
 typedef struct ray_method {
-  const char *name;
+  const char *name; /* for messages: "Class.name"; NULL: the function's name */
   ray_method_fn fn;
 } ray_method;
 

@@ -2,6 +2,8 @@
  * test_ergonomics.c - a task in a few lines, with the type checks kept:
  *   - zeroed option structs ({0}) mean the defaults, and the _INIT macros
  *     and ray_config_init keep their meaning; reserved_ must be zero;
+ *   - tasks and methods without a name are named after their function, in
+ *     error chains and in the timeline; the symbol cache in front of it;
  *   - the typed helpers (ray_ctx_arg_i64 .., ray_get_i64 .., ray_get_many);
  *
  * Every test leaves the runtime shut down and the RAY_* variables unset.
@@ -26,6 +28,7 @@
 #include "core/alloc.h"
 #include "core/prim.h"
 #include "store/store.h"
+#include "task/fnname.h"
 #include "test_util.h"
 #include <ray.h>
 
@@ -72,6 +75,12 @@ static ray_status square_it(ray_ctx *ctx) {
 
 static ray_status fails_on_purpose(ray_ctx *ctx) {
   return ray_ctx_fail(ctx, "bad input");
+}
+
+static ray_status plus_one(ray_ctx *ctx) {
+  int64_t x;
+  ray_status s = ray_ctx_arg_i64(ctx, 0, &x);
+  return s != RAY_OK ? s : ray_ctx_return_i64(ctx, 0, x + 1);
 }
 
 /* The result of the task that reads it with ray_ctx_arg_<kind>: status and
@@ -121,11 +130,11 @@ static ray_status bad_ctx_calls(ray_ctx *ctx) {
   return RAY_OK;
 }
 
-/* Submits fn(arg) as name and returns the status of a get of its result, leaving
+/* Submits fn(arg) and returns the status of a get of its result, leaving
  * the message in ray_last_error(). */
-static ray_status run_on_named(ray_task_fn fn, const char *name, ray_arg arg, int64_t *out) {
+static ray_status run_on(ray_task_fn fn, ray_arg arg, int64_t *out) {
   ray_ref *r;
-  CHECK_OK(ray_submit(fn, &arg, 1, &(ray_task_opts){.name = name}, &r));
+  CHECK_OK(ray_submit(fn, &arg, 1, NULL, &r));
   int64_t x = 0;
   ray_status s = ray_get_i64(r, -1, &x);
   ray_ref_release(r);
@@ -133,12 +142,10 @@ static ray_status run_on_named(ray_task_fn fn, const char *name, ray_arg arg, in
   return s;
 }
 
-#define RUN_ON(fn, arg, out) run_on_named(fn, #fn, arg, out)
-
 static void test_ctx_typed_args_read_their_values(void **state) {
   (void)state;
   int64_t n;
-  CHECK_OK(RUN_ON(read_as_i64, ray_arg_value(&(int64_t){-42}, 8, &ray_type_i64), &n));
+  CHECK_OK(run_on(read_as_i64, ray_arg_value(&(int64_t){-42}, 8, &ray_type_i64), &n));
   assert_int_equal(n, -42);
   ray_ref *r;
   double d = 0;
@@ -147,17 +154,17 @@ static void test_ctx_typed_args_read_their_values(void **state) {
   CHECK_OK(ray_get_f64(r, -1, &d));
   assert_true(d == 0.5);
   ray_ref_release(r);
-  CHECK_OK(RUN_ON(read_as_str, ray_arg_str("four"), &n));
+  CHECK_OK(run_on(read_as_str, ray_arg_str("four"), &n));
   assert_int_equal(n, 4);
-  CHECK_OK(RUN_ON(read_as_str, ray_arg_str(""), &n)); /* the NUL makes it one byte */
+  CHECK_OK(run_on(read_as_str, ray_arg_str(""), &n)); /* the NUL makes it one byte */
   assert_int_equal(n, 0);
   /* A str object with a NUL before its end reads up to the NUL. */
-  CHECK_OK(RUN_ON(read_as_str, ray_arg_value("ab\0cd", 5, &ray_type_str), &n));
+  CHECK_OK(run_on(read_as_str, ray_arg_value("ab\0cd", 5, &ray_type_str), &n));
   assert_int_equal(n, 2);
   /* By ref, from the store. */
   ray_ref *obj;
   CHECK_OK(ray_put_i64(99, &obj));
-  CHECK_OK(RUN_ON(read_as_i64, ray_arg_ref(obj), &n));
+  CHECK_OK(run_on(read_as_i64, ray_arg_ref(obj), &n));
   assert_int_equal(n, 99);
   ray_ref_release(obj);
 }
@@ -167,30 +174,30 @@ static void test_ctx_typed_args_keep_the_type_check(void **state) {
   /* Another type: both names, the task and the argument. (The task returns
    * the helper's RAY_ETYPE, so the get of its result gives RAY_ETASK with
    * the helper's message as the reason.) */
-  assert_int_equal(RUN_ON(read_as_i64, ray_arg_value(&(double){1}, 8, &ray_type_f64), NULL),
+  assert_int_equal(run_on(read_as_i64, ray_arg_value(&(double){1}, 8, &ray_type_f64), NULL),
                    RAY_ETASK);
   assert_error_contains("returned RAY_ETYPE");
   assert_error_contains("ray_ctx_arg_i64: task 'read_as_i64' argument 0: value has type 'f64' "
                         "(elem 8), expected 'i64' (elem 8)");
   ray_ref *obj;
   CHECK_OK(ray_put_i64(3, &obj));
-  assert_int_equal(RUN_ON(read_as_f64, ray_arg_ref(obj), NULL), RAY_ETASK);
+  assert_int_equal(run_on(read_as_f64, ray_arg_ref(obj), NULL), RAY_ETASK);
   assert_error_contains("ray_ctx_arg_f64: task 'read_as_f64' argument 0");
   assert_error_contains("has type 'i64' (elem 8), expected 'f64' (elem 8)");
   ray_ref_release(obj);
   /* The right type, but not one element. */
   int64_t two[2] = {1, 2};
-  assert_int_equal(RUN_ON(read_as_i64, ray_arg_value(two, sizeof two, &ray_type_i64), NULL),
+  assert_int_equal(run_on(read_as_i64, ray_arg_value(two, sizeof two, &ray_type_i64), NULL),
                    RAY_ETASK);
   assert_error_contains(
       "ray_ctx_arg_i64: task 'read_as_i64' argument 0 holds 2 'i64' elements, not one");
   /* A str without a NUL. */
-  assert_int_equal(RUN_ON(read_as_str, ray_arg_value("abc", 3, &ray_type_str), NULL), RAY_ETASK);
+  assert_int_equal(run_on(read_as_str, ray_arg_value("abc", 3, &ray_type_str), NULL), RAY_ETASK);
   assert_error_contains("ray_ctx_arg_str: task 'read_as_str' argument 0: 3 bytes of 'str' "
                         "without a terminating NUL");
   /* Bad calls inside a task, and a NULL ctx. */
   int64_t n;
-  CHECK_OK(RUN_ON(bad_ctx_calls, ray_arg_value(&(int64_t){1}, 8, &ray_type_i64), &n));
+  CHECK_OK(run_on(bad_ctx_calls, ray_arg_value(&(int64_t){1}, 8, &ray_type_i64), &n));
   assert_int_equal(n, 1);
   int64_t x;
   assert_int_equal(ray_ctx_arg_i64(NULL, 0, &x), RAY_EINVAL);
@@ -251,8 +258,7 @@ static void test_put_and_get_scalars(void **state) {
   CHECK_OK(ray_seal(pending));
   CHECK_OK(ray_get_i64(pending, 0, &x));
   assert_int_equal(x, 8);
-  CHECK_OK(
-      ray_submit(fails_on_purpose, NULL, 0, &(ray_task_opts){.name = "fails_on_purpose"}, &bad));
+  CHECK_OK(ray_submit(fails_on_purpose, NULL, 0, NULL, &bad));
   assert_int_equal(ray_get_f64(bad, -1, &d), RAY_ETASK);
   assert_error_contains("ray_get_f64: task 'fails_on_purpose' failed: bad input");
   ray_ref_release(i);
@@ -398,8 +404,7 @@ static void test_get_many_reports_the_failing_object(void **state) {
   ray_ref *good, *f, *bad, *pair;
   CHECK_OK(ray_put_i64(1, &good));
   CHECK_OK(ray_put_f64(1, &f));
-  CHECK_OK(
-      ray_submit(fails_on_purpose, NULL, 0, &(ray_task_opts){.name = "fails_on_purpose"}, &bad));
+  CHECK_OK(ray_submit(fails_on_purpose, NULL, 0, NULL, &bad));
   int64_t two[2] = {1, 2};
   CHECK_OK(ray_put(two, sizeof two, &ray_type_i64, &pair));
   ray_view v[3];
@@ -720,7 +725,149 @@ static void test_stats_reserved_is_zeroed(void **state) {
     assert_int_equal(st.reserved_[i], 0);
 }
 
+/* ------------------------------------------------------------------------ */
+/* Default names                                                            */
+/* ------------------------------------------------------------------------ */
+
+static ray_status never_submitted(ray_ctx *ctx) {
+  (void)ctx;
+  return RAY_OK;
+}
+
+/* Runs first, before anything has read the executable's symbol table: a
+ * lookup that runs out of memory names the task "unnamed" this once, and
+ * is not cached, so the next lookup finds the name. */
+static void test_name_lookup_out_of_memory_is_not_cached(void **state) {
+  (void)state;
+  uintptr_t fn = (uintptr_t)never_submitted;
+  rt_alloc_fail_at(1, false); /* recording the module fails */
+  const char *a = rt_task_fn_name(fn);
+  rt_alloc_fail_at(2, true); /* the module is recorded; reading its table fails */
+  const char *b = rt_task_fn_name(fn);
+  rt_alloc_fail_at(0, false);
+  assert_string_equal(a, "unnamed");
+  assert_string_equal(b, "unnamed");
+  const char *c = rt_task_fn_name(fn);
+  assert_string_equal(c, "never_submitted");
+  assert_ptr_equal(rt_task_fn_name(fn), c); /* cached: the same string */
+}
+
+static void *name_on_another_thread(void *arg) {
+  return (void *)rt_task_fn_name((uintptr_t)arg);
+}
+
+/* More functions than the per-thread cache has ways, asked from two
+ * threads: each gets its own name every time, the same pointer everywhere. */
+static void test_name_cache_answers_every_function_on_every_thread(void **state) {
+  (void)state;
+  ray_task_fn fns[] = {square_it, seven,       fails_on_purpose, plus_one,    both_signs,
+                       count_run, read_as_i64, read_as_f64,      read_as_str, bad_ctx_calls};
+  const char *names[] = {"square_it",   "seven",        "fails_on_purpose", "plus_one",
+                         "both_signs",  "count_run",    "read_as_i64",      "read_as_f64",
+                         "read_as_str", "bad_ctx_calls"};
+  size_t n = sizeof fns / sizeof fns[0];
+  for (int round = 0; round < 3; round++)
+    for (size_t i = 0; i < n; i++) {
+      const char *here = rt_task_fn_name((uintptr_t)fns[i]);
+      assert_string_equal(here, names[i]);
+      pthread_t th;
+      void *there;
+      assert_int_equal(pthread_create(&th, NULL, name_on_another_thread, (void *)(uintptr_t)fns[i]),
+                       0);
+      pthread_join(th, &there);
+      assert_ptr_equal(there, here);
+    }
+}
+
+static void test_unnamed_task_is_named_after_its_function_in_errors(void **state) {
+  (void)state;
+  ray_ref *bad, *next;
+  CHECK_OK(ray_submit(fails_on_purpose, NULL, 0, NULL, &bad));
+  ray_arg a = ray_arg_ref(bad);
+  CHECK_OK(ray_submit(plus_one, &a, 1, NULL, &next));
+  ray_view v;
+  assert_int_equal(ray_get(bad, NULL, -1, &v), RAY_ETASK);
+  assert_error_contains("task 'fails_on_purpose' failed: bad input");
+  assert_int_equal(ray_get(next, NULL, -1, &v), RAY_ETASK);
+  assert_error_contains(
+      "task 'plus_one' not run: argument 0 comes from task 'fails_on_purpose', which failed: "
+      "bad input");
+  ray_ref_release(bad);
+  ray_ref_release(next);
+  /* A name given in the options still wins. */
+  ray_task_opts o = {.name = "custom"};
+  CHECK_OK(ray_submit(fails_on_purpose, NULL, 0, &o, &bad));
+  assert_int_equal(ray_get(bad, NULL, -1, &v), RAY_ETASK);
+  assert_error_contains("task 'custom' failed");
+  ray_ref_release(bad);
+}
+
+static void test_method_without_a_name_is_named_after_its_function(void **state) {
+  (void)state;
+  ray_actor *a;
+  CHECK_OK(ray_actor_create(&k_acc, NULL, 0, NULL, &a));
+  ray_ref *r;
+  CHECK_OK(ray_actor_call(a, ACC_REFUSES, NULL, 0, &r));
+  ray_view v;
+  assert_int_equal(ray_get(r, NULL, -1, &v), RAY_ETASK);
+  assert_error_contains("task 'Acc.acc_refuses' failed: refused");
+  ray_ref_release(r);
+  ray_actor_release(a);
+}
+
+static char *read_file(const char *path) {
+  FILE *f = fopen(path, "r");
+  if (!f) return NULL;
+  static char buf[1 << 16];
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  buf[n] = '\0';
+  fclose(f);
+  return buf;
+}
+
+static void test_timeline_names_tasks_and_methods(void **state) {
+  (void)state;
+  char path[64];
+  snprintf(path, sizeof path, "/tmp/rayc-ergo-tl-%d.json", (int)getpid());
+  ray_config cfg = {0};
+  cfg.num_workers = 2;
+  cfg.timeline_path = path;
+  CHECK_OK(ray_init(&cfg));
+  ray_ref *r, *m;
+  CHECK_OK(ray_submit(seven, NULL, 0, NULL, &r));
+  assert_int_equal(get_i64(r), 7);
+  ray_actor *a;
+  CHECK_OK(ray_actor_create(&k_acc, NULL, 0, NULL, &a));
+  ray_arg ar = ray_arg_ref(r);
+  CHECK_OK(ray_actor_call(a, ACC_ADD, &ar, 1, &m));
+  assert_int_equal(get_i64(m), 7);
+  ray_ref_release(r);
+  ray_ref_release(m);
+  ray_actor_release(a);
+  CHECK_OK(ray_shutdown());
+  const char *json = read_file(path);
+  unlink(path);
+  assert_non_null(json);
+  if (!strstr(json, "{\"name\":\"seven\",\"cat\":\"task\""))
+    fail_msg("no task slice named seven in %s", json);
+  if (!strstr(json, "{\"name\":\"Acc.add\",\"cat\":\"actor.method\""))
+    fail_msg("no method slice named Acc.add in %s", json);
+  assert_null(strstr(json, "unnamed"));
+}
+
 int main(void) {
+  /* First: its first test needs an executable whose symbol table nothing has read. */
+  const struct CMUnitTest names[] = {
+      cmocka_unit_test_setup_teardown(test_name_lookup_out_of_memory_is_not_cached, setup_env,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_name_cache_answers_every_function_on_every_thread,
+                                      setup_env, teardown),
+      cmocka_unit_test_setup_teardown(test_unnamed_task_is_named_after_its_function_in_errors,
+                                      setup, teardown),
+      cmocka_unit_test_setup_teardown(test_method_without_a_name_is_named_after_its_function, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_timeline_names_tasks_and_methods, setup_env, teardown),
+  };
   const struct CMUnitTest helpers[] = {
       cmocka_unit_test_setup_teardown(test_ctx_typed_args_read_their_values, setup, teardown),
       cmocka_unit_test_setup_teardown(test_ctx_typed_args_keep_the_type_check, setup, teardown),
@@ -753,6 +900,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_stats_reserved_is_zeroed, setup, teardown),
   };
   int failed = 0;
+  failed += cmocka_run_group_tests_name("default names", names, NULL, NULL);
   failed += cmocka_run_group_tests_name("typed helpers", helpers, NULL, NULL);
   failed += cmocka_run_group_tests_name("zeroed option structs", zeroed, NULL, NULL);
   return failed;

@@ -35,6 +35,7 @@
 #include "core/alloc.h"
 #include "core/handle.h"
 #include "core/prim.h"
+#include "core/symbol.h"
 #include "core/types.h"
 #include "task/ctx.h"
 
@@ -170,11 +171,19 @@ static void free_call_names(rt_actor *a) {
   free(a->call_names);
 }
 
+/* A method's name: its ray_method name, else its function's symbol (as a
+ * task without a name is named), else "?". */
+static const char *method_label(const ray_method *m) {
+  if (m->name) return m->name;
+  const char *sym = rt_symbol_name((const void *)(uintptr_t)m->fn);
+  return sym ? sym : "?";
+}
+
 static bool make_call_names(rt_actor *a) {
   if (!a->cls->num_methods) return true;
   if (!(a->call_names = rt_calloc(a->cls->num_methods, sizeof *a->call_names))) return false;
   for (size_t i = 0; i < a->cls->num_methods; i++) {
-    const char *m = a->cls->methods[i].name ? a->cls->methods[i].name : "?";
+    const char *m = method_label(&a->cls->methods[i]);
     if (rt_asprintf(&a->call_names[i], "%s.%s", a->label, m) < 0) {
       a->call_names[i] = NULL;
       return false;
@@ -381,8 +390,7 @@ static void drain_mailbox(rt_actors *as, rt_actor *a) {
 
 /* The method's name, for messages. */
 static const char *method_name(const rt_actor *a, const rt_task *call) {
-  const char *m = a->cls->methods[call->method].name;
-  return m ? m : "?";
+  return method_label(&a->cls->methods[call->method]);
 }
 
 /* The method crashed the actor in `call`. */
