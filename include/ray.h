@@ -679,6 +679,217 @@ RAY_API ray_status ray_get_many_i64(ray_ref *const refs[], size_t n, int64_t tim
 RAY_API ray_arg ray_arg_str(const char *s);
 
 /* ------------------------------------------------------------------------ */
+/* One-line submits and calls (C11 _Generic; C only, not C++)               */
+/* ------------------------------------------------------------------------ */
+
+/*
+ *   ray_ref *r, *s;
+ *   RAY_SUBMIT(&r, square, x);              square(x), named "square"
+ *   RAY_SUBMIT(&s, add, r, 1.5);            r passed by reference: add waits for it
+ *   RAY_CALL(&r, counter, ADD, s);          method ADD (an index) of an actor
+ *   RAY_SEND(counter, ADD, 5);              the same without a result
+ *   RAY_ACTOR_CREATE(&counter, &Counter, 100);
+ *
+ * Each expands to the plain call (ray_submit, ray_actor_call, ray_actor_send,
+ * ray_actor_create) and evaluates to its ray_status, with that call's errors
+ * and ownership rules: on RAY_OK *ret is a new ref (or actor handle) to
+ * release. The arguments after the function (the actor and method, the
+ * class) are counted, and each becomes a ray_arg by its static type:
+ *   ray_ref *                         ray_arg_ref: by reference, waited for
+ *   ray_actor *                       ray_arg_actor
+ *   ray_arg                           as it is: ray_arg_value(&x, sizeof x,
+ *                                     &my_type) passes any other type
+ *   char *, const char *, "literal"   ray_arg_str
+ *   _Bool, char, signed/unsigned char, short, unsigned short, int,
+ *   unsigned int, long, long long     converted to int64_t: ray_type_i64
+ *   float, double                     converted to double: ray_type_f64
+ * Any other type is a compile error ("'_Generic' selector of type
+ * 'long unsigned int' is not compatible with any association"): unsigned
+ * long and unsigned long long (size_t, uint64_t), which may not fit in
+ * int64_t; long double; other pointers; structs. Cast it, or pass a ray_arg.
+ * From 0 to 16 arguments; 17 or more is a compile error naming
+ * RAY_TOO_MANY_ARGUMENTS_MAX_16. Each argument is evaluated once; values
+ * are copied by the call (from compound literals that live until the end
+ * of the enclosing block).
+ * A task is named after the function as written: RAY_SUBMIT(&r, square, x)
+ * is 'square' in messages and the timeline. RAY_SUBMIT_OPTS takes a
+ * ray_task_opts (NULL: defaults) for more returns (ret then points to an
+ * array of num_returns refs), retries or another name; a NULL opts.name
+ * still gives the function's name. RAY_ACTOR_CREATE_OPTS takes a
+ * ray_actor_opts.
+ */
+#define RAY_SUBMIT(ret, ...) RAY_SUBMIT_OPTS(NULL, ret, __VA_ARGS__)
+#define RAY_SUBMIT_OPTS(opts, ret, ...)                                                            \
+  ray_submit_named_(RAY_HEAD_(__VA_ARGS__, ~), RAY_STR_HEAD_(__VA_ARGS__, ~),                      \
+                    RAY_CAT_(RAY_ARGV1_, RAY_NARG_(__VA_ARGS__))(__VA_ARGS__),                     \
+                    (size_t)(RAY_NARG_(__VA_ARGS__) - 1), (opts), (ret))
+#define RAY_CALL(ret, ...)                                                                         \
+  ray_actor_call(RAY_HEAD_(__VA_ARGS__, ~), (size_t)(RAY_SECOND_(__VA_ARGS__, ~, ~)),              \
+                 RAY_CAT_(RAY_ARGV2_, RAY_NARG_(__VA_ARGS__))(__VA_ARGS__),                        \
+                 (size_t)(RAY_NARG_(__VA_ARGS__) - 2), (ret))
+#define RAY_SEND(actor, ...)                                                                       \
+  ray_actor_send((actor), (size_t)(RAY_HEAD_(__VA_ARGS__, ~)),                                     \
+                 RAY_CAT_(RAY_ARGV1_, RAY_NARG_(__VA_ARGS__))(__VA_ARGS__),                        \
+                 (size_t)(RAY_NARG_(__VA_ARGS__) - 1))
+#define RAY_ACTOR_CREATE(out, ...) RAY_ACTOR_CREATE_OPTS(NULL, out, __VA_ARGS__)
+#define RAY_ACTOR_CREATE_OPTS(opts, out, ...)                                                      \
+  ray_actor_create(RAY_HEAD_(__VA_ARGS__, ~),                                                      \
+                   RAY_CAT_(RAY_ARGV1_, RAY_NARG_(__VA_ARGS__))(__VA_ARGS__),                      \
+                   (size_t)(RAY_NARG_(__VA_ARGS__) - 1), (opts), (out))
+
+/* One argument as a ray_arg, by its static type (the table above). */
+#define RAY_ARG(x)                                                                                 \
+  _Generic((x),                                                                                    \
+      ray_ref *: ray_arg_ref_,                                                                     \
+      ray_actor *: ray_arg_actor_,                                                                 \
+      ray_arg: ray_arg_pass_,                                                                      \
+      char *: ray_arg_str_,                                                                        \
+      const char *: ray_arg_str_,                                                                  \
+      _Bool: ray_arg_i64_,                                                                         \
+      char: ray_arg_i64_,                                                                          \
+      signed char: ray_arg_i64_,                                                                   \
+      unsigned char: ray_arg_i64_,                                                                 \
+      short: ray_arg_i64_,                                                                         \
+      unsigned short: ray_arg_i64_,                                                                \
+      int: ray_arg_i64_,                                                                           \
+      unsigned int: ray_arg_i64_,                                                                  \
+      long: ray_arg_i64_,                                                                          \
+      long long: ray_arg_i64_,                                                                     \
+      float: ray_arg_f64_,                                                                         \
+      double: ray_arg_f64_)((x), &(ray_scalar_){0})
+
+/* The machinery of the macros above; not for direct use. A value argument
+ * is converted into a ray_scalar_ compound literal of the caller's block,
+ * which the ray_arg points to. */
+#if !defined(__cplusplus)
+typedef union ray_scalar_ {
+  int64_t i;
+  double f;
+} ray_scalar_;
+static inline ray_arg ray_arg_i64_(int64_t v, ray_scalar_ *s) {
+  s->i = v;
+  return ray_arg_value(&s->i, sizeof s->i, &ray_type_i64);
+}
+static inline ray_arg ray_arg_f64_(double v, ray_scalar_ *s) {
+  s->f = v;
+  return ray_arg_value(&s->f, sizeof s->f, &ray_type_f64);
+}
+static inline ray_arg ray_arg_ref_(ray_ref *r, ray_scalar_ *s) {
+  (void)s;
+  return ray_arg_ref(r);
+}
+static inline ray_arg ray_arg_actor_(ray_actor *a, ray_scalar_ *s) {
+  (void)s;
+  return ray_arg_actor(a);
+}
+static inline ray_arg ray_arg_str_(const char *p, ray_scalar_ *s) {
+  (void)s;
+  return ray_arg_str(p);
+}
+static inline ray_arg ray_arg_pass_(ray_arg a, ray_scalar_ *s) {
+  (void)s;
+  return a;
+}
+static inline ray_status ray_submit_named_(ray_task_fn fn, const char *name, const ray_arg *args,
+                                           size_t nargs, const ray_task_opts *opts, ray_ref **ret) {
+  ray_task_opts o = RAY_TASK_OPTS_INIT;
+  if (opts) o = *opts;
+  if (!o.name) o.name = name;
+  return ray_submit(fn, args, nargs, &o, ret);
+}
+#endif
+
+#define RAY_CAT_(a, b) RAY_CAT2_(a, b)
+#define RAY_CAT2_(a, b) a##b
+#define RAY_HEAD_(h, ...) h
+#define RAY_STR_HEAD_(h, ...) #h
+#define RAY_SECOND_(a, b, ...) b
+/* The number of its arguments, 1 .. 24. */
+#define RAY_NARG_(...)                                                                             \
+  RAY_NARG_N_(__VA_ARGS__, 24, 23, 22, 21, 20, 19, 18, 17, 16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, \
+              5, 4, 3, 2, 1, 0)
+#define RAY_NARG_N_(_1, _2, _3, _4, _5, _6, _7, _8, _9, _10, _11, _12, _13, _14, _15, _16, _17,    \
+                    _18, _19, _20, _21, _22, _23, _24, N, ...)                                     \
+  N
+/* RAY_ARGV1_<k>(h, a1 .. a<k-1>): the array of the k-1 arguments after the
+ * head h (NULL for none); RAY_ARGV2_<k> skips two heads. */
+#define RAY_ARGV1_1(h) NULL
+#define RAY_ARGV1_2(h, a1) ((const ray_arg[]){RAY_ARG(a1)})
+#define RAY_ARGV1_3(h, a1, a2) ((const ray_arg[]){RAY_ARG(a1), RAY_ARG(a2)})
+#define RAY_ARGV1_4(h, a1, a2, a3) ((const ray_arg[]){RAY_ARG(a1), RAY_ARG(a2), RAY_ARG(a3)})
+#define RAY_ARGV1_5(h, a1, a2, a3, a4)                                                             \
+  ((const ray_arg[]){RAY_ARG(a1), RAY_ARG(a2), RAY_ARG(a3), RAY_ARG(a4)})
+#define RAY_ARGV1_6(h, a1, a2, a3, a4, a5)                                                         \
+  ((const ray_arg[]){RAY_ARG(a1), RAY_ARG(a2), RAY_ARG(a3), RAY_ARG(a4), RAY_ARG(a5)})
+#define RAY_ARGV1_7(h, a1, a2, a3, a4, a5, a6)                                                     \
+  ((const ray_arg[]){RAY_ARG(a1), RAY_ARG(a2), RAY_ARG(a3), RAY_ARG(a4), RAY_ARG(a5), RAY_ARG(a6)})
+#define RAY_ARGV1_8(h, a1, a2, a3, a4, a5, a6, a7)                                                 \
+  ((const ray_arg[]){RAY_ARG(a1), RAY_ARG(a2), RAY_ARG(a3), RAY_ARG(a4), RAY_ARG(a5), RAY_ARG(a6), \
+                     RAY_ARG(a7)})
+#define RAY_ARGV1_9(h, a1, a2, a3, a4, a5, a6, a7, a8)                                             \
+  ((const ray_arg[]){RAY_ARG(a1), RAY_ARG(a2), RAY_ARG(a3), RAY_ARG(a4), RAY_ARG(a5), RAY_ARG(a6), \
+                     RAY_ARG(a7), RAY_ARG(a8)})
+#define RAY_ARGV1_10(h, a1, a2, a3, a4, a5, a6, a7, a8, a9)                                        \
+  ((const ray_arg[]){RAY_ARG(a1), RAY_ARG(a2), RAY_ARG(a3), RAY_ARG(a4), RAY_ARG(a5), RAY_ARG(a6), \
+                     RAY_ARG(a7), RAY_ARG(a8), RAY_ARG(a9)})
+#define RAY_ARGV1_11(h, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10)                                   \
+  ((const ray_arg[]){RAY_ARG(a1), RAY_ARG(a2), RAY_ARG(a3), RAY_ARG(a4), RAY_ARG(a5), RAY_ARG(a6), \
+                     RAY_ARG(a7), RAY_ARG(a8), RAY_ARG(a9), RAY_ARG(a10)})
+#define RAY_ARGV1_12(h, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11)                              \
+  ((const ray_arg[]){RAY_ARG(a1), RAY_ARG(a2), RAY_ARG(a3), RAY_ARG(a4), RAY_ARG(a5), RAY_ARG(a6), \
+                     RAY_ARG(a7), RAY_ARG(a8), RAY_ARG(a9), RAY_ARG(a10), RAY_ARG(a11)})
+#define RAY_ARGV1_13(h, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12)                         \
+  ((const ray_arg[]){RAY_ARG(a1), RAY_ARG(a2), RAY_ARG(a3), RAY_ARG(a4), RAY_ARG(a5), RAY_ARG(a6), \
+                     RAY_ARG(a7), RAY_ARG(a8), RAY_ARG(a9), RAY_ARG(a10), RAY_ARG(a11),            \
+                     RAY_ARG(a12)})
+#define RAY_ARGV1_14(h, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13)                    \
+  ((const ray_arg[]){RAY_ARG(a1), RAY_ARG(a2), RAY_ARG(a3), RAY_ARG(a4), RAY_ARG(a5), RAY_ARG(a6), \
+                     RAY_ARG(a7), RAY_ARG(a8), RAY_ARG(a9), RAY_ARG(a10), RAY_ARG(a11),            \
+                     RAY_ARG(a12), RAY_ARG(a13)})
+#define RAY_ARGV1_15(h, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14)               \
+  ((const ray_arg[]){RAY_ARG(a1), RAY_ARG(a2), RAY_ARG(a3), RAY_ARG(a4), RAY_ARG(a5), RAY_ARG(a6), \
+                     RAY_ARG(a7), RAY_ARG(a8), RAY_ARG(a9), RAY_ARG(a10), RAY_ARG(a11),            \
+                     RAY_ARG(a12), RAY_ARG(a13), RAY_ARG(a14)})
+#define RAY_ARGV1_16(h, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15)          \
+  ((const ray_arg[]){RAY_ARG(a1), RAY_ARG(a2), RAY_ARG(a3), RAY_ARG(a4), RAY_ARG(a5), RAY_ARG(a6), \
+                     RAY_ARG(a7), RAY_ARG(a8), RAY_ARG(a9), RAY_ARG(a10), RAY_ARG(a11),            \
+                     RAY_ARG(a12), RAY_ARG(a13), RAY_ARG(a14), RAY_ARG(a15)})
+#define RAY_ARGV1_17(h, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15, a16)     \
+  ((const ray_arg[]){RAY_ARG(a1), RAY_ARG(a2), RAY_ARG(a3), RAY_ARG(a4), RAY_ARG(a5), RAY_ARG(a6), \
+                     RAY_ARG(a7), RAY_ARG(a8), RAY_ARG(a9), RAY_ARG(a10), RAY_ARG(a11),            \
+                     RAY_ARG(a12), RAY_ARG(a13), RAY_ARG(a14), RAY_ARG(a15), RAY_ARG(a16)})
+#define RAY_ARGV1_18(...) RAY_TOO_MANY_ARGUMENTS_MAX_16
+#define RAY_ARGV1_19(...) RAY_TOO_MANY_ARGUMENTS_MAX_16
+#define RAY_ARGV1_20(...) RAY_TOO_MANY_ARGUMENTS_MAX_16
+#define RAY_ARGV1_21(...) RAY_TOO_MANY_ARGUMENTS_MAX_16
+#define RAY_ARGV1_22(...) RAY_TOO_MANY_ARGUMENTS_MAX_16
+#define RAY_ARGV1_23(...) RAY_TOO_MANY_ARGUMENTS_MAX_16
+#define RAY_ARGV1_24(...) RAY_TOO_MANY_ARGUMENTS_MAX_16
+#define RAY_ARGV2_2(h, ...) RAY_ARGV1_1(__VA_ARGS__)
+#define RAY_ARGV2_3(h, ...) RAY_ARGV1_2(__VA_ARGS__)
+#define RAY_ARGV2_4(h, ...) RAY_ARGV1_3(__VA_ARGS__)
+#define RAY_ARGV2_5(h, ...) RAY_ARGV1_4(__VA_ARGS__)
+#define RAY_ARGV2_6(h, ...) RAY_ARGV1_5(__VA_ARGS__)
+#define RAY_ARGV2_7(h, ...) RAY_ARGV1_6(__VA_ARGS__)
+#define RAY_ARGV2_8(h, ...) RAY_ARGV1_7(__VA_ARGS__)
+#define RAY_ARGV2_9(h, ...) RAY_ARGV1_8(__VA_ARGS__)
+#define RAY_ARGV2_10(h, ...) RAY_ARGV1_9(__VA_ARGS__)
+#define RAY_ARGV2_11(h, ...) RAY_ARGV1_10(__VA_ARGS__)
+#define RAY_ARGV2_12(h, ...) RAY_ARGV1_11(__VA_ARGS__)
+#define RAY_ARGV2_13(h, ...) RAY_ARGV1_12(__VA_ARGS__)
+#define RAY_ARGV2_14(h, ...) RAY_ARGV1_13(__VA_ARGS__)
+#define RAY_ARGV2_15(h, ...) RAY_ARGV1_14(__VA_ARGS__)
+#define RAY_ARGV2_16(h, ...) RAY_ARGV1_15(__VA_ARGS__)
+#define RAY_ARGV2_17(h, ...) RAY_ARGV1_16(__VA_ARGS__)
+#define RAY_ARGV2_18(h, ...) RAY_ARGV1_17(__VA_ARGS__)
+#define RAY_ARGV2_19(...) RAY_TOO_MANY_ARGUMENTS_MAX_16
+#define RAY_ARGV2_20(...) RAY_TOO_MANY_ARGUMENTS_MAX_16
+#define RAY_ARGV2_21(...) RAY_TOO_MANY_ARGUMENTS_MAX_16
+#define RAY_ARGV2_22(...) RAY_TOO_MANY_ARGUMENTS_MAX_16
+#define RAY_ARGV2_23(...) RAY_TOO_MANY_ARGUMENTS_MAX_16
+#define RAY_ARGV2_24(...) RAY_TOO_MANY_ARGUMENTS_MAX_16
+
+/* ------------------------------------------------------------------------ */
 /* Observability                                                            */
 /* ------------------------------------------------------------------------ */
 

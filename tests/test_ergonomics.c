@@ -5,6 +5,9 @@
  *   - tasks and methods without a name are named after their function, in
  *     error chains and in the timeline; the symbol cache in front of it;
  *   - the typed helpers (ray_ctx_arg_i64 .., ray_get_i64 .., ray_get_many);
+ *   - the one-line macros (RAY_SUBMIT, RAY_CALL, ...): every argument kind,
+ *     0 and 16 arguments, names. (That they refuse an unsupported type at
+ *     compile time is tests/ergonomics/compile_errors.sh.)
  *
  * Every test leaves the runtime shut down and the RAY_* variables unset.
  */
@@ -855,6 +858,188 @@ static void test_timeline_names_tasks_and_methods(void **state) {
   assert_null(strstr(json, "unnamed"));
 }
 
+/* ------------------------------------------------------------------------ */
+/* The one-line macros                                                      */
+/* ------------------------------------------------------------------------ */
+
+/* The number of arguments, and the sum of those that are one i64. */
+static ray_status count_and_sum(ray_ctx *ctx) {
+  int64_t sum = 0;
+  for (size_t i = 0; i < ray_ctx_nargs(ctx); i++) {
+    int64_t x;
+    ray_status s = ray_ctx_arg_i64(ctx, i, &x);
+    if (s != RAY_OK) return s;
+    sum += x;
+  }
+  ray_status s = ray_ctx_return_i64(ctx, 0, (int64_t)ray_ctx_nargs(ctx));
+  return s != RAY_OK ? s : ray_ctx_return_i64(ctx, 1, sum);
+}
+
+typedef struct point {
+  int64_t x, y;
+} point;
+static RAY_DEFINE_TYPE(point_type, point, "point");
+
+/* The 16 arguments, one of each kind the macros know, checked one by one;
+ * returns how many it checked. */
+static ray_status all_kinds(ray_ctx *ctx) {
+  if (ray_ctx_nargs(ctx) != 16) return ray_ctx_fail(ctx, "%zu arguments", ray_ctx_nargs(ctx));
+  int64_t i64[16];
+  double f64[16];
+  const char *str;
+  ray_view v;
+  ray_actor *a;
+  ray_status s;
+  /* 0: a ref to an i64 object; 1: an actor; 2: a point by ray_arg */
+  if ((s = ray_ctx_arg_i64(ctx, 0, &i64[0])) != RAY_OK || i64[0] != 5)
+    return ray_ctx_fail(ctx, "arg 0");
+  if ((s = ray_ctx_arg_actor(ctx, 1, &a)) != RAY_OK) return ray_ctx_fail(ctx, "arg 1");
+  if ((s = ray_ctx_arg(ctx, 2, &point_type, &v)) != RAY_OK || ((const point *)v.data)->y != -4)
+    return ray_ctx_fail(ctx, "arg 2");
+  /* 3 and 15: strings, char * and const char * */
+  if (ray_ctx_arg_str(ctx, 3, &str) != RAY_OK || strcmp(str, "hello") != 0)
+    return ray_ctx_fail(ctx, "arg 3");
+  if (ray_ctx_arg_str(ctx, 15, &str) != RAY_OK || strcmp(str, "const") != 0)
+    return ray_ctx_fail(ctx, "arg 15");
+  /* 4..11: integers of every accepted type, as i64 */
+  static const int64_t want[] = {7, -3, 4000000000, -9000000000, 1, 'A', -100, 200};
+  for (size_t i = 4; i <= 11; i++)
+    if (ray_ctx_arg_i64(ctx, i, &i64[i]) != RAY_OK || i64[i] != want[i - 4])
+      return ray_ctx_fail(ctx, "arg %zu: %s", i, ray_last_error());
+  /* 12..14: unsigned short, float and double, as i64, f64, f64 */
+  if (ray_ctx_arg_i64(ctx, 12, &i64[12]) != RAY_OK || i64[12] != 60000)
+    return ray_ctx_fail(ctx, "arg 12");
+  if (ray_ctx_arg_f64(ctx, 13, &f64[13]) != RAY_OK || f64[13] != 1.5)
+    return ray_ctx_fail(ctx, "arg 13");
+  if (ray_ctx_arg_f64(ctx, 14, &f64[14]) != RAY_OK || f64[14] != 2.25)
+    return ray_ctx_fail(ctx, "arg 14");
+  return ray_ctx_return_i64(ctx, 0, 16);
+}
+
+static void test_submit_macro_takes_every_argument_kind(void **state) {
+  (void)state;
+  ray_ref *five, *r;
+  CHECK_OK(ray_put_i64(5, &five));
+  ray_actor *acc;
+  CHECK_OK(RAY_ACTOR_CREATE(&acc, &k_acc, 0));
+  point p = {3, -4};
+  char hello[] = "hello";
+  const char *konst = "const";
+  short sh = -3;
+  unsigned int ui = 4000000000u;
+  long long ll = -9000000000LL;
+  _Bool yes = 1;
+  char c = 'A';
+  signed char sc = -100;
+  unsigned char uc = 200;
+  unsigned short us = 60000;
+  float fl = 1.5f;
+  CHECK_OK(RAY_SUBMIT(&r, all_kinds, five, acc, ray_arg_value(&p, sizeof p, &point_type), hello, 7,
+                      sh, ui, ll, yes, c, sc, uc, us, fl, 2.25, konst));
+  int64_t n = 0;
+  CHECK_OK(ray_get_i64(r, -1, &n));
+  assert_int_equal(n, 16);
+  ray_ref_release(r);
+  ray_ref_release(five);
+  ray_actor_release(acc);
+}
+
+static void test_submit_macro_zero_and_sixteen_arguments(void **state) {
+  (void)state;
+  ray_ref *r;
+  CHECK_OK(RAY_SUBMIT(&r, seven));
+  assert_int_equal(get_i64(r), 7);
+  ray_ref_release(r);
+  ray_ref *two[2];
+  ray_task_opts o = {.num_returns = 2};
+  CHECK_OK(RAY_SUBMIT_OPTS(&o, two, count_and_sum, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14,
+                           15, 16));
+  assert_int_equal(get_i64(two[0]), 16);
+  assert_int_equal(get_i64(two[1]), 136);
+  ray_ref_release(two[0]);
+  ray_ref_release(two[1]);
+  CHECK_OK(RAY_SUBMIT_OPTS(&o, two, count_and_sum));
+  assert_int_equal(get_i64(two[0]), 0);
+  ray_ref_release(two[0]);
+  ray_ref_release(two[1]);
+  /* A value and a ref of the same object in one call; values evaluated once. */
+  int64_t i = 0;
+  ray_ref *sq;
+  CHECK_OK(RAY_SUBMIT(&sq, square_it, ++i + 2)); /* 3 */
+  CHECK_OK(RAY_SUBMIT_OPTS(&o, two, count_and_sum, sq, i, sq));
+  assert_int_equal(i, 1);
+  assert_int_equal(get_i64(two[1]), 9 + 1 + 9);
+  ray_ref_release(sq);
+  ray_ref_release(two[0]);
+  ray_ref_release(two[1]);
+}
+
+static void test_submit_macro_names_the_task_after_its_function(void **state) {
+  (void)state;
+  ray_ref *bad, *next;
+  CHECK_OK(RAY_SUBMIT(&bad, fails_on_purpose));
+  CHECK_OK(RAY_SUBMIT(&next, plus_one, bad));
+  int64_t x;
+  assert_int_equal(ray_get_i64(next, -1, &x), RAY_ETASK);
+  assert_error_contains(
+      "task 'plus_one' not run: argument 0 comes from task 'fails_on_purpose', which failed");
+  ray_ref_release(bad);
+  ray_ref_release(next);
+  /* RAY_SUBMIT_OPTS: a name in the options wins; without one, the function's. */
+  ray_task_opts o = {.name = "renamed", .max_retries = 1};
+  CHECK_OK(RAY_SUBMIT_OPTS(&o, &bad, fails_on_purpose));
+  assert_int_equal(ray_get_i64(bad, -1, &x), RAY_ETASK);
+  assert_error_contains("task 'renamed' failed");
+  ray_ref_release(bad);
+  CHECK_OK(RAY_SUBMIT_OPTS(NULL, &bad, fails_on_purpose));
+  assert_int_equal(ray_get_i64(bad, -1, &x), RAY_ETASK);
+  assert_error_contains("task 'fails_on_purpose' failed");
+  ray_ref_release(bad);
+  /* The errors are ray_submit's. */
+  assert_int_equal(RAY_SUBMIT(NULL, seven), RAY_EINVAL);
+  assert_error_contains("ray_submit: returns is NULL");
+}
+
+static void test_call_send_and_create_macros(void **state) {
+  (void)state;
+  ray_actor *acc;
+  CHECK_OK(RAY_ACTOR_CREATE(&acc, &k_acc, 100));
+  ray_ref *r, *one;
+  CHECK_OK(RAY_CALL(&r, acc, ACC_ADD));
+  assert_int_equal(get_i64(r), 100);
+  ray_ref_release(r);
+  CHECK_OK(RAY_SEND(acc, ACC_ADD, 5));
+  CHECK_OK(ray_put_i64(1, &one));
+  CHECK_OK(RAY_CALL(&r, acc, ACC_ADD, one, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16));
+  assert_int_equal(get_i64(r), 100 + 5 + 136);
+  ray_ref_release(r);
+  CHECK_OK(RAY_SEND(acc, ACC_ADD, one, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16));
+  CHECK_OK(RAY_CALL(&r, acc, ACC_ADD, 0));
+  assert_int_equal(get_i64(r), 100 + 5 + 136 + 136);
+  ray_ref_release(r);
+  CHECK_OK(RAY_CALL(&r, acc, ACC_REFUSES));
+  int64_t x;
+  assert_int_equal(ray_get_i64(r, -1, &x), RAY_ETASK);
+  assert_error_contains("task 'Acc.acc_refuses' failed: refused");
+  ray_ref_release(r);
+  /* The errors are the plain calls'. */
+  assert_int_equal(RAY_CALL(&r, acc, 7, one), RAY_EINVAL);
+  assert_error_contains("ray_actor_call: actor 'Acc' has 2 methods, not index 7");
+  assert_int_equal(RAY_SEND(acc, 9), RAY_EINVAL);
+  assert_error_contains("ray_actor_send:");
+  ray_ref_release(one);
+  ray_actor_release(acc);
+  ray_actor_opts named = {.name = "the_acc"};
+  CHECK_OK(RAY_ACTOR_CREATE_OPTS(&named, &acc, &k_acc, 1));
+  ray_actor *found;
+  CHECK_OK(ray_actor_lookup("the_acc", &found));
+  CHECK_OK(RAY_CALL(&r, found, ACC_ADD, 1));
+  assert_int_equal(get_i64(r), 2);
+  ray_ref_release(r);
+  ray_actor_release(found);
+  ray_actor_release(acc);
+}
+
 int main(void) {
   /* First: its first test needs an executable whose symbol table nothing has read. */
   const struct CMUnitTest names[] = {
@@ -899,9 +1084,18 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_put_no_wait_fails_at_once, setup_env, teardown),
       cmocka_unit_test_setup_teardown(test_stats_reserved_is_zeroed, setup, teardown),
   };
+  const struct CMUnitTest macros[] = {
+      cmocka_unit_test_setup_teardown(test_submit_macro_takes_every_argument_kind, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_submit_macro_zero_and_sixteen_arguments, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_submit_macro_names_the_task_after_its_function, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_call_send_and_create_macros, setup, teardown),
+  };
   int failed = 0;
   failed += cmocka_run_group_tests_name("default names", names, NULL, NULL);
   failed += cmocka_run_group_tests_name("typed helpers", helpers, NULL, NULL);
   failed += cmocka_run_group_tests_name("zeroed option structs", zeroed, NULL, NULL);
+  failed += cmocka_run_group_tests_name("one-line macros", macros, NULL, NULL);
   return failed;
 }
