@@ -290,8 +290,16 @@ static bool source_line(const char *path, uintptr_t off, char *out, size_t len) 
   size_t bl = strlen(buf);
   if (bl < 3 || buf[0] == '?' || buf[bl - 1] == '?' || strcmp(buf + bl - 2, ":0") == 0)
     return false;
+  /* Truncated to len (a copy, not snprintf: gcc's -Wformat-truncation
+   * rejects a PATH_MAX line into a smaller buffer at -O1, which is the
+   * point). */
   const char *slash = strrchr(buf, '/');
-  snprintf(out, len, "%s", slash ? slash + 1 : buf);
+  const char *file = slash ? slash + 1 : buf;
+  size_t k = strlen(file);
+  if (len == 0) return false;
+  if (k >= len) k = len - 1;
+  memcpy(out, file, k);
+  out[k] = '\0';
   return true;
 }
 
