@@ -549,12 +549,14 @@ typedef struct ray_actor_class {
 /* Zero means the default, in every field: `ray_actor_opts o = {0};` is the
  * same as passing NULL. */
 typedef struct ray_actor_opts {
-  const char *name;     /* unique among living actors; NULL: unnamed; copied */
-  int max_restarts;     /* restarts after a crash or ray_actor_kill(a, false); -1: no limit */
-  int max_task_retries; /* re-runs of a call in flight when the actor restarts; -1: no limit */
-  int max_concurrency;  /* methods of this actor running at once; 0 means 1 */
-  size_t memory_quota;  /* bytes of objects the actor may put; 0: no quota */
-  bool detached;        /* lives on after its last handle, until killed or shutdown */
+  const char *name; /* unique among living actors; NULL: unnamed; copied */
+  /* Restarts after a crash or ray_actor_kill(a, false); 0: none; -1: no limit. */
+  int max_restarts;
+  /* Re-runs of a call in flight when the actor restarts; 0: none; -1: no limit. */
+  int max_task_retries;
+  int max_concurrency; /* methods of this actor running at once; 0 means 1 */
+  size_t memory_quota; /* bytes of objects the actor may put; 0: no quota */
+  bool detached;       /* lives on after its last handle, until killed or shutdown */
   /* Room for fields to come; must be zero (ray_actor_create refuses it else). */
   uint64_t reserved_[4];
 } ray_actor_opts;
