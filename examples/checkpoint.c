@@ -76,7 +76,7 @@ static ray_status store_save(void *state, ray_ctx *ctx) {
   ray_ref_release(cs->latest);
   cs->latest = ckpt;
   cs->saves++;
-  return ray_ctx_return(ctx, 0, &cs->saves, sizeof cs->saves, &ray_type_i64);
+  return ray_ctx_return_i64(ctx, 0, cs->saves);
 }
 
 /* "load": a refs object with the newest checkpoint, or with no ref at all. */
@@ -93,7 +93,7 @@ static ray_status store_load(void *state, ray_ctx *ctx) {
 /* "saves": how many checkpoints were saved (i64). */
 static ray_status store_saves(void *state, ray_ctx *ctx) {
   ckpt_store *cs = state;
-  return ray_ctx_return(ctx, 0, &cs->saves, sizeof cs->saves, &ray_type_i64);
+  return ray_ctx_return_i64(ctx, 0, cs->saves);
 }
 
 static void store_stop(void *state, ray_ctx *ctx) {
@@ -151,10 +151,8 @@ typedef struct counter {
  * after every restart, with the same argument and a zeroed state. */
 static ray_status counter_start(void *state, ray_ctx *ctx) {
   counter *c = state;
-  ray_view v;
-  ray_status s = ray_ctx_arg(ctx, 0, &ray_type_i64, &v);
+  ray_status s = ray_ctx_arg_i64(ctx, 0, &c->st.count);
   if (s != RAY_OK) return s;
-  c->st.count = *(const int64_t *)v.data;
 
   /* A blocking call inside on_start is fine: the pool runs a spare worker
    * meanwhile, so "checkpoints" can answer. */
@@ -189,8 +187,8 @@ static ray_status checkpoint_now(const counter_state *st) {
   s = call_store(STORE_SAVE, &arg, 1, &saved);
   ray_ref_release(list); /* the call holds its own ref on its argument */
   if (s != RAY_OK) return s;
-  ray_view v;
-  if ((s = ray_get(saved, &ray_type_i64, -1, &v)) == RAY_OK) ray_view_release(&v);
+  int64_t saves;
+  s = ray_get_i64(saved, -1, &saves);
   ray_ref_release(saved);
   return s;
 }
@@ -205,7 +203,7 @@ static ray_status counter_incr(void *state, ray_ctx *ctx) {
     ray_status s = checkpoint_now(&c->st);
     if (s != RAY_OK) return s; /* this call fails; the state keeps the increment */
   }
-  return ray_ctx_return(ctx, 0, &c->st.count, sizeof c->st.count, &ray_type_i64);
+  return ray_ctx_return_i64(ctx, 0, c->st.count);
 }
 
 /* "get": the whole state (counter_state). */
@@ -230,25 +228,22 @@ static bool incr_times(ray_actor *a, int k, int64_t first) {
   int n = 0;
   bool ok = true;
   for (; n < k && n < 32; n++)
-    if (!check(ray_actor_call(a, COUNTER_INCR, NULL, 0, &r[n]), "ray_actor_call(incr)")) {
+    if (!check(RAY_CALL(&r[n], a, COUNTER_INCR), "RAY_CALL(incr)")) {
       ok = false;
       break;
     }
-  for (int i = 0; i < n; i++) {
-    ray_view v;
-    if (check(ray_get(r[i], &ray_type_i64, -1, &v), "ray_get(incr)")) {
-      int64_t got = *(const int64_t *)v.data;
-      if (got != first + i) {
-        fprintf(stderr, "checkpoint: incr %d returned %" PRId64 ", expected %" PRId64 "\n", i, got,
-                first + i);
+  int64_t got[32]; /* all or nothing: a failed call fails the batch, naming its index */
+  if (n > 0 && !check(ray_get_many_i64(r, (size_t)n, -1, got), "ray_get_many_i64(incr)")) {
+    ok = false;
+  } else {
+    for (int i = 0; i < n; i++)
+      if (got[i] != first + i) {
+        fprintf(stderr, "checkpoint: incr %d returned %" PRId64 ", expected %" PRId64 "\n", i,
+                got[i], first + i);
         ok = false;
       }
-      ray_view_release(&v);
-    } else {
-      ok = false;
-    }
-    ray_ref_release(r[i]);
   }
+  for (int i = 0; i < n; i++) ray_ref_release(r[i]);
   return ok;
 }
 
@@ -309,11 +304,9 @@ int main(void) {
   /* The counter may be restarted once (max_restarts), e.g. by a kill. */
   ray_actor_opts counter_opts = {0};
   counter_opts.max_restarts = 1;
-  int64_t start = START;
-  ray_arg ctor = ray_arg_value(&start, sizeof start, &ray_type_i64);
   ray_actor *counter = NULL;
-  if (!check(ray_actor_create(&counter_class, &ctor, 1, &counter_opts, &counter),
-             "ray_actor_create")) {
+  if (!check(RAY_ACTOR_CREATE_OPTS(&counter_opts, &counter, &counter_class, START),
+             "RAY_ACTOR_CREATE_OPTS")) {
     ray_actor_kill(store, true);
     ray_actor_release(store);
     ray_shutdown();

@@ -54,15 +54,15 @@ typedef struct weights {
   double w[D];
   int64_t version; /* number of updates applied */
 } weights;
-typedef struct gradient {
+typedef struct gradient_sum {
   double g[D];     /* sum over the shard's rows of d(r^2)/dw = 2 r x */
   double sq_err;   /* sum of r^2, r = x.w - y */
   int64_t rows;    /* rows in the shard */
   int64_t version; /* of the weights it was computed with */
-} gradient;
+} gradient_sum;
 static RAY_DEFINE_TYPE(row_type, row, "row");
 static RAY_DEFINE_TYPE(weights_type, weights, "weights");
-static RAY_DEFINE_TYPE(gradient_type, gradient, "gradient");
+static RAY_DEFINE_TYPE(gradient_type, gradient_sum, "gradient");
 
 /* A small deterministic generator (splitmix64): same data on every run. */
 static uint64_t next_u64(uint64_t *s) {
@@ -92,11 +92,7 @@ typedef struct server {
 /* Constructor argument 0: the learning rate (f64). */
 static ray_status server_start(void *state, ray_ctx *ctx) {
   server *ps = state;
-  ray_view v;
-  ray_status s = ray_ctx_arg(ctx, 0, &ray_type_f64, &v);
-  if (s != RAY_OK) return s;
-  ps->lr = *(const double *)v.data;
-  return RAY_OK;
+  return ray_ctx_arg_f64(ctx, 0, &ps->lr);
 }
 
 /* "get_weights": a copy of the current weights (88 bytes). */
@@ -116,7 +112,7 @@ static ray_status server_apply_gradients(void *state, ray_ctx *ctx) {
     ray_view v;
     ray_status s = ray_ctx_arg(ctx, i, &gradient_type, &v);
     if (s != RAY_OK) return s; /* fails this call only; the weights stay as they are */
-    const gradient *gi = v.data;
+    const gradient_sum *gi = v.data;
     if (gi->version != ps->current.version)
       return ray_ctx_fail(ctx, "gradient %zu is for weights v%" PRId64 ", current is v%" PRId64, i,
                           gi->version, ps->current.version);
@@ -127,8 +123,7 @@ static ray_status server_apply_gradients(void *state, ray_ctx *ctx) {
   if (rows == 0) return ray_ctx_fail(ctx, "no gradients");
   for (int j = 0; j < D; j++) ps->current.w[j] -= ps->lr * g[j] / (double)rows;
   ps->current.version++;
-  double mse = sq_err / (double)rows;
-  return ray_ctx_return(ctx, 0, &mse, sizeof mse, &ray_type_f64);
+  return ray_ctx_return_f64(ctx, 0, sq_err / (double)rows);
 }
 
 enum { GET_WEIGHTS, APPLY_GRADIENTS }; /* method indices */
@@ -143,20 +138,20 @@ static const ray_actor_class server_class = {
 
 /* Args: 0 the weights (by ref, from get_weights), 1 the whole dataset (by
  * ref, read zero-copy), 2 the shard index (i64 value). */
-static ray_status gradient_task(ray_ctx *ctx) {
-  ray_view wv, dv, sv;
+static ray_status gradient(ray_ctx *ctx) {
+  ray_view wv, dv;
+  int64_t shard;
   ray_status s;
   if ((s = ray_ctx_arg(ctx, 0, &weights_type, &wv)) != RAY_OK ||
       (s = ray_ctx_arg(ctx, 1, &row_type, &dv)) != RAY_OK ||
-      (s = ray_ctx_arg(ctx, 2, &ray_type_i64, &sv)) != RAY_OK)
+      (s = ray_ctx_arg_i64(ctx, 2, &shard)) != RAY_OK)
     return s;
   const weights *w = wv.data;
-  int64_t shard = *(const int64_t *)sv.data;
   if (shard < 0 || (size_t)(shard + 1) * SHARD_ROWS > dv.size / sizeof(row))
     return ray_ctx_fail(ctx, "no shard %" PRId64, shard);
 
   const row *rows = (const row *)dv.data + shard * SHARD_ROWS;
-  gradient out = {.rows = SHARD_ROWS, .version = w->version};
+  gradient_sum out = {.rows = SHARD_ROWS, .version = w->version};
   for (int i = 0; i < SHARD_ROWS; i++) {
     double r = -rows[i].y;
     for (int j = 0; j < D; j++) r += rows[i].x[j] * w->w[j];
@@ -168,27 +163,14 @@ static ray_status gradient_task(ray_ctx *ctx) {
 
 /* ------------------------------------------------------------------------ */
 
-/* Reads one f64 from ref (blocking). */
-static bool get_f64(ray_ref *ref, double *out) {
-  ray_view v;
-  if (!check(ray_get(ref, &ray_type_f64, -1, &v), "ray_get(f64)")) return false;
-  *out = *(const double *)v.data;
-  ray_view_release(&v);
-  return true;
-}
-
 /* One iteration: get_weights -> NUM_SHARDS gradient tasks -> apply_gradients.
  * Returns the error before the step through *mse. */
 static bool iterate(ray_actor *ps, ray_ref *data, double *mse) {
   ray_ref *w = NULL, *grads[NUM_SHARDS], *result = NULL;
   size_t n = 0;
-  bool ok = check(ray_actor_call(ps, GET_WEIGHTS, NULL, 0, &w), "ray_actor_call(get_weights)");
-  ray_task_opts opts = RAY_TASK_OPTS_INIT;
-  opts.name = "gradient";
+  bool ok = check(RAY_CALL(&w, ps, GET_WEIGHTS), "RAY_CALL(get_weights)");
   for (int64_t s = 0; ok && s < NUM_SHARDS; s++) {
-    ray_arg args[3] = {ray_arg_ref(w), ray_arg_ref(data),
-                       ray_arg_value(&s, sizeof s, &ray_type_i64)};
-    ok = check(ray_submit(gradient_task, args, 3, &opts, &grads[n]), "ray_submit(gradient)");
+    ok = check(RAY_SUBMIT(&grads[n], gradient, w, data, s), "RAY_SUBMIT(gradient)");
     if (ok) n++;
   }
   if (ok) {
@@ -200,7 +182,7 @@ static bool iterate(ray_actor *ps, ray_ref *data, double *mse) {
   /* The tasks and the call hold their own references to their arguments. */
   ray_ref_release(w);
   for (size_t i = 0; i < n; i++) ray_ref_release(grads[i]);
-  ok = ok && get_f64(result, mse); /* a failed gradient shows up here */
+  ok = ok && check(ray_get_f64(result, -1, mse), "ray_get_f64"); /* a failed gradient shows here */
   ray_ref_release(result);
   return ok;
 }
@@ -238,10 +220,8 @@ int main(void) {
   }
 
   /* The server, constructed with the learning rate. */
-  double lr = LEARNING_RATE;
-  ray_arg ctor = ray_arg_value(&lr, sizeof lr, &ray_type_f64);
   ray_actor *ps = NULL;
-  if (!check(ray_actor_create(&server_class, &ctor, 1, NULL, &ps), "ray_actor_create")) {
+  if (!check(RAY_ACTOR_CREATE(&ps, &server_class, LEARNING_RATE), "RAY_ACTOR_CREATE")) {
     ray_ref_release(data);
     ray_shutdown();
     return 1;
@@ -271,7 +251,7 @@ int main(void) {
   double max_err = 0;
   ray_ref *wref = NULL;
   ray_view wv;
-  if (check(ray_actor_call(ps, GET_WEIGHTS, NULL, 0, &wref), "ray_actor_call(get_weights)") &&
+  if (check(RAY_CALL(&wref, ps, GET_WEIGHTS), "RAY_CALL(get_weights)") &&
       check(ray_get(wref, &weights_type, -1, &wv), "ray_get(weights)")) {
     const weights *w = wv.data;
     for (int j = 0; j < D; j++) {

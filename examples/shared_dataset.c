@@ -77,10 +77,9 @@ typedef struct dataset {
  * our reason. */
 static ray_status dataset_start(void *state, ray_ctx *ctx) {
   dataset *ds = state;
-  ray_view arg;
-  ray_status s = ray_ctx_arg(ctx, 0, &ray_type_i64, &arg);
+  int64_t n;
+  ray_status s = ray_ctx_arg_i64(ctx, 0, &n);
   if (s != RAY_OK) return s; /* the runtime records ray_last_error() as the reason */
-  int64_t n = *(const int64_t *)arg.data;
 
   /* Reserve n doubles in the store and write them in place. Until ray_seal,
    * a ray_get of this object would block. */
@@ -168,10 +167,8 @@ int main(void) {
   double t0 = now_ms();
 
   /* 2. The actor builds the dataset in its on_start (asynchronously). */
-  int64_t n = NUM_ELEMS;
-  ray_arg ctor = ray_arg_value(&n, sizeof n, &ray_type_i64);
   ray_actor *ds = NULL;
-  if (!check(ray_actor_create(&dataset_class, &ctor, 1, NULL, &ds), "ray_actor_create")) {
+  if (!check(RAY_ACTOR_CREATE(&ds, &dataset_class, NUM_ELEMS), "RAY_ACTOR_CREATE")) {
     ray_shutdown();
     return 1;
   }
@@ -179,48 +176,49 @@ int main(void) {
   /* 3. Ask for the dataset. This returns at once with a ref that becomes
    * ready when the method has run (after on_start). */
   ray_ref *data = NULL;
-  if (!check(ray_actor_call(ds, DATASET_REF, NULL, 0, &data), "ray_actor_call(ref)")) {
+  if (!check(RAY_CALL(&data, ds, DATASET_REF), "RAY_CALL(ref)")) {
     ray_actor_release(ds);
     ray_shutdown();
     return 1;
   }
 
-  /* 4. Fan out: each task gets the dataset by ref and its slice by value. */
+  /* 4. Fan out: each task gets the dataset by ref and its slice by value
+   * (a struct of our own type goes as a ray_arg). */
   ray_ref *parts[NUM_TASKS] = {0};
   int submitted = 0;
-  ray_task_opts opts = RAY_TASK_OPTS_INIT;
-  opts.name = "slice_stats";
   for (int t = 0; t < NUM_TASKS; t++) {
     slice sl = {t * (NUM_ELEMS / NUM_TASKS), NUM_ELEMS / NUM_TASKS};
     if (t == NUM_TASKS - 1) sl.count = NUM_ELEMS - sl.first; /* the rest */
-    ray_arg args[2] = {ray_arg_ref(data), ray_arg_value(&sl, sizeof sl, &slice_type)};
-    if (!check(ray_submit(slice_stats_task, args, 2, &opts, &parts[t]), "ray_submit")) {
+    ray_arg sl_arg = ray_arg_value(&sl, sizeof sl, &slice_type);
+    if (!check(RAY_SUBMIT(&parts[t], slice_stats_task, data, sl_arg), "RAY_SUBMIT")) {
       failures++;
       break;
     }
     submitted++;
   }
 
-  /* 5. Combine. A get blocks until that task has finished; failures of the
-   * actor (on_start) or of a task show up here with their reason. */
+  /* 5. Combine: one batch get of every result (it waits until each task has
+   * finished). Failures of the actor (on_start) or of a task show up here,
+   * with their reason and the index of the first result that has one. */
   double sum = 0, min = 0, max = 0;
   int64_t count = 0;
   uint64_t first_addr = 0;
   bool same_bytes = true;
-  for (int t = 0; t < submitted; t++) {
-    ray_view v;
-    if (!check(ray_get(parts[t], &slice_stats_type, -1, &v), "ray_get(slice_stats)")) {
-      failures++; /* the others most likely failed the same way: report one */
-      break;
+  ray_view v[NUM_TASKS];
+  if (failures == 0 &&
+      check(ray_get_many(parts, (size_t)submitted, &slice_stats_type, -1, v), "ray_get_many")) {
+    for (int t = 0; t < submitted; t++) {
+      const slice_stats *p = v[t].data;
+      sum += p->sum;
+      min = (t == 0 || p->min < min) ? p->min : min;
+      max = (t == 0 || p->max > max) ? p->max : max;
+      count += p->count;
+      if (t == 0) first_addr = p->data_addr;
+      same_bytes = same_bytes && p->data_addr == first_addr;
+      ray_view_release(&v[t]);
     }
-    const slice_stats *p = v.data;
-    sum += p->sum;
-    min = (t == 0 || p->min < min) ? p->min : min;
-    max = (t == 0 || p->max > max) ? p->max : max;
-    count += p->count;
-    if (t == 0) first_addr = p->data_addr;
-    same_bytes = same_bytes && p->data_addr == first_addr;
-    ray_view_release(&v);
+  } else {
+    failures++;
   }
   double elapsed = now_ms() - t0;
   if (failures > 0) { /* a submit or get failed (reported above): nothing to check */

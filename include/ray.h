@@ -103,6 +103,13 @@ RAY_API const char *ray_last_error(void);
 /* Runtime                                                                  */
 /* ------------------------------------------------------------------------ */
 
+/*
+ * Zero means the default, in every field: `ray_config cfg = {0};` is a valid
+ * config, the same as ray_init(NULL). A field left zero (0 or NULL) takes the
+ * value of its RAY_* environment variable when that is set (see
+ * ray_config_init), else the default given below; a malformed RAY_* variable
+ * makes ray_init fail, whichever way the config was made.
+ */
 typedef struct ray_config {
   /* Worker threads, at most 4096; 0: the number of online CPUs. */
   int num_workers;
@@ -119,20 +126,27 @@ typedef struct ray_config {
    * that holds other files). The string is copied by ray_init. Spill files
    * are rayc's alone while it runs. */
   const char *spill_dir;
-  /* How long a put waits for memory before RAY_ESTOREFULL: -1 forever, 0 not
-   * at all, > 0 milliseconds (INT64_MAX: as good as forever); below -1 makes
-   * ray_init fail RAY_EINVAL. ray_config_init sets 10000. */
+  /* How long a put waits for memory before RAY_ESTOREFULL: > 0 milliseconds
+   * (INT64_MAX: as good as forever), -1 forever, RAY_PUT_NO_WAIT not at all;
+   * 0: the default, 10000 (ray_config_init sets it). Below RAY_PUT_NO_WAIT
+   * makes ray_init fail RAY_EINVAL. */
   int64_t put_timeout_ms;
   /* Turns the timeline on and names the file ray_shutdown writes it to: a
    * self-contained HTML page if the path ends in ".html" or ".htm", else a
-   * Chrome trace (JSON); see ray_timeline_write. NULL: off (unless
-   * RAY_TIMELINE_SUMMARY=1). Copied by ray_init. */
+   * Chrome trace (JSON); see ray_timeline_write. NULL: RAY_TIMELINE if set,
+   * else off (unless RAY_TIMELINE_SUMMARY=1). Copied by ray_init. */
   const char *timeline_path;
   /* Set by ray_config_init when a RAY_* environment variable is malformed
    * (names the variable and its value); ray_init then refuses the config
    * with RAY_EINVAL and this text. "" when all is well. */
   char env_error[192];
+  /* Room for fields to come (zero them: `{0}` and ray_config_init do);
+   * ray_init refuses a config whose reserved_ is not all zero. */
+  uint64_t reserved_[8];
 } ray_config;
+
+/* put_timeout_ms: a put that finds no room fails RAY_ESTOREFULL at once. */
+#define RAY_PUT_NO_WAIT (-2)
 
 /*
  * Fills cfg with the defaults, then applies the environment overrides:
@@ -143,7 +157,7 @@ typedef struct ray_config {
  *                            "64M", "1GB"
  *   RAY_SPILL_DIR            a path, not empty
  *   RAY_TIMELINE             a path, not empty (.html: a page, else a Chrome trace)
- *   RAY_PUT_TIMEOUT_MS       a decimal integer >= -1
+ *   RAY_PUT_TIMEOUT_MS       a decimal integer >= -1 (0 there: RAY_PUT_NO_WAIT)
  *   RAY_TIMELINE_SUMMARY     0 or 1 (1: the timeline is on, and its summary
  *                            is printed to stderr at shutdown)
  * The integers may have leading blanks and a sign (strtoll); a byte count
@@ -152,14 +166,17 @@ typedef struct ray_config {
  * A malformed value does not fall back silently: it is recorded in
  * cfg->env_error and makes ray_init(cfg) fail. The string fields point into
  * the environment; they stay valid while the environment is unchanged.
+ * Optional: ray_init applies the same overrides to the zero fields of any
+ * config; this shows the values in force and lets the program change them.
  */
 RAY_API void ray_config_init(ray_config *cfg);
 
 /*
  * Starts the runtime. cfg NULL: ray_config_init defaults (environment
  * included). cfg is read during the call only.
- * Errors: RAY_EEXIST if already running; RAY_EINVAL for a bad field or a
- * malformed environment override (message names it); RAY_ENOMEM; RAY_EIO
+ * Errors: RAY_EEXIST if already running; RAY_EINVAL for a bad field, a
+ * reserved_ that is not zero, or a malformed RAY_* variable (message names
+ * it); RAY_ENOMEM; RAY_EIO
  * (the spill directory cannot be created: the message names it and why).
  */
 RAY_API ray_status ray_init(const ray_config *cfg);
@@ -432,14 +449,35 @@ RAY_API ray_arg ray_arg_value(const void *data, size_t size, const ray_type *typ
  * until it ends: the caller may release its handle right after the call. */
 RAY_API ray_arg ray_arg_actor(ray_actor *actor);
 
+/* Zero means the default, in every field: `ray_task_opts o = {0};` is the
+ * same as RAY_TASK_OPTS_INIT and as passing NULL. */
 typedef struct ray_task_opts {
-  const char *name; /* for messages, stats and the timeline; NULL: "unnamed"; copied */
-  int num_returns;  /* 0 .. 256 */
-  int max_retries;  /* re-runs after the function returns an error; -1: no limit */
-  int node; /* RAY_NODE_ANY (0): the scheduler places it; RAY_NODE(rank): runs on that rank */
+  /* For messages, stats and the timeline; copied. NULL: the task function's
+   * own name ("square"), from the program's symbol table (static functions
+   * included); "unnamed" where the function has no symbol (a stripped
+   * binary's static function). */
+  const char *name;
+  /* How many results: 1 .. 256; 0 means 1; RAY_NO_RETURNS: none (returns
+   * may then be NULL, and nothing can wait for the task). */
+  int num_returns;
+  /* Re-runs after the function returns an error; 0: none; -1: no limit. */
+  int max_retries;
+  /* Where it runs (cluster mode): RAY_NODE_ANY (0) lets the scheduler place
+   * it; RAY_NODE(rank) runs it on that rank. A rank outside
+   * 0..ray_node_count()-1 fails ray_submit with RAY_EINVAL. */
+  int node;
+  /* Room for fields to come; must be zero (ray_submit refuses it else). */
+  int reserved_int_;
+  uint64_t reserved_[3];
 } ray_task_opts;
 #define RAY_TASK_OPTS_INIT                                                                         \
-  { NULL, 1, 0, RAY_NODE_ANY }
+  {                                                                                                \
+    NULL, 1, 0, RAY_NODE_ANY, 0, {                                                                 \
+      0                                                                                            \
+    }                                                                                              \
+  }
+/* num_returns: a task without results. */
+#define RAY_NO_RETURNS (-1)
 
 /*
  * Submits fn(args). On RAY_OK returns[0 .. num_returns-1] are new refs to the
@@ -451,8 +489,9 @@ typedef struct ray_task_opts {
  * workers catch up.
  * Errors: RAY_EINVAL (fn NULL, args NULL with nargs > 0, a bad or released
  * ref argument, a value argument with NULL data, size 0 or a type whose name
- * is NULL, num_returns out of range or returns NULL, max_retries < -1; the
- * message names the argument);
+ * is NULL, num_returns out of range or returns NULL while it asks for
+ * results, max_retries < -1, reserved_ not zero; the message names the
+ * argument);
  * RAY_ESHUTDOWN (no runtime, or ray_shutdown has begun and the caller is not
  * a task or actor method; see ray_shutdown for calls that race it);
  * RAY_ENOMEM. On failure nothing is submitted and returns is untouched.
@@ -565,7 +604,7 @@ RAY_API ray_status ray_ctx_exit_actor(ray_ctx *ctx);
  */
 typedef ray_status (*ray_method_fn)(void *state, ray_ctx *ctx);
 typedef struct ray_method {
-  const char *name;
+  const char *name; /* for messages: "Class.name"; NULL: the function's name */
   ray_method_fn fn;
 } ray_method;
 
@@ -579,14 +618,25 @@ typedef struct ray_actor_class {
   size_t num_methods;
 } ray_actor_class;
 
-/* Zero-initialised = defaults. */
+/* Zero means the default, in every field: `ray_actor_opts o = {0};` is the
+ * same as passing NULL. */
 typedef struct ray_actor_opts {
-  const char *name;     /* unique among living actors; NULL: unnamed; copied */
-  int max_restarts;     /* restarts after a crash or ray_actor_kill(a, false); -1: no limit */
-  int max_task_retries; /* re-runs of a call in flight when the actor restarts; -1: no limit */
-  int max_concurrency;  /* methods of this actor running at once; 0 means 1 */
-  size_t memory_quota;  /* bytes of objects the actor may put; 0: no quota */
-  bool detached;        /* lives on after its last handle, until killed or shutdown */
+  const char *name; /* unique among living actors; NULL: unnamed; copied */
+  /* Restarts after a crash or ray_actor_kill(a, false); 0: none; -1: no limit. */
+  int max_restarts;
+  /* Re-runs of a call in flight when the actor restarts; 0: none; -1: no limit. */
+  int max_task_retries;
+  int max_concurrency; /* methods of this actor running at once; 0 means 1 */
+  size_t memory_quota; /* bytes of objects the actor may put; 0: no quota */
+  bool detached;       /* lives on after its last handle, until killed or shutdown */
+  /* Where it lives (cluster mode): RAY_NODE_ANY (0) or RAY_NODE(rank) of the
+   * calling rank. An actor lives on the rank that creates it; another rank
+   * of the runtime gives RAY_EINVAL saying so, a rank outside
+   * 0..ray_node_count()-1 RAY_EINVAL naming it. (In the padding after
+   * `detached`: the struct is as large as before.) */
+  int node;
+  /* Room for fields to come; must be zero (ray_actor_create refuses it else). */
+  uint64_t reserved_[4];
 } ray_actor_opts;
 
 /*
@@ -594,7 +644,7 @@ typedef struct ray_actor_opts {
  * defaults. On RAY_OK *out is a handle (release it with ray_actor_release).
  * Errors: RAY_EINVAL (cls, out or a method fn NULL, an empty name, a bad
  * argument as in ray_submit, max_concurrency < 0, max_restarts or
- * max_task_retries < -1); RAY_EEXIST (the name is taken by a living actor);
+ * max_task_retries < -1, reserved_ not zero); RAY_EEXIST (the name is taken by a living actor);
  * RAY_ESHUTDOWN; RAY_ENOMEM.
  */
 RAY_API ray_status ray_actor_create(const ray_actor_class *cls, const ray_arg *args, size_t nargs,
@@ -633,6 +683,293 @@ RAY_API ray_actor *ray_actor_retain(ray_actor *a);
 RAY_API void ray_actor_release(ray_actor *a);
 
 /* ------------------------------------------------------------------------ */
+/* Typed helpers                                                            */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Shortcuts for the common case of one number or one string. Each keeps the
+ * type check of the call it stands for: an object or argument of another
+ * type fails RAY_ETYPE with both type names, and one of the right type that
+ * holds more than one element fails RAY_ETYPE too ("holds 3 'i64' elements,
+ * not one"). Messages begin with the helper's name. Outputs are written on
+ * RAY_OK only, as everywhere.
+ */
+
+/* Argument i as one int64_t (type ray_type_i64, 8 bytes) or one double
+ * (ray_type_f64), copied to *out; or as a string (ray_type_str with a NUL in
+ * its bytes, as ray_arg_str makes it), *out borrowed like a ray_ctx_arg view:
+ * valid until the task function returns.
+ * Errors: those of ray_ctx_arg (RAY_EINVAL: ctx or out NULL, i out of range;
+ * RAY_ETYPE; RAY_ELOST, RAY_ESTOREFULL for a spilled argument); RAY_ETYPE
+ * for more than one element, or a string without a NUL. */
+RAY_API ray_status ray_ctx_arg_i64(ray_ctx *ctx, size_t i, int64_t *out);
+RAY_API ray_status ray_ctx_arg_f64(ray_ctx *ctx, size_t i, double *out);
+RAY_API ray_status ray_ctx_arg_str(ray_ctx *ctx, size_t i, const char **out);
+
+/* Sets return i to one int64_t (ray_type_i64) or one double (ray_type_f64).
+ * Errors as ray_ctx_return. */
+RAY_API ray_status ray_ctx_return_i64(ray_ctx *ctx, size_t i, int64_t v);
+RAY_API ray_status ray_ctx_return_f64(ray_ctx *ctx, size_t i, double v);
+
+/* A new object holding v (ray_type_i64 or ray_type_f64, 8 bytes); *out is a
+ * new ref to release. Errors as ray_put. */
+RAY_API ray_status ray_put_i64(int64_t v, ray_ref **out);
+RAY_API ray_status ray_put_f64(double v, ray_ref **out);
+
+/* The value of a one-element i64 (f64) object, copied to *out: no view to
+ * release. Waits as ray_get does. Errors: those of ray_get (RAY_EINVAL for
+ * a NULL or released ref or timeout_ms < -1, RAY_ETIMEOUT, RAY_ETYPE, the
+ * object's own error, RAY_ELOST, RAY_ESTOREFULL, RAY_ENOMEM,
+ * RAY_ESHUTDOWN); RAY_EINVAL for out NULL; RAY_ETYPE for more than one
+ * element. */
+RAY_API ray_status ray_get_i64(ray_ref *ref, int64_t timeout_ms, int64_t *out);
+RAY_API ray_status ray_get_f64(ray_ref *ref, int64_t timeout_ms, double *out);
+
+/*
+ * Ray's ray.get(list): views of the objects of refs[0 .. n-1] into
+ * out[0 .. n-1], each type-checked against expect (NULL: any type). A ref
+ * may appear more than once (each gets its own view).
+ * timeout_ms bounds the whole call, not each object: -1 waits forever, 0
+ * takes only what is ready now, > 0 fails RAY_ETIMEOUT unless every object
+ * is ready within that many ms. The objects are got in index order, so a
+ * failure of refs[j] is reported once refs[0 .. j-1] are ready.
+ * All or nothing: on RAY_OK each out[i] is a view to release with
+ * ray_view_release. On any failure no view is held (those already taken
+ * are released), out is untouched, and the status and message are those
+ * of the first object that failed, named by its index:
+ *   "ray_get_many: refs[2]: task 'parse' failed: invalid input -5"
+ * n == 0 returns RAY_OK at once (refs and out may then be NULL).
+ * Errors: RAY_EINVAL (refs or out NULL with n > 0, timeout_ms < -1, a NULL
+ * or released ref); RAY_ETIMEOUT (the message names the first object not
+ * ready); RAY_ENOMEM (no memory for scratch views, over 16 refs); every
+ * error of ray_get, for the object that has it; RAY_ESHUTDOWN.
+ */
+RAY_API ray_status ray_get_many(ray_ref *const refs[], size_t n, const ray_type *expect,
+                                int64_t timeout_ms, ray_view out[]);
+/* ray_get_many of one-element i64 objects, their values copied to
+ * out[0 .. n-1] (written only on RAY_OK): no view to release. Errors as
+ * ray_get_many, and RAY_ETYPE for an object of more than one element
+ * (named by its index). */
+RAY_API ray_status ray_get_many_i64(ray_ref *const refs[], size_t n, int64_t timeout_ms,
+                                    int64_t out[]);
+
+/* A string argument: strlen(s) + 1 bytes (the NUL included) of type
+ * ray_type_str, copied by the submit; read it with ray_ctx_arg_str. s NULL
+ * makes the submit fail RAY_EINVAL. */
+RAY_API ray_arg ray_arg_str(const char *s);
+
+/* ------------------------------------------------------------------------ */
+/* One-line submits and calls (C11 _Generic; C only, not C++)               */
+/* ------------------------------------------------------------------------ */
+
+/*
+ *   ray_ref *r, *s;
+ *   RAY_SUBMIT(&r, square, x);              square(x), named "square"
+ *   RAY_SUBMIT(&s, add, r, 1.5);            r passed by reference: add waits for it
+ *   RAY_CALL(&r, counter, ADD, s);          method ADD (an index) of an actor
+ *   RAY_SEND(counter, ADD, 5);              the same without a result
+ *   RAY_ACTOR_CREATE(&counter, &Counter, 100);
+ *
+ * Each expands to the plain call (ray_submit, ray_actor_call, ray_actor_send,
+ * ray_actor_create) and evaluates to its ray_status, with that call's errors
+ * and ownership rules: on RAY_OK *ret is a new ref (or actor handle) to
+ * release. The arguments after the function (the actor and method, the
+ * class) are counted, and each becomes a ray_arg by its static type:
+ *   ray_ref *                         ray_arg_ref: by reference, waited for
+ *   ray_actor *                       ray_arg_actor
+ *   ray_arg                           as it is: ray_arg_value(&x, sizeof x,
+ *                                     &my_type) passes any other type
+ *   char *, const char *, "literal"   ray_arg_str
+ *   _Bool, char, signed/unsigned char, short, unsigned short, int,
+ *   unsigned int, long, long long     converted to int64_t: ray_type_i64
+ *   float, double                     converted to double: ray_type_f64
+ * Any other type is a compile error ("'_Generic' selector of type
+ * 'long unsigned int' is not compatible with any association"): unsigned
+ * long and unsigned long long (size_t, uint64_t), which may not fit in
+ * int64_t; long double; other pointers; structs. Cast it, or pass a ray_arg.
+ * From 0 to 16 arguments; 17 or more is a compile error naming
+ * RAY_TOO_MANY_ARGUMENTS_MAX_16. Each argument is evaluated once; values
+ * are copied by the call (from compound literals that live until the end
+ * of the enclosing block).
+ * A task is named after the function as written: RAY_SUBMIT(&r, square, x)
+ * is 'square' in messages and the timeline. RAY_SUBMIT_OPTS takes a
+ * ray_task_opts (NULL: defaults) for more returns (ret then points to an
+ * array of num_returns refs), retries or another name; a NULL opts.name
+ * still gives the function's name. RAY_ACTOR_CREATE_OPTS takes a
+ * ray_actor_opts.
+ */
+#define RAY_SUBMIT(ret, ...) RAY_SUBMIT_OPTS(NULL, ret, __VA_ARGS__)
+#define RAY_SUBMIT_OPTS(opts, ret, ...)                                                            \
+  ray_submit_named_(RAY_HEAD_(__VA_ARGS__, ~), RAY_STR_HEAD_(__VA_ARGS__, ~),                      \
+                    RAY_CAT_(RAY_ARGV1_, RAY_NARG_(__VA_ARGS__))(__VA_ARGS__),                     \
+                    (size_t)(RAY_NARG_(__VA_ARGS__) - 1), (opts), (ret))
+#define RAY_CALL(ret, ...)                                                                         \
+  ray_actor_call(RAY_HEAD_(__VA_ARGS__, ~), (size_t)(RAY_SECOND_(__VA_ARGS__, ~, ~)),              \
+                 RAY_CAT_(RAY_ARGV2_, RAY_NARG_(__VA_ARGS__))(__VA_ARGS__),                        \
+                 (size_t)(RAY_NARG_(__VA_ARGS__) - 2), (ret))
+#define RAY_SEND(actor, ...)                                                                       \
+  ray_actor_send((actor), (size_t)(RAY_HEAD_(__VA_ARGS__, ~)),                                     \
+                 RAY_CAT_(RAY_ARGV1_, RAY_NARG_(__VA_ARGS__))(__VA_ARGS__),                        \
+                 (size_t)(RAY_NARG_(__VA_ARGS__) - 1))
+#define RAY_ACTOR_CREATE(out, ...) RAY_ACTOR_CREATE_OPTS(NULL, out, __VA_ARGS__)
+#define RAY_ACTOR_CREATE_OPTS(opts, out, ...)                                                      \
+  ray_actor_create(RAY_HEAD_(__VA_ARGS__, ~),                                                      \
+                   RAY_CAT_(RAY_ARGV1_, RAY_NARG_(__VA_ARGS__))(__VA_ARGS__),                      \
+                   (size_t)(RAY_NARG_(__VA_ARGS__) - 1), (opts), (out))
+
+/* One argument as a ray_arg, by its static type (the table above). */
+#define RAY_ARG(x)                                                                                 \
+  _Generic((x),                                                                                    \
+      ray_ref *: ray_arg_ref_,                                                                     \
+      ray_actor *: ray_arg_actor_,                                                                 \
+      ray_arg: ray_arg_pass_,                                                                      \
+      char *: ray_arg_str_,                                                                        \
+      const char *: ray_arg_str_,                                                                  \
+      _Bool: ray_arg_i64_,                                                                         \
+      char: ray_arg_i64_,                                                                          \
+      signed char: ray_arg_i64_,                                                                   \
+      unsigned char: ray_arg_i64_,                                                                 \
+      short: ray_arg_i64_,                                                                         \
+      unsigned short: ray_arg_i64_,                                                                \
+      int: ray_arg_i64_,                                                                           \
+      unsigned int: ray_arg_i64_,                                                                  \
+      long: ray_arg_i64_,                                                                          \
+      long long: ray_arg_i64_,                                                                     \
+      float: ray_arg_f64_,                                                                         \
+      double: ray_arg_f64_)((x), &(ray_scalar_){0})
+
+/* The machinery of the macros above; not for direct use. A value argument
+ * is converted into a ray_scalar_ compound literal of the caller's block,
+ * which the ray_arg points to. */
+#if !defined(__cplusplus)
+typedef union ray_scalar_ {
+  int64_t i;
+  double f;
+} ray_scalar_;
+static inline ray_arg ray_arg_i64_(int64_t v, ray_scalar_ *s) {
+  s->i = v;
+  return ray_arg_value(&s->i, sizeof s->i, &ray_type_i64);
+}
+static inline ray_arg ray_arg_f64_(double v, ray_scalar_ *s) {
+  s->f = v;
+  return ray_arg_value(&s->f, sizeof s->f, &ray_type_f64);
+}
+static inline ray_arg ray_arg_ref_(ray_ref *r, ray_scalar_ *s) {
+  (void)s;
+  return ray_arg_ref(r);
+}
+static inline ray_arg ray_arg_actor_(ray_actor *a, ray_scalar_ *s) {
+  (void)s;
+  return ray_arg_actor(a);
+}
+static inline ray_arg ray_arg_str_(const char *p, ray_scalar_ *s) {
+  (void)s;
+  return ray_arg_str(p);
+}
+static inline ray_arg ray_arg_pass_(ray_arg a, ray_scalar_ *s) {
+  (void)s;
+  return a;
+}
+static inline ray_status ray_submit_named_(ray_task_fn fn, const char *name, const ray_arg *args,
+                                           size_t nargs, const ray_task_opts *opts, ray_ref **ret) {
+  ray_task_opts o = RAY_TASK_OPTS_INIT;
+  if (opts) o = *opts;
+  if (!o.name) o.name = name;
+  return ray_submit(fn, args, nargs, &o, ret);
+}
+#endif
+
+#define RAY_CAT_(a, b) RAY_CAT2_(a, b)
+#define RAY_CAT2_(a, b) a##b
+#define RAY_HEAD_(h, ...) h
+#define RAY_STR_HEAD_(h, ...) #h
+#define RAY_SECOND_(a, b, ...) b
+/* The number of its arguments, 1 .. 24. */
+#define RAY_NARG_(...)                                                                             \
+  RAY_NARG_N_(__VA_ARGS__, 24, 23, 22, 21, 20, 19, 18, 17, 16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, \
+              5, 4, 3, 2, 1, 0)
+#define RAY_NARG_N_(_1, _2, _3, _4, _5, _6, _7, _8, _9, _10, _11, _12, _13, _14, _15, _16, _17,    \
+                    _18, _19, _20, _21, _22, _23, _24, N, ...)                                     \
+  N
+/* RAY_ARGV1_<k>(h, a1 .. a<k-1>): the array of the k-1 arguments after the
+ * head h (NULL for none); RAY_ARGV2_<k> skips two heads. */
+#define RAY_ARGV1_1(h) NULL
+#define RAY_ARGV1_2(h, a1) ((const ray_arg[]){RAY_ARG(a1)})
+#define RAY_ARGV1_3(h, a1, a2) ((const ray_arg[]){RAY_ARG(a1), RAY_ARG(a2)})
+#define RAY_ARGV1_4(h, a1, a2, a3) ((const ray_arg[]){RAY_ARG(a1), RAY_ARG(a2), RAY_ARG(a3)})
+#define RAY_ARGV1_5(h, a1, a2, a3, a4)                                                             \
+  ((const ray_arg[]){RAY_ARG(a1), RAY_ARG(a2), RAY_ARG(a3), RAY_ARG(a4)})
+#define RAY_ARGV1_6(h, a1, a2, a3, a4, a5)                                                         \
+  ((const ray_arg[]){RAY_ARG(a1), RAY_ARG(a2), RAY_ARG(a3), RAY_ARG(a4), RAY_ARG(a5)})
+#define RAY_ARGV1_7(h, a1, a2, a3, a4, a5, a6)                                                     \
+  ((const ray_arg[]){RAY_ARG(a1), RAY_ARG(a2), RAY_ARG(a3), RAY_ARG(a4), RAY_ARG(a5), RAY_ARG(a6)})
+#define RAY_ARGV1_8(h, a1, a2, a3, a4, a5, a6, a7)                                                 \
+  ((const ray_arg[]){RAY_ARG(a1), RAY_ARG(a2), RAY_ARG(a3), RAY_ARG(a4), RAY_ARG(a5), RAY_ARG(a6), \
+                     RAY_ARG(a7)})
+#define RAY_ARGV1_9(h, a1, a2, a3, a4, a5, a6, a7, a8)                                             \
+  ((const ray_arg[]){RAY_ARG(a1), RAY_ARG(a2), RAY_ARG(a3), RAY_ARG(a4), RAY_ARG(a5), RAY_ARG(a6), \
+                     RAY_ARG(a7), RAY_ARG(a8)})
+#define RAY_ARGV1_10(h, a1, a2, a3, a4, a5, a6, a7, a8, a9)                                        \
+  ((const ray_arg[]){RAY_ARG(a1), RAY_ARG(a2), RAY_ARG(a3), RAY_ARG(a4), RAY_ARG(a5), RAY_ARG(a6), \
+                     RAY_ARG(a7), RAY_ARG(a8), RAY_ARG(a9)})
+#define RAY_ARGV1_11(h, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10)                                   \
+  ((const ray_arg[]){RAY_ARG(a1), RAY_ARG(a2), RAY_ARG(a3), RAY_ARG(a4), RAY_ARG(a5), RAY_ARG(a6), \
+                     RAY_ARG(a7), RAY_ARG(a8), RAY_ARG(a9), RAY_ARG(a10)})
+#define RAY_ARGV1_12(h, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11)                              \
+  ((const ray_arg[]){RAY_ARG(a1), RAY_ARG(a2), RAY_ARG(a3), RAY_ARG(a4), RAY_ARG(a5), RAY_ARG(a6), \
+                     RAY_ARG(a7), RAY_ARG(a8), RAY_ARG(a9), RAY_ARG(a10), RAY_ARG(a11)})
+#define RAY_ARGV1_13(h, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12)                         \
+  ((const ray_arg[]){RAY_ARG(a1), RAY_ARG(a2), RAY_ARG(a3), RAY_ARG(a4), RAY_ARG(a5), RAY_ARG(a6), \
+                     RAY_ARG(a7), RAY_ARG(a8), RAY_ARG(a9), RAY_ARG(a10), RAY_ARG(a11),            \
+                     RAY_ARG(a12)})
+#define RAY_ARGV1_14(h, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13)                    \
+  ((const ray_arg[]){RAY_ARG(a1), RAY_ARG(a2), RAY_ARG(a3), RAY_ARG(a4), RAY_ARG(a5), RAY_ARG(a6), \
+                     RAY_ARG(a7), RAY_ARG(a8), RAY_ARG(a9), RAY_ARG(a10), RAY_ARG(a11),            \
+                     RAY_ARG(a12), RAY_ARG(a13)})
+#define RAY_ARGV1_15(h, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14)               \
+  ((const ray_arg[]){RAY_ARG(a1), RAY_ARG(a2), RAY_ARG(a3), RAY_ARG(a4), RAY_ARG(a5), RAY_ARG(a6), \
+                     RAY_ARG(a7), RAY_ARG(a8), RAY_ARG(a9), RAY_ARG(a10), RAY_ARG(a11),            \
+                     RAY_ARG(a12), RAY_ARG(a13), RAY_ARG(a14)})
+#define RAY_ARGV1_16(h, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15)          \
+  ((const ray_arg[]){RAY_ARG(a1), RAY_ARG(a2), RAY_ARG(a3), RAY_ARG(a4), RAY_ARG(a5), RAY_ARG(a6), \
+                     RAY_ARG(a7), RAY_ARG(a8), RAY_ARG(a9), RAY_ARG(a10), RAY_ARG(a11),            \
+                     RAY_ARG(a12), RAY_ARG(a13), RAY_ARG(a14), RAY_ARG(a15)})
+#define RAY_ARGV1_17(h, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15, a16)     \
+  ((const ray_arg[]){RAY_ARG(a1), RAY_ARG(a2), RAY_ARG(a3), RAY_ARG(a4), RAY_ARG(a5), RAY_ARG(a6), \
+                     RAY_ARG(a7), RAY_ARG(a8), RAY_ARG(a9), RAY_ARG(a10), RAY_ARG(a11),            \
+                     RAY_ARG(a12), RAY_ARG(a13), RAY_ARG(a14), RAY_ARG(a15), RAY_ARG(a16)})
+#define RAY_ARGV1_18(...) RAY_TOO_MANY_ARGUMENTS_MAX_16
+#define RAY_ARGV1_19(...) RAY_TOO_MANY_ARGUMENTS_MAX_16
+#define RAY_ARGV1_20(...) RAY_TOO_MANY_ARGUMENTS_MAX_16
+#define RAY_ARGV1_21(...) RAY_TOO_MANY_ARGUMENTS_MAX_16
+#define RAY_ARGV1_22(...) RAY_TOO_MANY_ARGUMENTS_MAX_16
+#define RAY_ARGV1_23(...) RAY_TOO_MANY_ARGUMENTS_MAX_16
+#define RAY_ARGV1_24(...) RAY_TOO_MANY_ARGUMENTS_MAX_16
+#define RAY_ARGV2_2(h, ...) RAY_ARGV1_1(__VA_ARGS__)
+#define RAY_ARGV2_3(h, ...) RAY_ARGV1_2(__VA_ARGS__)
+#define RAY_ARGV2_4(h, ...) RAY_ARGV1_3(__VA_ARGS__)
+#define RAY_ARGV2_5(h, ...) RAY_ARGV1_4(__VA_ARGS__)
+#define RAY_ARGV2_6(h, ...) RAY_ARGV1_5(__VA_ARGS__)
+#define RAY_ARGV2_7(h, ...) RAY_ARGV1_6(__VA_ARGS__)
+#define RAY_ARGV2_8(h, ...) RAY_ARGV1_7(__VA_ARGS__)
+#define RAY_ARGV2_9(h, ...) RAY_ARGV1_8(__VA_ARGS__)
+#define RAY_ARGV2_10(h, ...) RAY_ARGV1_9(__VA_ARGS__)
+#define RAY_ARGV2_11(h, ...) RAY_ARGV1_10(__VA_ARGS__)
+#define RAY_ARGV2_12(h, ...) RAY_ARGV1_11(__VA_ARGS__)
+#define RAY_ARGV2_13(h, ...) RAY_ARGV1_12(__VA_ARGS__)
+#define RAY_ARGV2_14(h, ...) RAY_ARGV1_13(__VA_ARGS__)
+#define RAY_ARGV2_15(h, ...) RAY_ARGV1_14(__VA_ARGS__)
+#define RAY_ARGV2_16(h, ...) RAY_ARGV1_15(__VA_ARGS__)
+#define RAY_ARGV2_17(h, ...) RAY_ARGV1_16(__VA_ARGS__)
+#define RAY_ARGV2_18(h, ...) RAY_ARGV1_17(__VA_ARGS__)
+#define RAY_ARGV2_19(...) RAY_TOO_MANY_ARGUMENTS_MAX_16
+#define RAY_ARGV2_20(...) RAY_TOO_MANY_ARGUMENTS_MAX_16
+#define RAY_ARGV2_21(...) RAY_TOO_MANY_ARGUMENTS_MAX_16
+#define RAY_ARGV2_22(...) RAY_TOO_MANY_ARGUMENTS_MAX_16
+#define RAY_ARGV2_23(...) RAY_TOO_MANY_ARGUMENTS_MAX_16
+#define RAY_ARGV2_24(...) RAY_TOO_MANY_ARGUMENTS_MAX_16
+
+/* ------------------------------------------------------------------------ */
 /* Observability                                                            */
 /* ------------------------------------------------------------------------ */
 
@@ -655,6 +992,8 @@ typedef struct ray_stats {
   /* Spilling: payload bytes written to spill files and read back from them
    * since init (spills and restores above count the objects). */
   uint64_t bytes_spilled_total, bytes_restored_total;
+  /* Room for counters to come; ray_stats_get zeroes it. */
+  uint64_t reserved_[16];
 } ray_stats;
 
 /* A snapshot of the runtime's counters. Counters are exact when no call is

@@ -198,7 +198,7 @@ static ray_status init_runtime(bool timeline) {
   ray_config_init(&cfg);
   cfg.num_workers = 2;
   cfg.object_store_memory = (size_t)256 << 20;
-  cfg.put_timeout_ms = 0;
+  cfg.put_timeout_ms = RAY_PUT_NO_WAIT;
   if (timeline) {
     snprintf(g_timeline_path, sizeof g_timeline_path, "/tmp/rayc-oom-%d.json", (int)getpid());
     cfg.timeline_path = g_timeline_path;

@@ -366,7 +366,7 @@ static ray_actor *g_race_actor;
 static void *submit_until_refused(void *arg) {
   int kind = (int)(intptr_t)arg;
   ray_task_opts o = RAY_TASK_OPTS_INIT;
-  o.num_returns = 0; /* no ref to release, so this thread only submits */
+  o.num_returns = RAY_NO_RETURNS; /* no ref to release, so this thread only submits */
   atomic_fetch_add(&g_racers_started, 1);
   for (;;) {
     ray_status s;
@@ -428,7 +428,7 @@ static void test_empty_wait_before_init_is_eshutdown(void **state) {
   (void)state;
   assert_int_equal(ray_wait(NULL, 0, 0, 0, NULL), RAY_ESHUTDOWN);
   assert_error_contains("ray_wait: the runtime is not running");
-  assert_int_equal(test_init(1, 0, 0), 0);
+  assert_int_equal(test_init(1, 0, RAY_PUT_NO_WAIT), 0);
   CHECK_OK(ray_wait(NULL, 0, 0, 0, NULL));
   CHECK_OK(ray_shutdown());
 }

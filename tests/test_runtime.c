@@ -467,7 +467,7 @@ static void test_env_overrides_every_field(void **state) {
   ray_config_init(&cfg);
   assert_string_equal(cfg.env_error, "");
   assert_int_equal(cfg.num_workers, 0);
-  assert_int_equal(cfg.put_timeout_ms, 0);
+  assert_int_equal(cfg.put_timeout_ms, RAY_PUT_NO_WAIT); /* 0 in the environment: do not wait */
   assert_int_equal(setenv("RAY_PUT_TIMEOUT_MS", "250", 1), 0);
   ray_config_init(&cfg);
   assert_int_equal(cfg.put_timeout_ms, 250);
@@ -595,10 +595,10 @@ static void test_bad_config_fields_give_einval_naming_the_field(void **state) {
   assert_false(ray_is_initialized());
 
   ray_config_init(&cfg);
-  cfg.put_timeout_ms = -2;
+  cfg.put_timeout_ms = -3;
   assert_int_equal(ray_init(&cfg), RAY_EINVAL);
   assert_error_contains("put_timeout_ms");
-  assert_error_contains("-2");
+  assert_error_contains("-3 is below RAY_PUT_NO_WAIT");
   assert_false(ray_is_initialized());
 
   ray_config_init(&cfg);
@@ -625,7 +625,7 @@ static void test_small_memory_limit_holds_a_put_that_fits(void **state) {
   ray_config cfg;
   ray_config_init(&cfg);
   cfg.object_store_memory = 1 * MIB;
-  cfg.put_timeout_ms = 0;
+  cfg.put_timeout_ms = RAY_PUT_NO_WAIT;
   assert_int_equal(ray_init(&cfg), RAY_OK);
   assert_int_equal(stats().memory_limit, 1 * MIB);
 

@@ -1017,7 +1017,7 @@ static void test_spill_dir_that_cannot_be_created_fails_init_with_eio(void **sta
   /* Nothing is left half started: a good directory works at once. */
   char good[160];
   snprintf(good, sizeof good, "%s/good", g_dir);
-  spill_init(1, 8 * MIB, 0, good);
+  spill_init(1, 8 * MIB, RAY_PUT_NO_WAIT, good);
 }
 
 /* The default directory of this process under dir: "rayc-<pid>" (also
@@ -1129,7 +1129,7 @@ static void test_spill_dirs_of_dead_processes_are_removed_at_init(void **state) 
   make_dir_with_file(other);
 
   use_default_dir();
-  spill_init(1, 8 * MIB, 0, NULL);
+  spill_init(1, 8 * MIB, RAY_PUT_NO_WAIT, NULL);
   struct stat st;
   if (stat(gone, &st) == 0)
     fail_msg("%s (pid %ld is dead) was not removed at ray_init", gone, dead);
@@ -1306,7 +1306,7 @@ static void test_spills_and_restores_appear_on_the_timeline_io_track(void **stat
 
 static void test_zero_timeout_put_with_everything_pinned_fails_at_once_naming_them(void **state) {
   (void)state;
-  spill_init(2, 8 * MIB, 0, g_dir);
+  spill_init(2, 8 * MIB, RAY_PUT_NO_WAIT, g_dir);
   unsigned char *scratch = test_alloc(4 * MIB);
   ray_ref *a = put_seeded(4 * MIB, 1, NULL, scratch);
   ray_ref *b = put_seeded(4 * MIB, 2, NULL, scratch);
@@ -1319,7 +1319,7 @@ static void test_zero_timeout_put_with_everything_pinned_fails_at_once_naming_th
   clock_gettime(CLOCK_MONOTONIC, &t1);
   assert_null(c);
   double ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
-  if (ms > 1000) fail_msg("a put with put_timeout_ms 0 took %.0f ms to fail", ms);
+  if (ms > 1000) fail_msg("a put with RAY_PUT_NO_WAIT took %.0f ms to fail", ms);
   char want[64];
   snprintf(want, sizeof want, "pinned %zu", 8 * MIB);
   assert_error_contains(want);

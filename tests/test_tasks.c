@@ -924,9 +924,12 @@ static void test_submit_rejects_bad_arguments(void **state) {
   assert_int_equal(ray_submit(empty_task, NULL, 0, NULL, NULL), RAY_EINVAL);
   assert_error_contains("returns is NULL");
   ray_task_opts o = RAY_TASK_OPTS_INIT;
-  o.num_returns = -1;
+  o.num_returns = -2;
   assert_int_equal(ray_submit(empty_task, NULL, 0, &o, &r), RAY_EINVAL);
-  assert_error_contains("num_returns -1");
+  assert_error_contains("num_returns -2");
+  o.num_returns = 257;
+  assert_int_equal(ray_submit(empty_task, NULL, 0, &o, &r), RAY_EINVAL);
+  assert_error_contains("num_returns 257 is more than 256");
   o.num_returns = 1;
   o.max_retries = -2;
   assert_int_equal(ray_submit(empty_task, NULL, 0, &o, &r), RAY_EINVAL);
@@ -1054,7 +1057,7 @@ static ray_status count_slowly(ray_ctx *ctx) {
 static void *submit_and_exit(void *arg) {
   (void)arg;
   ray_task_opts o = RAY_TASK_OPTS_INIT;
-  o.num_returns = 0; /* nothing to get: only shutdown waits for them */
+  o.num_returns = RAY_NO_RETURNS; /* nothing to get: only shutdown waits for them */
   for (int i = 0; i < PER_EXITED; i++)
     assert_int_equal(ray_submit(count_slowly, NULL, 0, &o, NULL), RAY_OK);
   return NULL;

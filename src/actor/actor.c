@@ -35,6 +35,8 @@
 #include "core/alloc.h"
 #include "core/handle.h"
 #include "core/prim.h"
+#include "core/symbol.h"
+#include "core/types.h"
 #include "task/ctx.h"
 
 #define RT_ACTOR_BATCH 64
@@ -169,11 +171,19 @@ static void free_call_names(rt_actor *a) {
   free(a->call_names);
 }
 
+/* A method's name: its ray_method name, else its function's symbol (as a
+ * task without a name is named), else "?". */
+static const char *method_label(const ray_method *m) {
+  if (m->name) return m->name;
+  const char *sym = rt_symbol_name((const void *)(uintptr_t)m->fn);
+  return sym ? sym : "?";
+}
+
 static bool make_call_names(rt_actor *a) {
   if (!a->cls->num_methods) return true;
   if (!(a->call_names = rt_calloc(a->cls->num_methods, sizeof *a->call_names))) return false;
   for (size_t i = 0; i < a->cls->num_methods; i++) {
-    const char *m = a->cls->methods[i].name ? a->cls->methods[i].name : "?";
+    const char *m = method_label(&a->cls->methods[i]);
     if (rt_asprintf(&a->call_names[i], "%s.%s", a->label, m) < 0) {
       a->call_names[i] = NULL;
       return false;
@@ -380,8 +390,7 @@ static void drain_mailbox(rt_actors *as, rt_actor *a) {
 
 /* The method's name, for messages. */
 static const char *method_name(const rt_actor *a, const rt_task *call) {
-  const char *m = a->cls->methods[call->method].name;
-  return m ? m : "?";
+  return method_label(&a->cls->methods[call->method]);
 }
 
 /* The method crashed the actor in `call`. */
@@ -626,6 +635,19 @@ static ray_status check_class(const ray_actor_class *cls) {
 static ray_status check_opts(const ray_actor_opts *opts) {
   if (opts->name && !opts->name[0])
     return rt_fail(RAY_EINVAL, "ray_actor_create: the name is empty");
+  if (!RT_RESERVED_ZERO(opts->reserved_))
+    return rt_fail(RAY_EINVAL, "ray_actor_create: opts.reserved_ is not zero (initialise the "
+                               "options with {0})");
+  int nodes = ray_node_count();
+  if (opts->node < 0 || opts->node > nodes)
+    return rt_fail(RAY_EINVAL,
+                   "ray_actor_create: node %d (rank %d) is not a rank of this runtime (ranks 0..%d)",
+                   opts->node, opts->node - 1, nodes - 1);
+  if (opts->node != RAY_NODE_ANY && opts->node != RAY_NODE(ray_node_rank()))
+    return rt_fail(RAY_EINVAL,
+                   "ray_actor_create: node RAY_NODE(%d): an actor lives on the rank that creates it "
+                   "(rank %d); create it from a task placed on rank %d",
+                   opts->node - 1, ray_node_rank(), opts->node - 1);
   if (opts->max_concurrency < 0 || opts->max_restarts < -1 || opts->max_task_retries < -1)
     return rt_fail(RAY_EINVAL,
                    "ray_actor_create: max_concurrency %d, max_restarts %d or max_task_retries %d "

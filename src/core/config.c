@@ -5,6 +5,15 @@
  * typo in RAY_OBJECT_STORE_MEMORY would otherwise run with 30% of RAM), yet
  * ray_config_init cannot fail; so it records the problem in cfg->env_error
  * and ray_init refuses the config with that text.
+ *
+ * Zero means the default in every field, so that `ray_config cfg = {0}` is
+ * as good as ray_config_init: rt_config_resolve fills each zero field from
+ * a ray_config_init of its own (the environment, else the built-in
+ * default), and refuses a malformed RAY_* variable for every config. A
+ * config from ray_config_init gets the same values twice, which is why
+ * "0 means the default" and "ray_config_init fills the default" agree.
+ * put_timeout_ms 0 is the default too; "do not wait" is RAY_PUT_NO_WAIT
+ * (RAY_PUT_TIMEOUT_MS=0 in the environment, where no struct is zeroed).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -15,6 +24,7 @@
 #include "core/config.h"
 #include "core/error.h"
 #include "core/prim.h"
+#include "core/types.h"
 
 bool rt_parse_bytes(const char *s, size_t *out) {
   if (!s || *s < '0' || *s > '9') return false;
@@ -91,7 +101,7 @@ void ray_config_init(ray_config *cfg) {
   }
   if ((v = getenv("RAY_PUT_TIMEOUT_MS")) != NULL) {
     if (parse_int(v, -1, INT64_MAX, &n))
-      cfg->put_timeout_ms = n;
+      cfg->put_timeout_ms = n ? n : RAY_PUT_NO_WAIT;
     else
       env_bad(cfg, "RAY_PUT_TIMEOUT_MS", v, "an integer >= -1");
   }
@@ -117,34 +127,46 @@ static char *dup_str(const char *s) {
 }
 
 ray_status rt_config_resolve(const ray_config *cfg, rt_config *out) {
-  ray_config defaults;
-  if (!cfg) {
-    ray_config_init(&defaults);
-    cfg = &defaults;
-  }
+  ray_config defaults; /* the built-in defaults with the RAY_* overrides */
+  ray_config_init(&defaults);
+  if (!cfg) cfg = &defaults;
   if (memchr(cfg->env_error, '\0', sizeof cfg->env_error) == NULL)
-    return rt_fail(RAY_EINVAL, "ray_init: config.env_error is not a string (was the config "
-                               "filled by ray_config_init?)");
+    return rt_fail(RAY_EINVAL, "ray_init: config.env_error is not a string (initialise the "
+                               "config with {0} or ray_config_init)");
   if (cfg->env_error[0]) return rt_fail(RAY_EINVAL, "ray_init: %s", cfg->env_error);
+  if (defaults.env_error[0]) return rt_fail(RAY_EINVAL, "ray_init: %s", defaults.env_error);
+  if (!RT_RESERVED_ZERO(cfg->reserved_))
+    return rt_fail(RAY_EINVAL, "ray_init: config.reserved_ is not zero (initialise the config "
+                               "with {0} or ray_config_init)");
   if (cfg->num_workers < 0)
     return rt_fail(RAY_EINVAL, "ray_init: num_workers %d is negative", cfg->num_workers);
   if (cfg->num_workers > 4096)
     return rt_fail(RAY_EINVAL, "ray_init: num_workers %d is more than 4096", cfg->num_workers);
-  if (cfg->put_timeout_ms < -1)
-    return rt_fail(RAY_EINVAL, "ray_init: put_timeout_ms %lld is below -1",
-                   (long long)cfg->put_timeout_ms);
+  if (cfg->put_timeout_ms < RAY_PUT_NO_WAIT)
+    return rt_fail(RAY_EINVAL,
+                   "ray_init: put_timeout_ms %lld is below RAY_PUT_NO_WAIT (%d; -1 waits "
+                   "forever, 0 is the default)",
+                   (long long)cfg->put_timeout_ms, RAY_PUT_NO_WAIT);
   if (cfg->spill_dir && !cfg->spill_dir[0])
     return rt_fail(RAY_EINVAL, "ray_init: spill_dir is an empty string");
   if (cfg->timeline_path && !cfg->timeline_path[0])
     return rt_fail(RAY_EINVAL, "ray_init: timeline_path is an empty string");
 
+  /* Zero fields take the environment's value, else the built-in default. */
+  int workers = cfg->num_workers ? cfg->num_workers : defaults.num_workers;
+  size_t memory =
+      cfg->object_store_memory ? cfg->object_store_memory : defaults.object_store_memory;
+  int64_t put_timeout = cfg->put_timeout_ms ? cfg->put_timeout_ms : defaults.put_timeout_ms;
+  const char *spill_dir = cfg->spill_dir ? cfg->spill_dir : defaults.spill_dir;
+  const char *timeline = cfg->timeline_path ? cfg->timeline_path : defaults.timeline_path;
+
   rt_config c = {0};
-  c.num_workers = cfg->num_workers ? cfg->num_workers : rt_prim_cpu_count();
-  c.memory_limit = cfg->object_store_memory;
-  if (!c.memory_limit) c.memory_limit = (size_t)(rt_prim_ram_bytes() / 10 * 3);
-  c.put_timeout_ms = cfg->put_timeout_ms;
-  if (cfg->spill_dir) {
-    c.spill_dir = dup_str(cfg->spill_dir);
+  c.num_workers = workers ? workers : rt_prim_cpu_count();
+  c.memory_limit = memory ? memory : (size_t)(rt_prim_ram_bytes() / 10 * 3);
+  /* The store's own convention: 0 fails at once. */
+  c.put_timeout_ms = put_timeout == RAY_PUT_NO_WAIT ? 0 : put_timeout;
+  if (spill_dir) {
+    c.spill_dir = dup_str(spill_dir);
   } else {
     const char *tmp = getenv("TMPDIR");
     char buf[4096];
@@ -152,8 +174,8 @@ ray_status rt_config_resolve(const ray_config *cfg, rt_config *out) {
     c.spill_dir = dup_str(buf);
     c.spill_dir_is_default = true;
   }
-  if (cfg->timeline_path) c.timeline_path = dup_str(cfg->timeline_path);
-  if (!c.spill_dir || (cfg->timeline_path && !c.timeline_path)) {
+  if (timeline) c.timeline_path = dup_str(timeline);
+  if (!c.spill_dir || (timeline && !c.timeline_path)) {
     rt_config_free(&c);
     return rt_fail(RAY_ENOMEM, "ray_init: out of memory copying the config strings");
   }

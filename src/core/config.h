@@ -14,7 +14,7 @@ typedef struct rt_config {
   size_t memory_limit;       /* > 0 */
   char *spill_dir;           /* owned; never NULL */
   bool spill_dir_is_default; /* we made the name, so we remove the directory */
-  int64_t put_timeout_ms;    /* >= -1 */
+  int64_t put_timeout_ms;    /* -1 forever, 0 fails at once (RAY_PUT_NO_WAIT), > 0 ms */
   char *timeline_path;       /* owned; NULL: off */
 } rt_config;
 

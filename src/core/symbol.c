@@ -101,9 +101,10 @@ static bool is_func(const ElfW(Sym) * s) {
   return (t == STT_FUNC || t == STT_GNU_IFUNC) && s->st_shndx != SHN_UNDEF && s->st_value != 0;
 }
 
-/* Copies the function symbols of one table (SHT_SYMTAB or SHT_DYNSYM). */
-static bool read_table(module *m, const unsigned char *base, size_t len, const ElfW(Shdr) * sh,
-                       size_t shnum, uint32_t want) {
+/* Copies the function symbols of one table (SHT_SYMTAB or SHT_DYNSYM):
+ * 1 done, 0 no such table (or no function in it), -1 out of memory. */
+static int read_table(module *m, const unsigned char *base, size_t len, const ElfW(Shdr) * sh,
+                      size_t shnum, uint32_t want) {
   for (size_t i = 0; i < shnum; i++) {
     if (sh[i].sh_type != want || sh[i].sh_entsize != sizeof(ElfW(Sym))) continue;
     if (sh[i].sh_link >= shnum) continue;
@@ -125,7 +126,7 @@ static bool read_table(module *m, const unsigned char *base, size_t len, const E
       free(m->names);
       m->syms = NULL;
       m->names = NULL;
-      return false;
+      return -1;
     }
     char *at = m->names;
     for (size_t k = 0; k < n; k++) {
@@ -138,12 +139,13 @@ static bool read_table(module *m, const unsigned char *base, size_t len, const E
       at += l + 1;
     }
     qsort(m->syms, m->nsyms, sizeof(sym), sym_cmp);
-    return true;
+    return 1;
   }
-  return false;
+  return 0;
 }
 
-/* Reads m's symbol table from its file, once; under g_lock. */
+/* Reads m's symbol table from its file, once; under g_lock. Out of memory,
+ * m stays unread, so that a later question reads it again. */
 static void module_read(module *m) {
   m->read = true;
   int fd = open(m->path, O_RDONLY | O_CLOEXEC);
@@ -161,14 +163,17 @@ static void module_read(module *m) {
       eh->e_shentsize == sizeof(ElfW(Shdr)) &&
       eh->e_shoff + (size_t)eh->e_shnum * sizeof(ElfW(Shdr)) <= len) {
     const ElfW(Shdr) *sh = (const void *)(base + eh->e_shoff);
-    if (!read_table(m, base, len, sh, eh->e_shnum, SHT_SYMTAB))
-      (void)read_table(m, base, len, sh, eh->e_shnum, SHT_DYNSYM);
+    int r = read_table(m, base, len, sh, eh->e_shnum, SHT_SYMTAB);
+    if (r == 0) r = read_table(m, base, len, sh, eh->e_shnum, SHT_DYNSYM);
+    if (r < 0) m->read = false;
   }
   munmap(map, len);
 }
 
-/* The module containing addr, added on first sight; under g_lock. */
-static module *module_of(uintptr_t addr) {
+/* The module containing addr, added on first sight; under g_lock. NULL
+ * when there is none, or (*oom set) no memory to record it. */
+static module *module_find(uintptr_t addr, bool *oom) {
+  *oom = false;
   for (module *m = g_modules; m; m = m->next)
     if (addr >= m->lo && addr < m->hi) return m;
   find_ctx f = {.addr = addr};
@@ -176,7 +181,10 @@ static module *module_of(uintptr_t addr) {
   if (!f.found) return NULL;
   size_t plen = strlen(f.path) + 1;
   module *m = rt_calloc(1, sizeof *m + plen);
-  if (!m) return NULL;
+  if (!m) {
+    *oom = true;
+    return NULL;
+  }
   char *path = (char *)(m + 1);
   memcpy(path, f.path, plen);
   const char *slash = strrchr(path, '/');
@@ -188,6 +196,11 @@ static module *module_of(uintptr_t addr) {
   m->next = g_modules;
   g_modules = m;
   return m;
+}
+
+static module *module_of(uintptr_t addr) {
+  bool oom;
+  return module_find(addr, &oom);
 }
 
 /* The symbol of m that covers file address off, or NULL; under g_lock. */
@@ -211,14 +224,23 @@ static const sym *module_sym(module *m, uintptr_t off) {
   return (lo < m->nsyms && off < m->syms[lo].value) || lo == m->nsyms ? s : NULL;
 }
 
-const char *rt_symbol_name(const void *addr) {
+const char *rt_symbol_lookup(const void *addr, bool *retry) {
   const char *name = NULL;
+  bool oom;
   pthread_mutex_lock(&g_lock);
-  module *m = module_of((uintptr_t)addr);
+  module *m = module_find((uintptr_t)addr, &oom);
   const sym *s = m ? module_sym(m, (uintptr_t)addr - m->bias) : NULL;
   if (s) name = s->name;
+  /* No memory to record the module or to read its table: not known to
+   * have no symbol. */
+  bool again = !s && (m ? !m->read : oom);
   pthread_mutex_unlock(&g_lock);
+  if (retry) *retry = again;
   return name;
+}
+
+const char *rt_symbol_name(const void *addr) {
+  return rt_symbol_lookup(addr, NULL);
 }
 
 const char *rt_symbol_module(const void *addr, size_t *offset) {
@@ -268,11 +290,16 @@ static bool source_line(const char *path, uintptr_t off, char *out, size_t len) 
   size_t bl = strlen(buf);
   if (bl < 3 || buf[0] == '?' || buf[bl - 1] == '?' || strcmp(buf + bl - 2, ":0") == 0)
     return false;
+  /* Truncated to len (a copy, not snprintf: gcc's -Wformat-truncation
+   * rejects a PATH_MAX line into a smaller buffer at -O1, which is the
+   * point). */
   const char *slash = strrchr(buf, '/');
-  const char *base = slash ? slash + 1 : buf;
-  size_t n2 = strlen(base) < len - 1 ? strlen(base) : len - 1;
-  memcpy(out, base, n2);
-  out[n2] = '\0';
+  const char *file = slash ? slash + 1 : buf;
+  size_t k = strlen(file);
+  if (len == 0) return false;
+  if (k >= len) k = len - 1;
+  memcpy(out, file, k);
+  out[k] = '\0';
   return true;
 }
 

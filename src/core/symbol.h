@@ -19,12 +19,18 @@
 #ifndef RT_SYMBOL_H
 #define RT_SYMBOL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /* The name of the function that contains addr ("square"), or NULL when no
  * symbol covers it. The string stays valid until the process ends, and
  * every lookup of one function gives the same pointer. */
 const char *rt_symbol_name(const void *addr);
+
+/* As rt_symbol_name; *retry (when not NULL) is set when a NULL answer may
+ * change: memory ran out recording the module or reading its symbol table
+ * (a later call reads it again). A cache keeps only answers without it. */
+const char *rt_symbol_lookup(const void *addr, bool *retry);
 
 /*
  * Describes a code address for a person, into buf (always terminated,

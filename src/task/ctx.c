@@ -140,6 +140,53 @@ ray_status ray_ctx_arg(ray_ctx *ctx, size_t i, const ray_type *expect, ray_view 
   return RAY_OK;
 }
 
+/* Typed arguments: ray_ctx_arg's check and message, under the helper's
+ * name, and then the shape the helper reads. */
+static ray_status typed_arg(ray_ctx *ctx, size_t i, const ray_type *type, const char *fn,
+                            ray_view *v) {
+  ray_status s = ray_ctx_arg(ctx, i, type, v);
+  if (s == RAY_OK) return s;
+  char msg[512];
+  snprintf(msg, sizeof msg, "%s", ray_last_error());
+  const char *rest = strncmp(msg, "ray_ctx_arg: ", 13) == 0 ? msg + 13 : msg;
+  return rt_fail(s, "%s: %s", fn, rest);
+}
+
+static ray_status scalar_arg(ray_ctx *ctx, size_t i, const ray_type *type, const char *fn,
+                             void *out) {
+  if (ctx && !out) return rt_fail(RAY_EINVAL, "%s: out is NULL", fn);
+  ray_view v;
+  ray_status s = typed_arg(ctx, i, type, fn, &v);
+  if (s != RAY_OK) return s;
+  if (v.size != type->elem_size)
+    return rt_fail(RAY_ETYPE, "%s: task '%s' argument %zu holds %zu '%s' elements, not one", fn,
+                   ctx->task->name, i, v.size / type->elem_size, type->name);
+  memcpy(out, v.data, type->elem_size);
+  return RAY_OK;
+}
+
+ray_status ray_ctx_arg_i64(ray_ctx *ctx, size_t i, int64_t *out) {
+  return scalar_arg(ctx, i, &ray_type_i64, "ray_ctx_arg_i64", out);
+}
+
+ray_status ray_ctx_arg_f64(ray_ctx *ctx, size_t i, double *out) {
+  return scalar_arg(ctx, i, &ray_type_f64, "ray_ctx_arg_f64", out);
+}
+
+ray_status ray_ctx_arg_str(ray_ctx *ctx, size_t i, const char **out) {
+  if (ctx && !out) return rt_fail(RAY_EINVAL, "ray_ctx_arg_str: out is NULL");
+  ray_view v;
+  ray_status s = typed_arg(ctx, i, &ray_type_str, "ray_ctx_arg_str", &v);
+  if (s != RAY_OK) return s;
+  if (!memchr(v.data, '\0', v.size))
+    return rt_fail(RAY_ETYPE,
+                   "ray_ctx_arg_str: task '%s' argument %zu: %zu bytes of 'str' "
+                   "without a terminating NUL",
+                   ctx->task->name, i, v.size);
+  *out = v.data;
+  return RAY_OK;
+}
+
 static ray_status return_slot(ray_ctx *ctx, size_t i, const char *fn, rt_payload **p) {
   if (!ctx) return rt_fail(RAY_EINVAL, "%s: ctx is NULL", fn);
   rt_task *t = ctx->task;
@@ -158,6 +205,22 @@ ray_status ray_ctx_return(ray_ctx *ctx, size_t i, const void *data, size_t size,
   ray_status s = return_slot(ctx, i, "ray_ctx_return", &p);
   if (s != RAY_OK) return s;
   return rt_store_payload_copy(ctx->ts->store, "ray_ctx_return", data, size, type, p);
+}
+
+ray_status ray_ctx_return_i64(ray_ctx *ctx, size_t i, int64_t v) {
+  rt_payload *p;
+  ray_status s = return_slot(ctx, i, "ray_ctx_return_i64", &p);
+  if (s != RAY_OK) return s;
+  return rt_store_payload_copy(ctx->ts->store, "ray_ctx_return_i64", &v, sizeof v, &ray_type_i64,
+                               p);
+}
+
+ray_status ray_ctx_return_f64(ray_ctx *ctx, size_t i, double v) {
+  rt_payload *p;
+  ray_status s = return_slot(ctx, i, "ray_ctx_return_f64", &p);
+  if (s != RAY_OK) return s;
+  return rt_store_payload_copy(ctx->ts->store, "ray_ctx_return_f64", &v, sizeof v, &ray_type_f64,
+                               p);
 }
 
 ray_status ray_ctx_return_owned(ray_ctx *ctx, size_t i, void *data, size_t size,

@@ -25,7 +25,9 @@
 #include "core/alloc.h"
 #include "core/array.h"
 #include "core/prim.h"
+#include "core/types.h"
 #include "task/ctx.h"
+#include "task/fnname.h"
 #include "task/task.h"
 
 _Atomic(rt_tasks *) rt_g_tasks;
@@ -76,9 +78,6 @@ bool rt_task_recent_own(ray_ref *ref) {
   return false;
 }
 
-/* The name of a task submitted without one: not copied, not freed. */
-static const char k_unnamed[] = "unnamed";
-
 /* Task counters count plain tasks; actor calls have their own. */
 static void count(rt_task *t, _Atomic uint64_t *counter) {
   if (!t->actor) atomic_fetch_add_explicit(counter, 1, memory_order_relaxed);
@@ -106,7 +105,7 @@ static void task_free(rt_tasks *ts, rt_task *t) {
   for (uint32_t i = 0; i < t->nrets; i++) ray_ref_release(t->rets[i]);
   free(t->children);
   free(t->heap);
-  if (t->name != t->name_inl && t->name != k_unnamed) free((void *)t->name);
+  if (t->name_owned) free((void *)t->name);
   t->children = NULL;
   t->heap = NULL;
   t->actor = NULL;
@@ -350,6 +349,10 @@ ray_arg ray_arg_value(const void *data, size_t size, const ray_type *type) {
   return (ray_arg){RT_ARG_VALUE, data, size, type ? type : &ray_type_bytes};
 }
 
+ray_arg ray_arg_str(const char *s) {
+  return (ray_arg){RT_ARG_VALUE, s, s ? strlen(s) + 1 : 0, &ray_type_str};
+}
+
 ray_arg ray_arg_actor(ray_actor *actor) {
   return (ray_arg){RT_ARG_ACTOR, actor, 0, NULL};
 }
@@ -453,30 +456,37 @@ static ray_status reserve_child(rt_task *parent, const char *fn_name) {
                  parent->name);
 }
 
-/* Names the record: inline if short, else a copy; false when out of memory. */
-static bool set_name(rt_task *t, const char *name) {
-  size_t nlen = name ? strlen(name) : 0;
+/* Names the record: a given name inline if short, else a copy; without
+ * one, its function's name, which has static storage (fnname.h) and is not
+ * copied. False when out of memory. */
+static bool set_name(rt_task *t, ray_task_fn fn, const char *name) {
+  t->name_owned = false;
   if (!name) {
-    t->name = k_unnamed;
-  } else if (nlen < RT_TASK_NAME_INLINE) {
+    t->name = fn ? rt_task_fn_name((uintptr_t)fn) : rt_task_unnamed;
+    return true;
+  }
+  size_t nlen = strlen(name);
+  if (nlen < RT_TASK_NAME_INLINE) {
     memcpy(t->name_inl, name, nlen + 1);
     t->name = t->name_inl;
-  } else if (!(t->name = rt_strdup(name))) {
+  } else if ((t->name = rt_strdup(name)) != NULL) {
+    t->name_owned = true;
+  } else {
     return false;
   }
   return true;
 }
 
 /* A record from the pool, laid out for its arguments and returns, named. */
-static ray_status record_new(rt_tasks *ts, const char *fn_name, size_t nargs, size_t nrets,
-                             size_t bytes, const char *name, rt_task **out) {
+static ray_status record_new(rt_tasks *ts, const char *fn_name, ray_task_fn fn, size_t nargs,
+                             size_t nrets, size_t bytes, const char *name, rt_task **out) {
   rt_task *t = rt_taskpool_get(ts);
   if (!t) return rt_fail(RAY_ENOMEM, "%s: out of memory for a task record", fn_name);
   if (!task_layout(t, nargs, nrets, bytes)) {
     rt_taskpool_put(ts, t);
     return rt_fail(RAY_ENOMEM, "%s: out of memory for %zu arguments", fn_name, nargs);
   }
-  if (!set_name(t, name)) {
+  if (!set_name(t, fn, name)) {
     free(t->heap);
     rt_taskpool_put(ts, t);
     return rt_fail(RAY_ENOMEM, "%s: out of memory for the task name", fn_name);
@@ -569,7 +579,7 @@ ray_status rt_task_build(rt_tasks *ts, const char *fn_name, ray_task_fn fn, cons
   if (num_returns && parent && (s = reserve_child(parent, fn_name)) != RAY_OK) return s;
   rt_task *t;
   size_t nrets = (size_t)num_returns;
-  if ((s = record_new(ts, fn_name, nargs, nrets, bytes, name, &t)) != RAY_OK) return s;
+  if ((s = record_new(ts, fn_name, fn, nargs, nrets, bytes, name, &t)) != RAY_OK) return s;
   record_init(t, fn, nargs, max_retries);
   copy_args(t, args, nargs);
   rt_tally_in(&ts->tally);
@@ -653,17 +663,26 @@ void rt_task_start_call(rt_tasks *ts, rt_task *t) {
   ts->owner_ops->call_enqueue(ts->owner, t);
 }
 
-static ray_status submit(rt_tasks *ts, ray_task_fn fn, const ray_arg *args, size_t nargs,
-                         const ray_task_opts *opts, ray_ref **returns) {
-  static const ray_task_opts defaults = RAY_TASK_OPTS_INIT;
-  if (!opts) opts = &defaults;
-  if (!fn) return rt_fail(RAY_EINVAL, "ray_submit: fn is NULL");
-  if (opts->num_returns < 0 || opts->num_returns > RT_TASK_MAX_RETURNS)
-    return rt_fail(RAY_EINVAL, "ray_submit: num_returns %d is not in 0..%d", opts->num_returns,
+/* Checks opts (not NULL) and gives the number of returns it asks for:
+ * zero is the default in every field (ray.h), so num_returns 0 means 1. */
+static ray_status check_opts(rt_tasks *ts, const ray_task_opts *opts, ray_ref **returns,
+                             int *nrets) {
+  int n = opts->num_returns;
+  if (n <= 0) {
+    if (n < RAY_NO_RETURNS)
+      return rt_fail(RAY_EINVAL,
+                     "ray_submit: num_returns %d is not in 1..%d (0 means 1, RAY_NO_RETURNS "
+                     "none)",
+                     n, RT_TASK_MAX_RETURNS);
+    n = n == RAY_NO_RETURNS ? 0 : 1;
+  }
+  if (n > RT_TASK_MAX_RETURNS)
+    return rt_fail(RAY_EINVAL, "ray_submit: num_returns %d is more than %d", n,
                    RT_TASK_MAX_RETURNS);
-  if (opts->num_returns && !returns)
-    return rt_fail(RAY_EINVAL, "ray_submit: returns is NULL with num_returns = %d",
-                   opts->num_returns);
+  if (n && !returns)
+    return rt_fail(RAY_EINVAL, "ray_submit: returns is NULL with num_returns = %d%s",
+                   opts->num_returns,
+                   opts->num_returns ? "" : " (0 means 1; RAY_NO_RETURNS asks for none)");
   if (opts->max_retries < -1)
     return rt_fail(RAY_EINVAL, "ray_submit: max_retries %d is below -1", opts->max_retries);
   int nodes = ts->remote ? ts->remote->count(ts->remote->arg) : 1;
@@ -671,11 +690,30 @@ static ray_status submit(rt_tasks *ts, ray_task_fn fn, const ray_arg *args, size
     return rt_fail(RAY_EINVAL,
                    "ray_submit: node %d (rank %d) is not a rank of this runtime (ranks 0..%d)",
                    opts->node, opts->node - 1, nodes - 1);
+  if (!RT_RESERVED_ZERO(opts->reserved_) || opts->reserved_int_)
+    return rt_fail(RAY_EINVAL, "ray_submit: opts.reserved_ is not zero (initialise the options "
+                               "with {0} or RAY_TASK_OPTS_INIT)");
+  *nrets = n;
+  return RAY_OK;
+}
+
+static ray_status submit(rt_tasks *ts, ray_task_fn fn, const ray_arg *args, size_t nargs,
+                         const ray_task_opts *opts, ray_ref **returns) {
+  if (!fn) return rt_fail(RAY_EINVAL, "ray_submit: fn is NULL");
+  /* NULL opts, the common case, needs no option checks: one return, no
+   * retries, named after fn. */
+  int nrets = 1;
+  ray_status s;
+  if (RT_UNLIKELY(opts != NULL)) {
+    if ((s = check_opts(ts, opts, returns, &nrets)) != RAY_OK) return s;
+  } else if (!returns) {
+    return rt_fail(RAY_EINVAL, "ray_submit: returns is NULL with num_returns = 1");
+  }
   rt_task *t;
-  ray_status s = rt_task_build(ts, "ray_submit", fn, args, nargs, opts->name, opts->num_returns,
-                               opts->max_retries, &t, returns);
+  s = rt_task_build(ts, "ray_submit", fn, args, nargs, opts ? opts->name : NULL, nrets,
+                    opts ? opts->max_retries : 0, &t, returns);
   if (s != RAY_OK) return s;
-  if (ts->remote) t->node = ts->remote->place(ts->remote->arg, t, opts->node - 1);
+  if (ts->remote) t->node = ts->remote->place(ts->remote->arg, t, opts ? opts->node - 1 : -1);
   rt_task_start(ts, t);
   return RAY_OK;
 }

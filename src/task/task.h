@@ -96,8 +96,9 @@ struct rt_task {
   rt_actor *actor;
   uint32_t nargs, nrets;
   uint8_t run_kind;
-  bool send;      /* ray_actor_send: no one will read the result */
-  bool uncounted; /* not in the tally (an actor's constructor record) */
+  bool send;       /* ray_actor_send: no one will read the result */
+  bool uncounted;  /* not in the tally (an actor's constructor record) */
+  bool name_owned; /* name is a heap copy, freed with the record */
   int attempts;
   /* line 1 */
   rt_task_arg *args;
@@ -258,7 +259,8 @@ typedef struct ray_task_opts ray_task_opts;
  * then sets its own fields (actor, run_kind, invoke, method, account, its
  * messages), which make the record an actor call or constructor whose
  * readiness goes to owner_ops->call_ready instead of the scheduler. name
- * is copied; NULL names the task "unnamed". The caller must not touch the
+ * is copied; NULL names the task after fn (its symbol, fnname.h), or
+ * "unnamed" when fn is NULL or has no symbol. The caller must not touch the
  * record after starting it, except through the state verbs. */
 ray_status rt_task_build(rt_tasks *ts, const char *fn_name, ray_task_fn fn, const ray_arg *args,
                          size_t nargs, const char *name, int nrets, int max_retries, rt_task **out,

@@ -7,7 +7,7 @@
  *
  * Structure. The run is a series of rounds; a round is one ray_init ..
  * ray_shutdown, and every third round (1, 4, 7, ...) is memory-limited
- * (object_store_memory 6 MiB, put_timeout_ms 0, 2 or 20), where
+ * (object_store_memory 6 MiB, put_timeout_ms RAY_PUT_NO_WAIT, 2 or 20), where
  * RAY_ESTOREFULL is an allowed outcome of a put, a task's return or a get
  * (restoring a spilled object needs room), but a wrong byte never is. A round is a few epochs; in
  * an epoch T client threads each issue up to 300 ops (stress_ops.c): puts of all kinds (ray_put,
@@ -191,7 +191,7 @@ static st_round round_config(int round) {
   st_round r = {.round = round};
   r.mem = round % 3 == 1;
   r.limit = r.mem ? 6 * MIB : 256 * MIB;
-  static const int64_t put_timeouts[] = {0, 2, 20};
+  static const int64_t put_timeouts[] = {RAY_PUT_NO_WAIT, 2, 20};
   r.put_timeout_ms = r.mem ? put_timeouts[st_mix64(st_set.seed ^ (uint64_t)round) % 3] : 10000;
   return r;
 }
