@@ -62,6 +62,14 @@ static void pinned_tasks_run_on_their_rank(void **state) {
       assert_int_equal(get_i64(ref), r);
       ray_ref_release(ref);
     }
+  /* An actor lives on the rank that creates it. */
+  ray_actor_opts ao = {0};
+  ao.node = RAY_NODE(1);
+  static const ray_actor_class k_empty = {"Empty", 8, NULL, NULL, NULL, 0};
+  ray_actor *a = NULL;
+  assert_int_equal(ray_actor_create(&k_empty, NULL, 0, &ao, &a), RAY_EINVAL);
+  assert_non_null(strstr(ray_last_error(), "an actor lives on the rank that creates it"));
+  assert_null(a);
   ray_task_opts bad = on(n);
   ray_ref *ref = NULL;
   assert_int_equal(ray_submit(my_rank, NULL, 0, &bad, &ref), RAY_EINVAL);
