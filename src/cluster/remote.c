@@ -406,6 +406,13 @@ static int task_count(void *arg) {
   return R.size;
 }
 
+static bool task_can_ship(void *arg, ray_task_fn fn) {
+  (void)arg;
+  uint32_t mod;
+  uint64_t off;
+  return rt_cluster_encode_addr((const void *)fn, &mod, &off);
+}
+
 static int64_t local_inflight(void) {
   rt_tasks *ts = R.ts;
   /* relaxed: counters for an estimate */
@@ -433,6 +440,7 @@ static int task_place(void *arg, rt_task *t, int want) {
     if (t->args[i].kind == RT_ARG_ACTOR) return -1;
   int64_t here = local_inflight();
   if (here <= 2 * (int64_t)R.workers) return -1;
+  if (!task_can_ship(NULL, t->fn)) return -1; /* runs here, where its code is */
   /* Argument bytes by rank, for the objects that are ready. */
   int data_rank = -1;
   size_t data_max = 0;
@@ -958,7 +966,8 @@ void rt_remote_bind(rt_store *st, rt_tasks *ts, int workers) {
   R.load = rt_calloc((size_t)R.size, sizeof *R.load);
   R.outstanding = rt_calloc((size_t)R.size, sizeof *R.outstanding);
   if (!R.load || !R.outstanding) return; /* without them: no cluster placement */
-  g_task_ops = (rt_task_remote_ops){NULL, task_place, task_ship, task_cancel, task_count};
+  g_task_ops =
+      (rt_task_remote_ops){NULL, task_place, task_ship, task_cancel, task_count, task_can_ship};
   rt_tasks_set_remote(ts, &g_task_ops);
 }
 

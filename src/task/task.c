@@ -25,6 +25,7 @@
 #include "core/alloc.h"
 #include "core/array.h"
 #include "core/prim.h"
+#include "core/symbol.h"
 #include "core/types.h"
 #include "task/ctx.h"
 #include "task/fnname.h"
@@ -665,8 +666,8 @@ void rt_task_start_call(rt_tasks *ts, rt_task *t) {
 
 /* Checks opts (not NULL) and gives the number of returns it asks for:
  * zero is the default in every field (ray.h), so num_returns 0 means 1. */
-static ray_status check_opts(rt_tasks *ts, const ray_task_opts *opts, ray_ref **returns,
-                             int *nrets) {
+static ray_status check_opts(rt_tasks *ts, ray_task_fn fn, const ray_task_opts *opts,
+                             ray_ref **returns, int *nrets) {
   int n = opts->num_returns;
   if (n <= 0) {
     if (n < RAY_NO_RETURNS)
@@ -690,6 +691,14 @@ static ray_status check_opts(rt_tasks *ts, const ray_task_opts *opts, ray_ref **
     return rt_fail(RAY_EINVAL,
                    "ray_submit: node %d (rank %d) is not a rank of this runtime (ranks 0..%d)",
                    opts->node, opts->node - 1, nodes - 1);
+  if (opts->node > 0 && ts->remote && opts->node - 1 != ray_node_rank() &&
+      !ts->remote->can_ship(ts->remote->arg, fn)) {
+    const char *name = rt_symbol_name((const void *)fn);
+    return rt_fail(RAY_EINVAL,
+                   "ray_submit: function %s (%p) cannot run on rank %d: it is in no module every "
+                   "rank loaded at ray_init",
+                   name ? name : "?", (void *)fn, opts->node - 1);
+  }
   if (!RT_RESERVED_ZERO(opts->reserved_) || opts->reserved_int_)
     return rt_fail(RAY_EINVAL, "ray_submit: opts.reserved_ is not zero (initialise the options "
                                "with {0} or RAY_TASK_OPTS_INIT)");
@@ -705,7 +714,7 @@ static ray_status submit(rt_tasks *ts, ray_task_fn fn, const ray_arg *args, size
   int nrets = 1;
   ray_status s;
   if (RT_UNLIKELY(opts != NULL)) {
-    if ((s = check_opts(ts, opts, returns, &nrets)) != RAY_OK) return s;
+    if ((s = check_opts(ts, fn, opts, returns, &nrets)) != RAY_OK) return s;
   } else if (!returns) {
     return rt_fail(RAY_EINVAL, "ray_submit: returns is NULL with num_returns = 1");
   }

@@ -178,6 +178,9 @@ typedef struct rt_task_remote_ops {
   void (*cancel)(void *arg, rt_task *t, bool recursive);
   /* Nodes in the runtime, for checking opts.node. */
   int (*count)(void *arg);
+  /* Whether fn can run on another rank (it is in a module every rank
+   * loaded at ray_init). */
+  bool (*can_ship)(void *arg, ray_task_fn fn);
 } rt_task_remote_ops;
 
 /* The task layer: what it uses (set by rt_tasks_bind before the layer is

@@ -70,6 +70,16 @@ static void pinned_tasks_run_on_their_rank(void **state) {
   assert_int_equal(ray_actor_create(&k_empty, NULL, 0, &ao, &a), RAY_EINVAL);
   assert_non_null(strstr(ray_last_error(), "an actor lives on the rank that creates it"));
   assert_null(a);
+  /* Code that is in no module (here: heap bytes, never called) cannot be
+   * named on another rank: submit refuses it, naming why. */
+  void *heap = malloc(64);
+  ray_task_fn nowhere = (ray_task_fn)(uintptr_t)heap;
+  ray_task_opts o1 = on(1);
+  ray_ref *nr = NULL;
+  assert_int_equal(ray_submit(nowhere, NULL, 0, &o1, &nr), RAY_EINVAL);
+  assert_non_null(strstr(ray_last_error(), "in no module every rank loaded at ray_init"));
+  assert_null(nr);
+  free(heap);
   ray_task_opts bad = on(n);
   ray_ref *ref = NULL;
   assert_int_equal(ray_submit(my_rank, NULL, 0, &bad, &ref), RAY_EINVAL);
