@@ -47,8 +47,16 @@ _Noreturn void rt_cluster_serve(ray_status (*shutdown)(void)) {
   (void)shutdown();
   abort(); /* never called: without MPI every process is rank 0 */
 }
-void rt_cluster_stop(void) {
+void rt_cluster_stop(char **trace, size_t *trace_len) {
+  if (trace) {
+    *trace = NULL;
+    *trace_len = 0;
+  }
   set_place(-1, 0);
+}
+void rt_cluster_set_trace_source(ray_status (*fn)(void *arg, int rank, char **out, size_t *len),
+                                 void *arg) {
+  (void)fn, (void)arg;
 }
 bool rt_cluster_is_driver(void) {
   return true;
@@ -80,9 +88,17 @@ enum {
   CL_PING = 3,
   CL_PONG = 4,
   CL_PATTERN = 5,
-  CL_DRAIN = 6,   /* driver -> rank: drain your tasks, then say how many you ran for others */
-  CL_DRAINED = 7, /* rank -> driver: u64 round, u64 tasks run for others */
+  CL_DRAIN = 6,     /* driver -> rank: drain your tasks, then say how many you ran for others */
+  CL_DRAINED = 7,   /* rank -> driver: u64 round, u64 tasks run for others */
+  CL_TRACE_REQ = 8, /* driver -> rank: send me your timeline's events */
+  CL_TRACE = 9,     /* rank -> driver: int tag, u64 length; the bytes follow on tag */
 };
+
+typedef struct cl_trace {
+  unsigned char kind;
+  int tag;
+  uint64_t len;
+} cl_trace;
 
 /* CL_PATTERN: "send me size bytes of the test pattern on tag". */
 typedef struct cl_pattern {
@@ -104,7 +120,14 @@ typedef struct cluster {
   uint64_t drain_round;   /* a rank: the last CL_DRAIN round asked; under lock */
   int drained;            /* the driver: CL_DRAINED replies this round; under lock */
   uint64_t drained_tasks; /* the driver: their sum; under lock */
-  bool ended;             /* the driver: a cluster ran and ended (the ranks exited) */
+  /* The driver's merged trace: the other ranks' fragments, by rank. */
+  char **traces;
+  size_t *trace_lens;
+  int traces_done; /* under lock */
+  /* Where a rank gets its fragment (runtime.c; NULL: timeline off). */
+  ray_status (*trace_source)(void *arg, int rank, char **out, size_t *len);
+  void *trace_arg;
+  bool ended; /* the driver: a cluster ran and ended (the ranks exited) */
 } cluster;
 
 static cluster g_cl = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
@@ -476,12 +499,116 @@ static void pattern_sent(void *arg, bool ok) {
   free(arg);
 }
 
+static void trace_sent(void *arg, bool ok) {
+  (void)ok;
+  free(arg);
+}
+
+/* A rank: the driver asks for this rank's timeline events. */
+static void on_trace_req(int src) {
+  char *buf = NULL;
+  size_t len = 0;
+  if (!g_cl.trace_source ||
+      g_cl.trace_source(g_cl.trace_arg, ray_node_rank(), &buf, &len) != RAY_OK)
+    len = 0;
+  cl_trace t = {.kind = CL_TRACE, .tag = len ? rt_tp_new_tag(&g_cl.tp) : 0, .len = len};
+  (void)rt_tp_send(&g_cl.tp, src, &t, sizeof t);
+  if (!len || rt_tp_bulk(&g_cl.tp, true, src, t.tag, buf, len, trace_sent, buf) != RAY_OK) {
+    free(buf); /* (a failed bulk queue: fail-stop follows on the driver's wait) */
+    if (len) rt_cluster_abort();
+  }
+}
+
+static void trace_done(void *arg, bool ok) {
+  (void)ok;
+  (void)arg;
+  pthread_mutex_lock(&g_cl.lock);
+  g_cl.traces_done++;
+  pthread_cond_broadcast(&g_cl.cond);
+  pthread_mutex_unlock(&g_cl.lock);
+}
+
+/* The driver: a rank's answer; its bytes follow on the tag it names. */
+static void on_trace(int src, const void *rec) {
+  cl_trace t;
+  memcpy(&t, rec, sizeof t);
+  char *buf = t.len && g_cl.traces ? rt_malloc(t.len) : NULL;
+  if (!buf) { /* nothing to get, or no room for it: the trace goes without */
+    if (t.len) {
+      rt_warn("rayc: no memory for rank %d's timeline (%llu bytes); aborting the job", src,
+              (unsigned long long)t.len);
+      rt_cluster_abort();
+    }
+    trace_done(NULL, true);
+    return;
+  }
+  g_cl.traces[src] = buf;
+  g_cl.trace_lens[src] = t.len;
+  if (rt_tp_bulk(&g_cl.tp, false, src, t.tag, buf, t.len, trace_done, NULL) != RAY_OK)
+    rt_cluster_abort();
+}
+
+void rt_cluster_set_trace_source(ray_status (*fn)(void *arg, int rank, char **out, size_t *len),
+                                 void *arg) {
+  g_cl.trace_source = fn;
+  g_cl.trace_arg = arg;
+}
+
+/* The driver: every other rank's timeline fragment, concatenated (NULL,
+ * 0 if none); after the drain rounds, while the ranks still serve. */
+static void collect_traces(int size, char **out, size_t *out_len) {
+  *out = NULL;
+  *out_len = 0;
+  g_cl.traces = rt_calloc((size_t)size, sizeof *g_cl.traces);
+  g_cl.trace_lens = rt_calloc((size_t)size, sizeof *g_cl.trace_lens);
+  if (!g_cl.traces || !g_cl.trace_lens) {
+    free(g_cl.traces);
+    free(g_cl.trace_lens);
+    g_cl.traces = NULL;
+    g_cl.trace_lens = NULL;
+    return; /* the trace covers the driver only */
+  }
+  pthread_mutex_lock(&g_cl.lock);
+  g_cl.traces_done = 0;
+  pthread_mutex_unlock(&g_cl.lock);
+  unsigned char req = CL_TRACE_REQ;
+  for (int r = 1; r < size; r++) (void)rt_tp_send(&g_cl.tp, r, &req, 1);
+  pthread_mutex_lock(&g_cl.lock);
+  while (g_cl.traces_done < size - 1) pthread_cond_wait(&g_cl.cond, &g_cl.lock);
+  pthread_mutex_unlock(&g_cl.lock);
+  size_t total = 0;
+  for (int r = 1; r < size; r++) total += g_cl.trace_lens[r];
+  char *all = total ? rt_malloc(total) : NULL;
+  size_t at = 0;
+  for (int r = 1; r < size; r++) {
+    if (all && g_cl.traces[r]) memcpy(all + at, g_cl.traces[r], g_cl.trace_lens[r]);
+    at += g_cl.trace_lens[r];
+    free(g_cl.traces[r]);
+  }
+  free(g_cl.traces);
+  free(g_cl.trace_lens);
+  g_cl.traces = NULL;
+  g_cl.trace_lens = NULL;
+  if (all) {
+    *out = all;
+    *out_len = total;
+  }
+}
+
 static void on_record(void *arg, int src, const void *rec, size_t len) {
   (void)arg;
   if (len < 1) return;
   unsigned char kind = *(const unsigned char *)rec;
   if (kind >= 16) {
     rt_remote_on_record(src, rec, len);
+    return;
+  }
+  if (kind == CL_TRACE_REQ) {
+    on_trace_req(src);
+    return;
+  }
+  if (kind == CL_TRACE && len == sizeof(cl_trace)) {
+    on_trace(src, rec);
     return;
   }
   if (kind == CL_PING) {
@@ -580,7 +707,11 @@ _Noreturn void rt_cluster_serve(ray_status (*shutdown)(void)) {
   exit(0);
 }
 
-void rt_cluster_stop(void) {
+void rt_cluster_stop(char **trace, size_t *trace_len) {
+  if (trace) {
+    *trace = NULL;
+    *trace_len = 0;
+  }
   if (g_cl.active && ray_node_rank() != 0) return; /* a rank: rt_cluster_serve ends it */
   if (g_cl.active) {
     int size = ray_node_count();
@@ -606,6 +737,7 @@ void rt_cluster_stop(void) {
       if (total == last) break;
       last = total;
     }
+    if (trace) collect_traces(size, trace, trace_len);
     rt_remote_stop();
     (void)rt_remote_release_exports();
     unsigned char kind = CL_SHUTDOWN;

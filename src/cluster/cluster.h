@@ -46,9 +46,17 @@ void rt_cluster_abandon(void);
 _Noreturn void rt_cluster_serve(ray_status (*shutdown)(void));
 
 /* The driver's ray_shutdown, after its own work is drained: every other
- * rank drains, shuts down and exits; then the comm thread stops. The
- * runtime is a 1-node one from here (a later ray_init runs in-process). */
-void rt_cluster_stop(void);
+ * rank drains (and sends its timeline events, if trace is not NULL), shuts
+ * down and exits; then the comm thread stops. The runtime is a 1-node one
+ * from here (a later ray_init runs in-process). */
+void rt_cluster_stop(char **trace, size_t *trace_len);
+
+/* Where this rank's timeline events come from when the driver asks for
+ * them (runtime.c, when the timeline is on): with trace non-NULL,
+ * rt_cluster_stop collects every other rank's into *trace (malloc'd, for
+ * rt_timeline_add_extra). */
+void rt_cluster_set_trace_source(ray_status (*fn)(void *arg, int rank, char **out, size_t *len),
+                                 void *arg);
 
 /* Whether this process is rank 0 of a cluster, or in-process: ray_init
  * returns. */

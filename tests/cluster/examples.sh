@@ -3,6 +3,7 @@
 # 0; those without actors (pipeline, store_tour) print what they print
 # in-process. Addresses, times and the order in which results finish vary
 # from run to run in-process too, so they are normalised before comparing.
+# And with RAY_TIMELINE set, the driver writes one trace of every rank.
 set -u
 mpirun=$1 dir=$2
 norm() {
@@ -33,4 +34,22 @@ for e in quickstart quickstart_plain pipeline param_server checkpoint store_tour
   esac
   echo "ok: $e"
 done
+# One timeline for the whole job, written by the driver: one process per rank.
+tmp=$(mktemp -d) || exit 1
+if RAY_TIMELINE="$tmp/t.json" "$mpirun" -n 3 "$dir/pipeline" >/dev/null 2>&1; then
+  names=$(grep -o '"rayc rank [0-9]* (' "$tmp/t.json" | sort -u | wc -l)
+  pids=$(grep -o '"ph":"X","ts":[0-9.]*,"dur":[0-9.]*,"pid":[0-9]*' "$tmp/t.json" |
+    sed 's/.*"pid"://' | sort -u | wc -l)
+  if [ "$names" -ne 3 ] || [ "$pids" -lt 2 ]; then
+    echo "FAIL: the timeline of mpirun -n 3 names $names ranks, with slices from $pids processes"
+    fail=1
+  else
+    echo "ok: one timeline, 3 ranks, slices from $pids processes"
+  fi
+  [ "$(find "$tmp" -type f | wc -l)" -eq 1 ] || { echo "FAIL: more than the driver wrote a timeline"; fail=1; }
+else
+  echo "FAIL: pipeline with RAY_TIMELINE under mpirun -n 3"
+  fail=1
+fi
+rm -rf "$tmp"
 exit $fail
