@@ -127,12 +127,14 @@ static struct {
   int rank, size, workers;
   _Atomic bool on; /* the comm thread runs: the hooks may send */
   pthread_mutex_t lock;
-  rmap shipped;              /* task id -> rt_task * (the reference ship owns) */
-  rmap execs;                /* (id, src) -> exec * */
-  rmap exports;              /* (handle, 0) -> count, p: the ref held */
-  rmap proxies;              /* (holder key, holder) -> handle (weak) */
-  int64_t *load;             /* per rank: inflight tasks it last reported; under lock */
-  int64_t *outstanding;      /* per rank: tasks shipped there and not done; under lock */
+  rmap shipped;         /* task id -> rt_task * (the reference ship owns) */
+  rmap execs;           /* (id, src) -> exec * */
+  rmap exports;         /* (handle, 0) -> count, p: the ref held */
+  rmap proxies;         /* (holder key, holder) -> handle (weak) */
+  rmap subs;            /* (handle, 0) -> struct sub *: ranks to tell when it ends */
+  rmap pending;         /* (lender key, lender) -> struct pend *: copies waiting for RM_READY */
+  int64_t *load;        /* per rank: inflight tasks it last reported; under lock */
+  int64_t *outstanding; /* per rank: tasks shipped there and not done; under lock */
   _Atomic uint64_t received; /* tasks run for others */
 } R = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
@@ -228,9 +230,46 @@ static void send_drop(int lender, uint64_t key, uint32_t count) {
  * disk here) or where they are, lent by this rank (export_ref). The object
  * must be ready (sealed or failed).
  */
+/* Pending objects described in the record being built on this thread
+ * (kind 5): their subscriptions are made once the record is queued
+ * (subs_commit), so that the RM_READY that ends them cannot overtake it. */
+#define MAX_PENDING_SUBS 1024
+static _Thread_local struct {
+  ray_ref *h[MAX_PENDING_SUBS];
+  size_t n;
+} t_subs;
+
+static void put_ref(rt_wbuf *w, ray_ref *h);
+
+static void put_refs_object(rt_wbuf *w, ray_ref *h) {
+  ray_view v;
+  if (rt_store_view(R.st, h, &ray_type_refs, "ray_put_refs", &v) != RAY_OK) {
+    w->oom = true; /* cannot happen: a sealed refs object is in memory */
+    return;
+  }
+  ray_ref *const *refs = v.data;
+  uint32_t n = (uint32_t)(v.size / sizeof(ray_ref *));
+  RT_WPUT(w, (uint8_t)4); /* refs: n descriptions follow */
+  RT_WPUT(w, n);
+  for (uint32_t i = 0; i < n; i++) put_ref(w, refs[i]);
+  rt_store_view_drop(R.st, &v);
+}
+
 static void put_ref(rt_wbuf *w, ray_ref *h) {
   rt_store *st = R.st;
-  if (rt_store_state(st, h) == RT_ST_FAILED) {
+  uint32_t state = rt_store_state(st, h);
+  if (state != RT_ST_FAILED && state != RT_ST_SEALED) { /* pending (in a refs object) */
+    if (t_subs.n == MAX_PENDING_SUBS || !export_ref(h)) {
+      w->oom = true;
+      return;
+    }
+    t_subs.h[t_subs.n++] = h;
+    RT_WPUT(w, (uint8_t)5); /* pending, lent: RM_READY will say how it ended */
+    RT_WPUT(w, (int32_t)R.rank);
+    RT_WPUT(w, (uint64_t)(uintptr_t)h);
+    return;
+  }
+  if (state == RT_ST_FAILED) {
     const rt_error *e = rt_store_error(st, h);
     RT_WPUT(w, (uint8_t)1);
     RT_WPUT(w, (uint32_t)e->status);
@@ -242,12 +281,8 @@ static void put_ref(rt_wbuf *w, ray_ref *h) {
   size_t size = 0;
   const ray_type *type = NULL;
   (void)rt_store_info(st, h, &size, &type);
-  if (type == &ray_type_refs) { /* its payload is handles of this rank */
-    RT_WPUT(w, (uint8_t)1);
-    RT_WPUT(w, (uint32_t)RAY_EINVAL);
-    rt_wbuf_str(w, "an object made by ray_put_refs cannot be sent to another rank");
-    rt_wbuf_str(w, NULL);
-    rt_wbuf_str(w, "ray_put_refs objects stay on their rank");
+  if (type == &ray_type_refs) { /* its payload is handles of this rank: describe each */
+    put_refs_object(w, h);
     return;
   }
   rt_remote_loc loc;
@@ -283,7 +318,9 @@ static void put_ref(rt_wbuf *w, ray_ref *h) {
 
 /* A wire ref's fields. */
 typedef struct wref {
-  uint8_t kind; /* 1 failed, 2 inline, 3 lent */
+  uint8_t kind; /* 1 failed, 2 inline, 3 lent, 4 refs (n follow in `refs`), 5 pending */
+  uint32_t n;
+  rt_rbuf refs; /* kind 4: a reader at the first of the n descriptions */
   ray_status status;
   const char *msg, *task, *reason;
   uint64_t size;
@@ -316,6 +353,21 @@ static bool get_ref(rt_rbuf *r, wref *x) {
       x->loc.lender = lender;
       x->loc.holder = holder;
     }
+  } else if (x->kind == 4) {
+    RT_RGET(r, x->n);
+    x->refs = *r;
+    x->type = &ray_type_refs;
+    for (uint32_t i = 0; i < x->n && !r->bad; i++) { /* skip them: read again when used */
+      wref sub;
+      if (!get_ref(r, &sub)) r->bad = true;
+    }
+  } else if (x->kind == 5) {
+    int32_t lender = 0;
+    RT_RGET(r, lender);
+    RT_RGET(r, x->loc.lender_key);
+    x->loc.lender = lender;
+    x->loc.holder = -1;
+    x->type = &ray_type_bytes; /* not known yet */
   } else {
     r->bad = true;
   }
@@ -324,6 +376,30 @@ static bool get_ref(rt_rbuf *r, wref *x) {
 
 /* Ends the PENDING object of ref with what x describes, from rank src.
  * Errors name src. */
+static ray_ref *take_ref(const wref *x, int src);
+
+/* A new refs object here holding a copy of each ref x describes (kind 4);
+ * NULL when out of memory. */
+static ray_ref *take_refs_object(const wref *x, int src) {
+  rt_rbuf r = x->refs;
+  ray_ref **refs = rt_calloc(x->n ? x->n : 1, sizeof *refs);
+  if (!refs) return NULL;
+  uint32_t got = 0;
+  bool ok = true;
+  for (; got < x->n; got++) {
+    wref sub;
+    if (!get_ref(&r, &sub) || !(refs[got] = take_ref(&sub, src))) {
+      ok = false;
+      break;
+    }
+  }
+  ray_ref *obj = NULL;
+  if (ok && ray_put_refs(refs, x->n, &obj) != RAY_OK) obj = NULL;
+  for (uint32_t i = 0; i < got; i++) ray_ref_release(refs[i]); /* the object holds them */
+  free(refs);
+  return obj;
+}
+
 static void end_with(ray_ref *ref, const wref *x, int src) {
   rt_store *st = R.st;
   char msg[700], reason[500];
@@ -340,6 +416,17 @@ static void end_with(ray_ref *ref, const wref *x, int src) {
       rt_store_seal_pending(st, ref, &p);
       return;
     }
+  } else if (x->kind == 4) { /* a refs object of ours, then this one an alias of it */
+    ray_ref *obj = take_refs_object(x, src);
+    rt_payload p;
+    s = obj ? rt_store_payload_alias(st, "ray_get", obj, &p) : RAY_ENOMEM;
+    if (obj) ray_ref_release(obj); /* the alias holds it */
+    if (s == RAY_OK) {
+      rt_store_seal_pending(st, ref, &p);
+      return;
+    }
+  } else if (x->kind == 5) { /* cannot happen: what ends a copy is never pending */
+    s = rt_fail(RAY_EIO, "a malformed result");
   } else if (x->loc.holder == R.rank) { /* our own object came back: an alias of it */
     rt_payload p;
     s = rt_store_payload_alias(st, "ray_get", (ray_ref *)(uintptr_t)x->loc.holder_key, &p);
@@ -363,8 +450,39 @@ static void end_with(ray_ref *ref, const wref *x, int src) {
 
 /* A new ref here for what x describes (a task's argument). NULL only when
  * out of memory. */
+typedef struct pend {
+  struct pend *next;
+  ray_ref *h; /* the producer's ref on the PENDING copy */
+} pend;
+
 static ray_ref *take_ref(const wref *x, int src) {
   rt_store *st = R.st;
+  if (x->kind == 4) return take_refs_object(x, src);
+  if (x->kind == 5) { /* pending: a copy that RM_READY ends */
+    ray_ref *u = NULL;
+    pend *pd = rt_calloc(1, sizeof *pd);
+    if (!pd || rt_store_new_pending(st, "ray_get", NULL, &u) != RAY_OK) {
+      free(pd);
+      send_drop(x->loc.lender, x->loc.lender_key, 1);
+      return NULL;
+    }
+    pd->h = u; /* the entry's second ref, the producer's */
+    pthread_mutex_lock(&R.lock);
+    rnode *n = rmap_put(&R.pending, x->loc.lender_key, (uint32_t)x->loc.lender);
+    if (n) {
+      pd->next = n->p;
+      n->p = pd;
+    }
+    pthread_mutex_unlock(&R.lock);
+    if (!n) {
+      free(pd);
+      rt_store_fail_pending(st, u, RAY_ENOMEM, "out of memory for an object of another rank", NULL,
+                            "out of memory");
+      ray_ref_release(u);
+      send_drop(x->loc.lender, x->loc.lender_key, 1);
+    }
+    return u;
+  }
   if (x->kind == 3 && x->loc.holder == R.rank) { /* ours, lent back to us */
     ray_ref *h = ray_ref_retain((ray_ref *)(uintptr_t)x->loc.holder_key);
     send_drop(x->loc.lender, x->loc.lender_key, 1);
@@ -395,6 +513,112 @@ static ray_ref *take_ref(const wref *x, int src) {
     pthread_mutex_unlock(&R.lock);
   }
   return u;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Pending objects lent inside refs objects                                 */
+/* ------------------------------------------------------------------------ */
+
+typedef struct sub {
+  rt_waiter base;
+  ray_ref *h; /* held by its export while a copy waits for RM_READY */
+  int *dests; /* one per copy made from a kind-5 description */
+  size_t n, cap;
+} sub;
+
+static void subs_commit(int dest);
+
+/* A subscribed object ended: one RM_READY per copy waiting for it. */
+static void sub_fire(rt_waiter *w) {
+  sub *sb = (sub *)w;
+  pthread_mutex_lock(&R.lock);
+  rnode *n = rmap_get(&R.subs, (uint64_t)(uintptr_t)sb->h, 0);
+  if (n && n->p == sb) rmap_del(&R.subs, (uint64_t)(uintptr_t)sb->h, 0);
+  pthread_mutex_unlock(&R.lock);
+  size_t saved = t_subs.n; /* (a record may be in the making further up) */
+  ray_ref **saved_h = saved ? rt_malloc(saved * sizeof *saved_h) : NULL;
+  if (saved && !saved_h) rt_cluster_abort();
+  if (saved) memcpy(saved_h, t_subs.h, saved * sizeof *saved_h);
+  for (size_t i = 0; i < sb->n; i++) {
+    t_subs.n = 0;
+    rt_wbuf wb = {0};
+    RT_WPUT(&wb, (uint8_t)RM_READY);
+    RT_WPUT(&wb, (uint64_t)(uintptr_t)sb->h);
+    put_ref(&wb, sb->h);
+    send_rec(sb->dests[i], &wb);
+    subs_commit(sb->dests[i]);
+  }
+  if (saved) memcpy(t_subs.h, saved_h, saved * sizeof *saved_h);
+  free(saved_h);
+  t_subs.n = saved;
+  free(sb->dests);
+  free(sb);
+}
+
+/* The record just queued for dest described pending objects: tell dest
+ * when each ends (after the record, so the news cannot overtake it). */
+static void subs_commit(int dest) {
+  size_t count = t_subs.n;
+  t_subs.n = 0;
+  for (size_t i = 0; i < count; i++) {
+    ray_ref *h = t_subs.h[i];
+    bool first = false;
+    pthread_mutex_lock(&R.lock);
+    rnode *n = rmap_put(&R.subs, (uint64_t)(uintptr_t)h, 0);
+    sub *sb = n ? n->p : NULL;
+    if (n && !sb && (sb = rt_calloc(1, sizeof *sb)) != NULL) {
+      sb->h = h;
+      sb->base.fire = sub_fire;
+      n->p = sb;
+      first = true;
+    }
+    if (sb && sb->n == sb->cap) {
+      size_t cap = sb->cap ? sb->cap * 2 : 4;
+      int *d = rt_realloc(sb->dests, cap * sizeof *d);
+      if (d) {
+        sb->dests = d;
+        sb->cap = cap;
+      }
+    }
+    bool ok = sb && sb->n < sb->cap;
+    if (ok) sb->dests[sb->n++] = dest;
+    pthread_mutex_unlock(&R.lock);
+    if (!ok) { /* fail-stop: a copy would wait forever */
+      rt_warn("rayc: rank %d: out of memory tracking a lent object; aborting the job", R.rank);
+      rt_cluster_abort();
+    }
+    /* The first copy registers the waiter, which fires at once if the
+     * object ended meanwhile. Later copies join the list under the lock;
+     * sub_fire takes the list out of the table under it first, so a copy
+     * that comes after that makes a new list and a new waiter. */
+    if (first && !rt_store_add_waiter(R.st, h, &sb->base)) sub_fire(&sb->base);
+  }
+}
+
+/* RM_READY: a pending object lent to us has ended; one waiting copy ends
+ * with it, and the lend of the pending description goes back. */
+static void on_ready(int src, rt_rbuf *r) {
+  uint64_t key = 0;
+  RT_RGET(r, key);
+  wref x;
+  if (!get_ref(r, &x))
+    x = (wref){.kind = 1, .status = RAY_EIO, .msg = "a malformed message", .reason = "malformed"};
+  pthread_mutex_lock(&R.lock);
+  rnode *n = rmap_get(&R.pending, key, (uint32_t)src);
+  pend *pd = n ? n->p : NULL;
+  if (pd) {
+    n->p = pd->next;
+    if (!n->p) rmap_del(&R.pending, key, (uint32_t)src);
+  }
+  pthread_mutex_unlock(&R.lock);
+  if (pd) {
+    end_with(pd->h, &x, src);
+    ray_ref_release(pd->h); /* the producer's ref */
+    free(pd);
+  } else if (x.kind == 3) {
+    send_drop(x.loc.lender, x.loc.lender_key, 1); /* nobody waits: give the new lend back */
+  }
+  send_drop(src, key, 1); /* the pending description's lend */
 }
 
 /* ------------------------------------------------------------------------ */
@@ -494,6 +718,7 @@ static void task_ship(void *arg, rt_task *t) {
       return;
     }
   rt_wbuf w = {0};
+  t_subs.n = 0;
   RT_WPUT(&w, (uint8_t)RM_TASK);
   RT_WPUT(&w, t->id);
   RT_WPUT(&w, mod);
@@ -533,6 +758,7 @@ static void task_ship(void *arg, rt_task *t) {
     return;
   }
   send_rec(t->node, &w);
+  subs_commit(t->node);
   /* A cancel that came before the send went nowhere: say it now (see
    * task.c, cancel_task). acquire: pairs with the canceller's release. */
   if (atomic_load_explicit(&t->cancel, memory_order_acquire)) {
@@ -567,8 +793,10 @@ static void exec_done(exec *x) {
   RT_WPUT(&w, x->id);
   RT_WPUT(&w, (int64_t)local_inflight());
   RT_WPUT(&w, x->nrets);
+  t_subs.n = 0; /* (nothing else describes objects on this thread meanwhile) */
   for (uint32_t i = 0; i < x->nrets; i++) put_ref(&w, x->rets[i]);
   send_rec(x->src, &w);
+  subs_commit(x->src);
   for (uint32_t i = 0; i < x->nrets; i++) ray_ref_release(x->rets[i]);
   free(x->rets);
   free(x->w);
@@ -947,6 +1175,9 @@ void rt_remote_on_record(int src, const void *rec, size_t len) {
   case RM_STATS_REP:
     on_stats_rep(&r);
     break;
+  case RM_READY:
+    on_ready(src, &r);
+    break;
   default:
     break;
   }
@@ -1003,6 +1234,8 @@ size_t rt_remote_release_exports(void) {
   pthread_mutex_lock(&R.lock);
   rmap_free(&R.exports);
   rmap_free(&R.proxies);
+  rmap_free(&R.subs); /* (every rank drained: no subscription is left) */
+  rmap_free(&R.pending);
   rmap_free(&R.shipped);
   rmap_free(&R.execs);
   pthread_mutex_unlock(&R.lock);

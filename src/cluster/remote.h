@@ -37,7 +37,16 @@
 #define RT_REMOTE_INLINE ((size_t)32 << 10)
 
 /* Record kinds of this file (cluster.c owns those below 16). */
-enum { RM_TASK = 16, RM_DONE, RM_CANCEL, RM_PULL, RM_DROP, RM_STATS_REQ, RM_STATS_REP };
+enum {
+  RM_TASK = 16,
+  RM_DONE,
+  RM_CANCEL,
+  RM_PULL,
+  RM_DROP,
+  RM_STATS_REQ,
+  RM_STATS_REP,
+  RM_READY, /* a pending object lent earlier (inside a refs object) has ended */
+};
 
 /* Binds the layer to the runtime's store and tasks (runtime.c, before the
  * runtime is published) and installs the task layer's remote ops when a

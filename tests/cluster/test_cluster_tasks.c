@@ -172,6 +172,105 @@ static void driver_put_read_elsewhere(void **state) {
   }
 }
 
+/* ---- refs objects (ray_put_refs) across ranks --------------------------- */
+
+/* Sums the bytes of every object its refs-object argument holds. */
+static ray_status sum_refs(ray_ctx *ctx) {
+  ray_view v;
+  if (ray_ctx_arg(ctx, 0, &ray_type_refs, &v) != RAY_OK)
+    return ray_ctx_fail(ctx, "arg: %s", ray_last_error());
+  ray_ref *const *refs = v.data;
+  int64_t s = 0;
+  for (size_t i = 0; i < v.size / sizeof(ray_ref *); i++) {
+    ray_view e;
+    if (ray_get(refs[i], NULL, -1, &e) != RAY_OK)
+      return ray_ctx_fail(ctx, "get %zu: %s", i, ray_last_error());
+    for (size_t k = 0; k < e.size; k++) s += ((const unsigned char *)e.data)[k];
+    ray_view_release(&e);
+  }
+  return ray_ctx_return(ctx, 0, &s, sizeof s, &ray_type_i64);
+}
+
+static ray_status slow_seven(ray_ctx *ctx) {
+  usleep(100000);
+  unsigned char b[100000];
+  memset(b, 7, sizeof b);
+  return ray_ctx_return(ctx, 0, b, sizeof b, &ray_type_bytes);
+}
+
+/* Makes two objects here and returns a refs object holding them. */
+static ray_status make_refs(ray_ctx *ctx) {
+  unsigned char small[3] = {1, 2, 3};
+  unsigned char *big = malloc(200000);
+  if (!big) return ray_ctx_fail(ctx, "out of memory");
+  memset(big, 2, 200000);
+  ray_ref *r[2];
+  if (ray_put(small, sizeof small, NULL, &r[0]) != RAY_OK ||
+      ray_put(big, 200000, NULL, &r[1]) != RAY_OK)
+    return ray_ctx_fail(ctx, "put: %s", ray_last_error());
+  free(big);
+  ray_ref *obj;
+  ray_status s = ray_put_refs(r, 2, &obj);
+  ray_ref_release(r[0]);
+  ray_ref_release(r[1]);
+  if (s != RAY_OK) return ray_ctx_fail(ctx, "put_refs: %s", ray_last_error());
+  s = ray_ctx_return_ref(ctx, 0, obj);
+  ray_ref_release(obj);
+  return s;
+}
+
+static void refs_objects_cross_ranks(void **state) {
+  (void)state;
+  /* The driver's refs object, holding a small and a large object, read on rank 1. */
+  unsigned char small[5] = {1, 1, 1, 1, 1};
+  unsigned char *big = malloc(1 << 20);
+  memset(big, 3, 1 << 20);
+  ray_ref *r[2], *obj, *sum;
+  CHECK_OK(ray_put(small, sizeof small, NULL, &r[0]));
+  CHECK_OK(ray_put(big, 1 << 20, NULL, &r[1]));
+  free(big);
+  CHECK_OK(ray_put_refs(r, 2, &obj));
+  ray_arg a = ray_arg_ref(obj);
+  ray_task_opts o1 = on(1), o2 = on(2);
+  CHECK_OK(ray_submit(sum_refs, &a, 1, &o1, &sum));
+  assert_int_equal(get_i64(sum), 5 + 3 * (1 << 20));
+  ray_ref_release(sum);
+  ray_ref_release(obj);
+  ray_ref_release(r[0]);
+  ray_ref_release(r[1]);
+
+  /* A refs object holding a result not made yet (a task on rank 2): the
+   * reader on rank 1 waits for it there. */
+  ray_ref *slow, *obj2;
+  CHECK_OK(ray_submit(slow_seven, NULL, 0, &o2, &slow));
+  CHECK_OK(ray_put_refs(&slow, 1, &obj2));
+  ray_ref_release(slow);
+  a = ray_arg_ref(obj2);
+  CHECK_OK(ray_submit(sum_refs, &a, 1, &o1, &sum));
+  assert_int_equal(get_i64(sum), 7 * 100000);
+  ray_ref_release(sum);
+  ray_ref_release(obj2);
+
+  /* A refs object made on rank 1 and returned: the driver reads what it holds. */
+  ray_ref *made;
+  CHECK_OK(ray_submit(make_refs, NULL, 0, &o1, &made));
+  ray_view v;
+  CHECK_OK(ray_get(made, &ray_type_refs, -1, &v));
+  assert_int_equal(v.size, 2 * sizeof(ray_ref *));
+  ray_ref *const *got = v.data;
+  ray_view e;
+  CHECK_OK(ray_get(got[0], NULL, -1, &e));
+  assert_int_equal(e.size, 3);
+  assert_int_equal(((const unsigned char *)e.data)[2], 3);
+  ray_view_release(&e);
+  CHECK_OK(ray_get(got[1], NULL, -1, &e));
+  assert_int_equal(e.size, 200000);
+  assert_int_equal(((const unsigned char *)e.data)[199999], 2);
+  ray_view_release(&e);
+  ray_view_release(&v);
+  ray_ref_release(made);
+}
+
 /* ---- a DAG with default placement --------------------------------------- */
 
 static ray_status leaf(ray_ctx *ctx) {
@@ -372,6 +471,7 @@ int main(void) {
       cmocka_unit_test(pinned_tasks_run_on_their_rank),
       cmocka_unit_test(big_object_read_on_other_ranks),
       cmocka_unit_test(driver_put_read_elsewhere),
+      cmocka_unit_test(refs_objects_cross_ranks),
       cmocka_unit_test(dag_uses_more_than_one_rank),
       cmocka_unit_test(error_chain_names_each_rank),
       cmocka_unit_test(cancel_reaches_other_rank),
