@@ -337,6 +337,28 @@ static ray_status passes_on(ray_ctx *ctx) {
   return ray_ctx_return(ctx, 0, &x, sizeof x, &ray_type_i64);
 }
 
+/* Fails with the error of a task it submits to the next rank down, or
+ * fails itself at depth 0: an error that crosses every rank on its way. */
+static ray_status chain(ray_ctx *ctx) {
+  int64_t depth = arg_i64(ctx, 0);
+  if (depth == 0) return ray_ctx_fail(ctx, "disk full at the bottom");
+  int64_t next = depth - 1;
+  ray_arg a = ray_arg_value(&next, sizeof next, &ray_type_i64);
+  ray_task_opts o = RAY_TASK_OPTS_INIT;
+  o.node = RAY_NODE((int)next); /* depth d runs on rank d */
+  o.name = next == 0 ? "bottom" : "middle";
+  ray_ref *r;
+  if (ray_submit(chain, &a, 1, &o, &r) != RAY_OK) return ray_ctx_fail(ctx, "submit");
+  ray_view v;
+  ray_status s = ray_get(r, NULL, -1, &v);
+  ray_ref_release(r);
+  if (s == RAY_OK) {
+    ray_view_release(&v);
+    return ray_ctx_fail(ctx, "the task below did not fail");
+  }
+  return ray_ctx_fail(ctx, "below: %s", ray_last_error());
+}
+
 static void error_chain_names_each_rank(void **state) {
   (void)state;
   ray_task_opts o1 = on(1), o2 = on(2);
@@ -364,6 +386,19 @@ static void error_chain_names_each_rank(void **state) {
   ray_ref_release(a);
   ray_ref_release(b);
   ray_ref_release(c);
+  /* An error made on rank 0, passed up through ranks 1 and 2: the driver's
+   * message names each rank on the way. */
+  int64_t top = 2;
+  ray_arg t = ray_arg_value(&top, sizeof top, &ray_type_i64);
+  ray_task_opts ot = on(2);
+  ot.name = "top";
+  CHECK_OK(ray_submit(chain, &t, 1, &ot, &a));
+  assert_int_equal(ray_get(a, NULL, -1, &v), RAY_ETASK);
+  m = ray_last_error();
+  assert_non_null(strstr(m, "rank 2: task 'top' failed: below: "));
+  assert_non_null(strstr(m, "rank 1: task 'middle' failed: below: "));
+  assert_non_null(strstr(m, "task 'bottom' failed: disk full at the bottom"));
+  ray_ref_release(a);
   /* And a task that runs on rank 2 and fails there names rank 2. */
   CHECK_OK(ray_submit(fails, NULL, 0, &o2, &a));
   assert_int_equal(ray_get(a, NULL, -1, &v), RAY_ETASK);
