@@ -1338,7 +1338,11 @@ static void usage(FILE *to) {
           "                   the cores of the project machine; more to see scaling)\n");
 }
 
+int cluster_bench_main(int argc, char **argv); /* cluster.c */
+
 int main(int argc, char **argv) {
+  for (int i = 1; i < argc; i++)
+    if (strcmp(argv[i], "--cluster") == 0) return cluster_bench_main(argc, argv);
   const char *json_path = NULL, *filter = NULL;
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--quick") == 0) {

@@ -208,6 +208,32 @@ RAY_API ray_status ray_shutdown(void);
 /* True between a successful ray_init and the next ray_shutdown. */
 RAY_API bool ray_is_initialized(void);
 
+/*
+ * Cluster mode (docs/GUIDE.md "Running on many machines"): the same program
+ * started by `mpirun -n N` or `srun` runs as N processes, ranks 0..N-1.
+ * ray_init joins them: on rank 0 it returns and the program is the driver;
+ * on every other rank it does not return: the process serves the driver
+ * until the driver's ray_shutdown, then finalises MPI and exits 0. A
+ * program may initialise MPI itself first (MPI_Init_thread with
+ * MPI_THREAD_SERIALIZED or more): rayc then uses it, on a communicator of
+ * its own, and on rank 0 leaves finalising it to the program; otherwise
+ * rayc initialises MPI and finalises it at exit. Every rank must run the same
+ * executable and libraries: otherwise ray_init fails on every rank with
+ * RAY_EINVAL and a message naming the rank and the file that differs.
+ * Started without a launcher, with RAY_CLUSTER=0, or in a build without
+ * MPI, the program runs in-process as one node. RAY_CLUSTER=1 joins even
+ * when no launcher is recognised (a program that calls MPI_Init itself is
+ * always recognised).
+ */
+/* Processes in this runtime: 1 in-process, N under mpirun; 0 before
+ * ray_init and after ray_shutdown. */
+RAY_API int ray_node_count(void);
+/* This process's rank, 0 = the driver; also inside tasks and methods; -1
+ * before ray_init and after ray_shutdown. */
+RAY_API int ray_node_rank(void);
+#define RAY_NODE_ANY 0              /* placement field value: let the scheduler choose */
+#define RAY_NODE(rank) ((rank) + 1) /* placement field value: run on that rank */
+
 /* ------------------------------------------------------------------------ */
 /* Types                                                                    */
 /* ------------------------------------------------------------------------ */
@@ -436,12 +462,17 @@ typedef struct ray_task_opts {
   int num_returns;
   /* Re-runs after the function returns an error; 0: none; -1: no limit. */
   int max_retries;
+  /* Where it runs (cluster mode): RAY_NODE_ANY (0) lets the scheduler place
+   * it; RAY_NODE(rank) runs it on that rank. A rank outside
+   * 0..ray_node_count()-1 fails ray_submit with RAY_EINVAL. */
+  int node;
   /* Room for fields to come; must be zero (ray_submit refuses it else). */
-  uint64_t reserved_[4];
+  int reserved_int_;
+  uint64_t reserved_[3];
 } ray_task_opts;
 #define RAY_TASK_OPTS_INIT                                                                         \
   {                                                                                                \
-    NULL, 1, 0, {                                                                                  \
+    NULL, 1, 0, RAY_NODE_ANY, 0, {                                                                 \
       0                                                                                            \
     }                                                                                              \
   }
@@ -598,6 +629,12 @@ typedef struct ray_actor_opts {
   int max_concurrency; /* methods of this actor running at once; 0 means 1 */
   size_t memory_quota; /* bytes of objects the actor may put; 0: no quota */
   bool detached;       /* lives on after its last handle, until killed or shutdown */
+  /* Where it lives (cluster mode): RAY_NODE_ANY (0) or RAY_NODE(rank) of the
+   * calling rank. An actor lives on the rank that creates it; another rank
+   * of the runtime gives RAY_EINVAL saying so, a rank outside
+   * 0..ray_node_count()-1 RAY_EINVAL naming it. (In the padding after
+   * `detached`: the struct is as large as before.) */
+  int node;
   /* Room for fields to come; must be zero (ray_actor_create refuses it else). */
   uint64_t reserved_[4];
 } ray_actor_opts;
@@ -965,6 +1002,12 @@ typedef struct ray_stats {
  * task drops its own reference on each return just after sealing it.
  * Errors: RAY_EINVAL (out NULL); RAY_ESHUTDOWN. */
 RAY_API ray_status ray_stats_get(ray_stats *out);
+/* The stats of one rank of the runtime (cluster mode), read from any rank:
+ * rank ray_node_rank() is ray_stats_get; another rank is asked over the
+ * wire and answers from its own counters (the call waits for the answer).
+ * Errors: RAY_EINVAL (out NULL, rank not in 0..ray_node_count()-1),
+ * RAY_ESHUTDOWN. */
+RAY_API ray_status ray_stats_get_node(int rank, ray_stats *out);
 
 /* ------------------------------------------------------------------------ */
 /* Timeline                                                                 */

@@ -5,6 +5,9 @@
 #   scripts/deps.sh --lint   also clang-format, clang-tidy, cppcheck
 #   scripts/deps.sh --browser  also chromium, fonts and zlib: what
 #                            test_timeline_browser needs (else it is skipped)
+#   scripts/deps.sh --mpi    also Open MPI (libopenmpi-dev, openmpi-bin): the
+#                            build then has cluster mode and make test runs
+#                            the cluster tests under mpirun
 #
 # Silent and fast (no package manager call) when everything is present.
 # Missing pieces are installed with apt-get when running as root on a
@@ -14,11 +17,13 @@ set -euo pipefail
 
 lint=0
 browser=0
+mpi=0
 for arg in "$@"; do
   case $arg in
     --lint) lint=1 ;;
     --browser) browser=1 ;;
-    -h | --help) sed -n '2,12s/^# \{0,1\}//p' "$0"; exit 0 ;;
+    --mpi) mpi=1 ;;
+    -h | --help) sed -n '2,15s/^# \{0,1\}//p' "$0"; exit 0 ;;
     *) echo "deps.sh: unknown argument: $arg" >&2; exit 2 ;;
   esac
 done
@@ -48,12 +53,17 @@ if [ "$browser" = 1 ]; then
   [ -e /usr/include/zlib.h ] || missing+=(zlib1g-dev)
 fi
 
+if [ "$mpi" = 1 ]; then
+  { have mpicc && have mpirun; } || missing+=(libopenmpi-dev openmpi-bin)
+fi
+
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 # The full set, so one install leaves a consistent toolchain.
 pkgs=(cmake gcc make pkg-config libcmocka-dev libc6-dev)
 [ "$lint" = 1 ] && pkgs+=(clang-format clang-tidy cppcheck)
 [ "$browser" = 1 ] && pkgs+=(chromium fonts-liberation zlib1g-dev)
+[ "$mpi" = 1 ] && pkgs+=(libopenmpi-dev openmpi-bin)
 cmd="apt-get update && apt-get install -y --no-install-recommends ${pkgs[*]}"
 
 echo "deps.sh: missing: ${missing[*]}" >&2

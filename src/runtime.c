@@ -26,6 +26,8 @@
 #include <string.h>
 
 #include "actor/actor.h"
+#include "cluster/cluster.h"
+#include "cluster/remote.h"
 #include "core/alloc.h"
 #include "core/config.h"
 #include "core/error.h"
@@ -132,6 +134,13 @@ static void register_at_exit(void) {
             "only");
 }
 
+/* Cluster mode: this rank's timeline events, for the driver's one trace. */
+static ray_status trace_fragment(void *arg, int rank, char **out, size_t *len) {
+  rt_runtime *rt = arg;
+  if (!rt->timeline.on) return RAY_EINVAL;
+  return rt_timeline_fragment(&rt->timeline, rank, out, len, "ray_shutdown");
+}
+
 /* ---- init ---------------------------------------------------------------- */
 
 /* Builds every layer bottom-up, binds them, and publishes them. On failure
@@ -166,9 +175,19 @@ static ray_status runtime_start(const ray_config *cfg) {
     goto free_actors;
   }
 
-  rt_store_set_ops(&rt->store, &(rt_store_ops){rt, store_help, store_block_begin, store_block_end,
-                                               store_run_producer, store_slice});
+  rt_store_ops ops = {
+      rt,   store_help, store_block_begin, store_block_end, store_run_producer, store_slice,
+      NULL, NULL};
+#ifdef RAY_HAVE_MPI
+  ops.pull = rt_remote_pull;
+  ops.remote_freed = rt_remote_freed;
+#endif
+  rt_store_set_ops(&rt->store, &ops);
   rt_tasks_bind(&rt->tasks, &rt->store, rt->sched, &rt->timeline);
+#ifdef RAY_HAVE_MPI
+  rt_remote_bind(&rt->store, &rt->tasks, rt->cfg.num_workers);
+#endif
+  rt_cluster_set_trace_source(trace_fragment, rt);
   rt_actors_bind(&rt->actors, &rt->tasks);
   /* release: each publishes the fully built runtime to its layer's
    * current() (acquire). The store first, then the actors before the
@@ -201,9 +220,21 @@ free_rt:
 
 ray_status ray_init(const ray_config *cfg) {
   pthread_mutex_lock(&g_life_lock);
-  ray_status s = current() ? rt_fail(RAY_EEXIST, "ray_init: the runtime is already running")
-                           : runtime_start(cfg);
+  ray_status s = RAY_OK;
+  if (current())
+    s = rt_fail(RAY_EEXIST, "ray_init: the runtime is already running");
+  else if ((s = rt_cluster_join()) == RAY_OK) {
+    if ((s = runtime_start(cfg)) == RAY_OK && (s = rt_cluster_start()) != RAY_OK) {
+      pthread_mutex_unlock(&g_life_lock);
+      (void)ray_shutdown(); /* the local runtime; no rank was told anything */
+      pthread_mutex_lock(&g_life_lock);
+    }
+    if (s != RAY_OK) rt_cluster_abandon();
+  }
   pthread_mutex_unlock(&g_life_lock);
+  /* A rank other than 0 serves from here and exits at the driver's
+   * ray_shutdown. */
+  if (s == RAY_OK && !rt_cluster_is_driver()) rt_cluster_serve(ray_shutdown);
   return s;
 }
 
@@ -225,14 +256,22 @@ ray_status ray_shutdown(void) {
     rt_tasks_drain(&rt->tasks);
     rt_actors_end_all(&rt->actors); /* queued calls ran above; now on_stop, once each */
     rt_tasks_drain(&rt->tasks);     /* what on_stop submitted */
+    /* The driver: every other rank drains and exits (with the timeline on,
+     * after sending its events for the one trace). */
+    char *trace = NULL;
+    size_t trace_len = 0;
+    rt_cluster_stop(rt->timeline.on ? &trace : NULL, &trace_len);
+    if (trace) rt_timeline_add_extra(&rt->timeline, trace, trace_len);
     rt_sched_destroy(rt->sched);
     /* Every worker has stopped: the timeline's buffers are complete. The
      * summary is a diagnostic on stderr: its failure does not fail the
      * shutdown. */
-    if (rt->cfg.timeline_path)
+    /* In a cluster only the driver writes it (one file, every rank). */
+    if (rt->cfg.timeline_path && rt_cluster_is_driver())
       ts = rt_timeline_write(&rt->timeline, rt->cfg.timeline_path, RT_TL_AT_SHUTDOWN,
                              "ray_shutdown");
     if (rt->timeline_summary) (void)rt_timeline_summary(&rt->timeline, stderr, "ray_shutdown");
+    rt_cluster_set_trace_source(NULL, NULL);
     rt_timeline_destroy(&rt->timeline);
     /* New calls see no runtime from here on (release, as in init; top-down,
      * the reverse of init). */

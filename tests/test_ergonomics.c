@@ -567,11 +567,27 @@ static void test_zero_num_returns_with_null_returns_names_the_fix(void **state) 
 static void test_task_opts_reserved_must_be_zero(void **state) {
   (void)state;
   ray_task_opts o = {0};
-  o.reserved_[3] = 1;
+  o.reserved_[2] = 1;
   ray_ref *r = NULL;
   assert_int_equal(ray_submit(seven, NULL, 0, &o, &r), RAY_EINVAL);
   assert_null(r);
   assert_error_contains("ray_submit: opts.reserved_ is not zero");
+  o.reserved_[2] = 0;
+  o.reserved_int_ = 1;
+  assert_int_equal(ray_submit(seven, NULL, 0, &o, &r), RAY_EINVAL);
+  assert_null(r);
+  assert_error_contains("ray_submit: opts.reserved_ is not zero");
+  /* A node that is not a rank of this (1-node) runtime. */
+  o.reserved_int_ = 0;
+  o.node = RAY_NODE(1);
+  assert_int_equal(ray_submit(seven, NULL, 0, &o, &r), RAY_EINVAL);
+  assert_null(r);
+  assert_error_contains("ray_submit: node 2 (rank 1) is not a rank of this runtime (ranks 0..0)");
+  o.node = -1;
+  assert_int_equal(ray_submit(seven, NULL, 0, &o, &r), RAY_EINVAL);
+  o.node = RAY_NODE(0); /* this rank: fine */
+  CHECK_OK(ray_submit(seven, NULL, 0, &o, &r));
+  ray_ref_release(r);
 }
 
 static void test_zeroed_actor_opts_are_the_defaults(void **state) {
@@ -588,6 +604,14 @@ static void test_zeroed_actor_opts_are_the_defaults(void **state) {
   ray_ref_release(r);
   ray_actor_release(a);
 
+  o.node = RAY_NODE(3);
+  ray_actor *a0 = NULL;
+  assert_int_equal(ray_actor_create(&k_acc, NULL, 0, &o, &a0), RAY_EINVAL);
+  assert_error_contains("ray_actor_create: node 4 (rank 3) is not a rank of this runtime");
+  o.node = RAY_NODE(0);
+  CHECK_OK(ray_actor_create(&k_acc, NULL, 0, &o, &a0));
+  ray_actor_release(a0);
+  o.node = 0;
   o.reserved_[0] = 7;
   a = NULL;
   assert_int_equal(ray_actor_create(&k_acc, NULL, 0, &o, &a), RAY_EINVAL);

@@ -638,6 +638,18 @@ static ray_status check_opts(const ray_actor_opts *opts) {
   if (!RT_RESERVED_ZERO(opts->reserved_))
     return rt_fail(RAY_EINVAL, "ray_actor_create: opts.reserved_ is not zero (initialise the "
                                "options with {0})");
+  int nodes = ray_node_count();
+  if (opts->node < 0 || opts->node > nodes)
+    return rt_fail(
+        RAY_EINVAL,
+        "ray_actor_create: node %d (rank %d) is not a rank of this runtime (ranks 0..%d)",
+        opts->node, opts->node - 1, nodes - 1);
+  if (opts->node != RAY_NODE_ANY && opts->node != RAY_NODE(ray_node_rank()))
+    return rt_fail(
+        RAY_EINVAL,
+        "ray_actor_create: node RAY_NODE(%d): an actor lives on the rank that creates it "
+        "(rank %d); create it from a task placed on rank %d",
+        opts->node - 1, ray_node_rank(), opts->node - 1);
   if (opts->max_concurrency < 0 || opts->max_restarts < -1 || opts->max_task_retries < -1)
     return rt_fail(RAY_EINVAL,
                    "ray_actor_create: max_concurrency %d, max_restarts %d or max_task_retries %d "

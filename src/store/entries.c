@@ -88,6 +88,11 @@ static void finalize(rt_store *st, uint32_t slot, rt_entry *e) {
   else if (!out)
     payload_release(st, e, size);
   if (e->flags & RT_EF_SPILLABLE) rt_spill_forget_entry(st, e); /* its disk copy, if any */
+  if (e->flags & RT_EF_REMOTE) { /* a copy of another rank's object: tell its lender */
+    rt_remote_loc loc;
+    memcpy(&loc, e->inl + RT_ENTRY_REMOTE_AT, sizeof loc);
+    st->ops.remote_freed(st->ops.arg, &loc);
+  }
   e->locked_flags = 0;
   e->data = NULL;
   e->type = NULL;
@@ -263,6 +268,22 @@ ray_status rt_store_alloc_buffer(rt_store *st, const char *fn, size_t size, unsi
   return RAY_OK;
 }
 
+ray_status rt_store_alloc_apart(rt_store *st, const char *fn, size_t size, void **data,
+                                uint16_t *flags, size_t *cap) {
+  if (size < RT_BUFPOOL_MIN) {
+    *data = rt_malloc(size);
+    *flags = RT_EF_HEAP | RT_EF_SPILLABLE;
+  } else {
+    *data = rt_bufpool_get(&st->pool, size, cap);
+    *flags = RT_EF_POOL | RT_EF_SPILLABLE;
+  }
+  if (!*data) {
+    *flags = 0;
+    return rt_fail(RAY_ENOMEM, "%s: out of memory for %zu bytes", fn, size);
+  }
+  return RAY_OK;
+}
+
 /* Publishes a new entry in `state`; returns its handle. */
 static ray_ref *entry_publish(rt_store *st, uint32_t slot, rt_entry *e, uint32_t state) {
   /* release: the payload, type and size written above are visible to any
@@ -387,6 +408,27 @@ ray_ref *ray_ref_retain(ray_ref *ref) {
   if (!e) return NULL;
   /* Relaxed: the caller holds a ref, so the count is above zero. */
   atomic_fetch_add_explicit(&e->holds, RT_HOLD_REF, memory_order_relaxed);
+  return ref;
+}
+
+ray_ref *rt_store_try_retain(rt_store *st, ray_ref *ref) {
+  uint32_t slot;
+  rt_entry *e = rt_handle_resolve(&st->slots, ref, &slot);
+  if (!e) return NULL;
+  /* relaxed: a CAS from a nonzero count cannot resurrect an entry whose
+   * last hold went (that one saw zero and finalizes it). The slot may have
+   * been freed and reused between the resolve and the CAS: then the
+   * generation differs afterwards and the hold we took is the new
+   * object's, which we give back. */
+  uint64_t h = atomic_load_explicit(&e->holds, memory_order_relaxed);
+  do {
+    if (h == 0) return NULL;
+  } while (!atomic_compare_exchange_weak_explicit(&e->holds, &h, h + RT_HOLD_REF,
+                                                  memory_order_acquire, memory_order_relaxed));
+  if (atomic_load_explicit(&e->gen, memory_order_relaxed) != rt_handle_gen(ref, st->slots.salt)) {
+    hold_drop(st, slot, e, RT_HOLD_REF);
+    return NULL;
+  }
   return ref;
 }
 

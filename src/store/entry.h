@@ -62,6 +62,7 @@ enum {
   RT_EF_SPILLABLE = 1 << 5, /* out of line and not refs: may go on the LRU list */
   RT_EF_ERROR = 1 << 6,     /* FAILED: data is a malloc'd rt_error (store.h) */
   RT_EF_ALIAS = 1 << 7,     /* data belongs to aux.target, which this entry holds */
+  RT_EF_REMOTE = 1 << 8,    /* cluster mode: a copy of an object of another rank (rt_remote_loc) */
 };
 
 enum {
@@ -71,6 +72,7 @@ enum {
   RT_LF_OUT = 1 << 3,       /* not in memory (implies DISK): data is NULL */
   RT_LF_RESTORING = 1 << 4, /* OUT, and a thread is reading it back */
   RT_LF_MAPPED = 1 << 5,    /* restored by mapping its spill record: data is that map */
+  RT_LF_REMOTE = 1 << 6,    /* OUT, and its bytes are on another rank, not on disk */
 };
 
 #define RT_HOLD_REF 1ull          /* one ref: low 32 bits of holds */
@@ -118,6 +120,22 @@ typedef struct rt_entry {
 /* Where a spillable (out-of-line) entry keeps, in its unused `inl`, when it
  * last went on its LRU list (store_int.h); its rt_spill_loc comes first. */
 #define RT_ENTRY_LAST_USE_AT 32
+
+/*
+ * Cluster mode: where an RT_EF_REMOTE entry's bytes live and whom to tell
+ * when it goes. Kept in `inl` after the spill location and the last-use
+ * stamp: a remote entry is never inline (its bytes, when in memory, are in
+ * a buffer of their own), so those bytes are free in every state.
+ *   lender: the rank that sent us the ref and holds it for us until we
+ *           tell it we are done (lender_key: its export key);
+ *   holder: the rank whose memory has the bytes (holder_key: its key).
+ */
+typedef struct rt_remote_loc {
+  int32_t holder, lender;
+  uint64_t holder_key, lender_key;
+} rt_remote_loc;
+#define RT_ENTRY_REMOTE_AT 40
+_Static_assert(RT_ENTRY_REMOTE_AT + sizeof(rt_remote_loc) <= 64, "the remote location fits in inl");
 
 _Static_assert(sizeof(rt_entry) == 128, "an entry is two cache lines");
 _Static_assert(sizeof(void *) == 8, "handles pack a generation and a slot into a pointer");

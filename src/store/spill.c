@@ -379,7 +379,11 @@ static ray_status restore_locked(rt_store *st, rt_stripe *sp, uint32_t slot, rt_
                                  const char *fn) {
   RT_ASSERT_STRIPE_HELD(sp);
   e->locked_flags |= RT_LF_RESTORING;
-  rt_spill_loc loc = loc_of(e);
+  bool remote = e->locked_flags & RT_LF_REMOTE; /* bytes on another rank, not on disk */
+  rt_remote_loc rloc;
+  memcpy(&rloc, e->inl + RT_ENTRY_REMOTE_AT, sizeof rloc);
+  rt_spill_loc loc = {0};
+  if (!remote) loc = loc_of(e);
   size_t size = e->size;
   stripe_unlock(sp);
 
@@ -390,9 +394,20 @@ static ray_status restore_locked(rt_store *st, rt_stripe *sp, uint32_t slot, rt_
   /* Big records are mapped from the page cache and verified in place (no
    * copy: a restore then runs at the speed of the checksum); smaller ones
    * are read into a buffer of the kind a put of their size gets. */
-  bool mapped = rt_spill_mappable(&loc);
+  bool mapped = !remote && rt_spill_mappable(&loc);
   ray_status s = mem_reserve(st, fn, size);
-  if (s == RAY_OK) {
+  if (s == RAY_OK && remote) {
+    if ((s = rt_store_alloc_apart(st, fn, size, &data, &flags, &aux.cap)) == RAY_OK) {
+      st->ops.block_begin(st->ops.arg); /* waits on the network */
+      s = st->ops.pull(st->ops.arg, &rloc, data, size);
+      st->ops.block_end(st->ops.arg);
+    }
+    if (s != RAY_OK) {
+      if (data) rt_store_buffer_free(st, flags, data, aux);
+      data = NULL;
+      mem_release(st, size);
+    }
+  } else if (s == RAY_OK) {
     if (mapped) {
       const void *m = NULL;
       s = rt_spill_map(&st->disk, &loc, &m);
@@ -412,8 +427,9 @@ static ray_status restore_locked(rt_store *st, rt_stripe *sp, uint32_t slot, rt_
     }
   }
   char id[33], what[48];
-  snprintf(what, sizeof what, "restore %s", ENTRY_ID(st, slot, e, id));
-  st->ops.slice(st->ops.arg, "restore", what, slot, s, false, t0, rt_prim_now_ns());
+  snprintf(what, sizeof what, "%s %s", remote ? "pull" : "restore", ENTRY_ID(st, slot, e, id));
+  st->ops.slice(st->ops.arg, remote ? "pull" : "restore", what, slot, s, false, t0,
+                rt_prim_now_ns());
 
   stripe_lock(sp);
   e->locked_flags &= (uint16_t)~RT_LF_RESTORING;
@@ -423,11 +439,12 @@ static ray_status restore_locked(rt_store *st, rt_stripe *sp, uint32_t slot, rt_
       e->locked_flags |= RT_LF_MAPPED;
     else
       e->aux = aux; /* a pool buffer's capacity; flags are the same kind as before */
-    e->locked_flags &= (uint16_t)~RT_LF_OUT;
+    e->locked_flags &= (uint16_t) ~(RT_LF_OUT | RT_LF_REMOTE);
     lru_update(st, sp, slot, e); /* the caller's view or pin takes it off again */
-    /* relaxed: counters */
-    atomic_fetch_add_explicit(&st->restores, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&st->bytes_restored_total, size, memory_order_relaxed);
+    if (!remote) {               /* relaxed: counters */
+      atomic_fetch_add_explicit(&st->restores, 1, memory_order_relaxed);
+      atomic_fetch_add_explicit(&st->bytes_restored_total, size, memory_order_relaxed);
+    }
   }
   pthread_cond_broadcast(&sp->restored);
   return s;

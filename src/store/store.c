@@ -64,8 +64,18 @@ static void no_slice(void *arg, const char *kind, const char *name, uint64_t id,
       (void)end_ns;
 }
 
+static ray_status no_pull(void *arg, const rt_remote_loc *loc, void *buf, size_t size) {
+  (void)arg, (void)buf, (void)size;
+  return rt_fail(RAY_ELOST, "object of rank %d: no cluster to fetch it from", (int)loc->holder);
+}
+static void no_remote_freed(void *arg, const rt_remote_loc *loc) {
+  (void)arg, (void)loc;
+}
+
 void rt_store_set_ops(rt_store *st, const rt_store_ops *ops) {
   st->ops = *ops;
+  if (!st->ops.pull) st->ops.pull = no_pull;
+  if (!st->ops.remote_freed) st->ops.remote_freed = no_remote_freed;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -74,7 +84,8 @@ void rt_store_set_ops(rt_store *st, const rt_store_ops *ops) {
 
 ray_status rt_store_init(rt_store *st, const rt_config *cfg, uint64_t epoch) {
   memset(st, 0, sizeof *st);
-  st->ops = (rt_store_ops){NULL, no_help, no_block, no_block, no_producer, no_slice};
+  st->ops = (rt_store_ops){NULL,        no_help,  no_block, no_block,
+                           no_producer, no_slice, no_pull,  no_remote_freed};
   uint32_t rnd[3];
   rt_prim_random(rnd, sizeof rnd);
   st->owner = ((uint64_t)rnd[0] << 32) | (rnd[1] ^ rt_prim_pid());

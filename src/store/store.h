@@ -124,6 +124,13 @@ typedef struct rt_store_ops {
    * I/O thread) or "restore" (on the getting thread). */
   void (*slice)(void *arg, const char *kind, const char *name, uint64_t id, ray_status status,
                 bool io_thread, uint64_t start_ns, uint64_t end_ns);
+  /* Cluster mode (NULL without a cluster). pull: copies the size bytes of
+   * the remote object at loc into buf, waiting for them; RAY_ELOST (with
+   * the rank named) if they cannot be had. remote_freed: an RT_EF_REMOTE
+   * entry is freed; tell its lender. Both run on the thread of the store
+   * call, with no store lock held. */
+  ray_status (*pull)(void *arg, const rt_remote_loc *loc, void *buf, size_t size);
+  void (*remote_freed)(void *arg, const rt_remote_loc *loc);
 } rt_store_ops;
 
 /*
@@ -249,6 +256,27 @@ void rt_store_payload_discard(rt_store *st, rt_payload *p);
 bool rt_store_seal_pending(rt_store *st, ray_ref *ref, rt_payload *p);
 bool rt_store_fail_pending(rt_store *st, ray_ref *ref, ray_status status, const char *msg,
                            const char *task, const char *reason);
+
+/*
+ * Cluster mode: ends a PENDING object as a copy of an object of another
+ * rank (RT_EF_REMOTE, loc kept in the entry). With bytes (size of them,
+ * copied), the object is in memory at once; with bytes NULL they stay at
+ * loc->holder and the first view pulls them (ops.pull), as a restore reads
+ * a spilled object. False, *ok RAY_OK, if the entry was not PENDING; false
+ * with *ok RAY_ESTOREFULL or RAY_ENOMEM (recorded) if there was no memory
+ * for the bytes: the entry is still PENDING, for the caller to fail.
+ */
+bool rt_store_seal_remote(rt_store *st, ray_ref *ref, size_t size, const ray_type *type,
+                          const rt_remote_loc *loc, const void *bytes, ray_status *ok);
+/* A new ref on the object of handle ref, which the caller does not hold
+ * (a weak reference), or NULL if that object has been freed meanwhile. */
+ray_ref *rt_store_try_retain(rt_store *st, ray_ref *ref);
+/* The size and type of a sealed object, without bringing it in; false if
+ * it is not sealed. */
+bool rt_store_info(rt_store *st, ray_ref *ref, size_t *size, const ray_type **type);
+/* The remote location of an RT_EF_REMOTE object (false for any other),
+ * and whether its bytes are in memory here. */
+bool rt_store_remote_loc(rt_store *st, ray_ref *ref, rt_remote_loc *loc, bool *local);
 
 /* Calls fn(producer, arg) under the entry's stripe lock if the object of
  * ref is PENDING, so the producer record cannot be freed meanwhile.

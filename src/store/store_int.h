@@ -259,6 +259,11 @@ void rt_spill_forget_entry(rt_store *st, rt_entry *e);
  * *flags and, for the pool, *cap. */
 ray_status rt_store_alloc_buffer(rt_store *st, const char *fn, size_t size, unsigned char *inl,
                                  void **data, uint16_t *flags, size_t *cap);
+/* A buffer of size bytes that is never inline (heap or pool by size, as
+ * rt_store_alloc_buffer chooses for bigger objects): for copies of other
+ * ranks' objects, whose `inl` holds their remote location (entry.h). */
+ray_status rt_store_alloc_apart(rt_store *st, const char *fn, size_t size, void **data,
+                                uint16_t *flags, size_t *cap);
 /* Drops one ref held by the store itself (the spiller's on a victim). */
 void rt_store_drop_ref(rt_store *st, uint32_t slot, rt_entry *e);
 

@@ -649,6 +649,93 @@ bool rt_store_seal_pending(rt_store *st, ray_ref *ref, rt_payload *p) {
   return true;
 }
 
+/* Writes a remote copy's payload and location into a claimed entry. */
+static void entry_take_remote(rt_entry *e, rt_payload *p, const rt_remote_loc *loc, bool out) {
+  entry_take_payload(e, p);
+  memcpy(e->inl + RT_ENTRY_REMOTE_AT, loc, sizeof *loc);
+  /* Ours alone while ENDING or claimed: the spiller and views look only at
+   * sealed entries, after acquiring the state we publish next. */
+  e->locked_flags = out ? (uint16_t)(RT_LF_OUT | RT_LF_REMOTE) : 0;
+  if (out) e->data = NULL;
+}
+
+bool rt_store_seal_remote(rt_store *st, ray_ref *ref, size_t size, const ray_type *type,
+                          const rt_remote_loc *loc, const void *bytes, ray_status *ok) {
+  *ok = RAY_OK;
+  uint32_t slot;
+  rt_entry *e = rt_handle_resolve(&st->slots, ref, &slot);
+  if (!e) return false;
+  rt_payload p = {.size = size, .type = type};
+  if (bytes) { /* in memory here from the start: reserve and copy */
+    ray_status s = mem_reserve(st, "ray_get", size);
+    if (s == RAY_OK &&
+        (s = rt_store_alloc_apart(st, "ray_get", size, &p.data, &p.flags, &p.aux.cap)) != RAY_OK)
+      mem_release(st, size);
+    if (s != RAY_OK) {
+      *ok = s;
+      return false;
+    }
+    memcpy(p.data, bytes, size);
+  } else { /* the buffer's kind, for the pull that brings the bytes in */
+    p.flags = size < RT_BUFPOOL_MIN ? RT_EF_HEAP | RT_EF_SPILLABLE : RT_EF_POOL | RT_EF_SPILLABLE;
+    p.data = (void *)loc; /* not NULL: "set"; entry_take_remote clears it */
+  }
+  p.flags |= RT_EF_REMOTE;
+  bool out = bytes == NULL;
+  uint32_t expect = RT_ST_PENDING;
+  /* relaxed CAS, acq_rel exchange: as in rt_store_seal_pending. */
+  if (atomic_compare_exchange_strong_explicit(&e->state, &expect, RT_ST_ENDING,
+                                              memory_order_relaxed, memory_order_relaxed)) {
+    entry_take_remote(e, &p, loc, out);
+    sealed_now(st, slot, e,
+               atomic_exchange_explicit(&e->state, RT_ST_SEALED, memory_order_acq_rel));
+    return true;
+  }
+  rt_stripe *sp = stripe_of(st, slot);
+  stripe_lock(sp);
+  if (!claim_pending(sp, e)) {
+    stripe_unlock(sp);
+    if (!out) {
+      rt_store_buffer_free(st, p.flags, p.data, p.aux);
+      mem_release(st, size);
+    }
+    return false;
+  }
+  rt_waiter *deps = take_deps(sp, e);
+  entry_take_remote(e, &p, loc, out);
+  rt_waiter *deferred = end_pending(st, sp, slot, e, RT_ST_SEALED, deps);
+  stripe_unlock(sp);
+  fire_deferred(deferred);
+  return true;
+}
+
+bool rt_store_info(rt_store *st, ray_ref *ref, size_t *size, const ray_type **type) {
+  uint32_t slot;
+  rt_entry *e = rt_handle_resolve(&st->slots, ref, &slot);
+  /* acquire: size and type are written before the seal publishes them. */
+  if (!e || (atomic_load_explicit(&e->state, memory_order_acquire) & RT_ST_MASK) != RT_ST_SEALED)
+    return false;
+  *size = e->size;
+  *type = e->type;
+  return true;
+}
+
+bool rt_store_remote_loc(rt_store *st, ray_ref *ref, rt_remote_loc *loc, bool *local) {
+  uint32_t slot;
+  rt_entry *e = rt_handle_resolve(&st->slots, ref, &slot);
+  /* acquire: the flags and location are written before the seal publishes
+   * the state (entry_take_remote). */
+  if (!e || (atomic_load_explicit(&e->state, memory_order_acquire) & RT_ST_MASK) != RT_ST_SEALED ||
+      !(e->flags & RT_EF_REMOTE))
+    return false;
+  rt_stripe *sp = stripe_of(st, slot);
+  stripe_lock(sp);
+  memcpy(loc, e->inl + RT_ENTRY_REMOTE_AT, sizeof *loc);
+  *local = !(e->locked_flags & RT_LF_REMOTE);
+  stripe_unlock(sp);
+  return true;
+}
+
 static char *pack_str(char **at, const char *s) {
   if (!s) return NULL;
   size_t n = strlen(s) + 1;

@@ -25,6 +25,7 @@
 #include "core/alloc.h"
 #include "core/array.h"
 #include "core/prim.h"
+#include "core/symbol.h"
 #include "core/types.h"
 #include "task/ctx.h"
 #include "task/fnname.h"
@@ -276,6 +277,21 @@ static void fail_unrun(rt_tasks *ts, rt_task *t) {
   t_unrun.active = false;
 }
 
+/* A plain task is ready to run: to the pool, or to the rank it is placed
+ * on. The caller's record reference goes with it. */
+static void dispatch(rt_tasks *ts, rt_task *t) {
+  if (RT_LIKELY(t->node < 0) || !ts->remote) {
+    rt_sched_submit(ts->sched, &t->job);
+    return;
+  }
+  if (!rt_task_claim_run(t)) { /* cancelled meanwhile: the canceller failed the returns */
+    task_release(ts, t);
+    return;
+  }
+  t->shipped = true;
+  ts->remote->ship(ts->remote->arg, t);
+}
+
 static void deps_ready(rt_tasks *ts, rt_task *t) {
   /* A call is in its actor's queue already, and once QUEUED the actor may
    * run it at any moment: the READY message we push must keep the record
@@ -301,7 +317,7 @@ static void deps_ready(rt_tasks *ts, rt_task *t) {
     else if (unrun)
       fail_unrun(ts, t);
     else
-      rt_sched_submit(ts->sched, &t->job);
+      dispatch(ts, t);
   } else {
     /* Cancelled while waiting: the canceller failed the returns; the last
      * dependency waiter has fired, so the dependency path is done with it. */
@@ -500,6 +516,8 @@ static void record_init(rt_task *t, ray_task_fn fn, size_t nargs, int max_retrie
   t->attempts = 0;
   t->children = NULL;
   t->nchildren = t->children_cap = 0;
+  t->node = -1;
+  t->shipped = false;
   atomic_flag_clear_explicit(&t->child_lock, memory_order_relaxed);
   atomic_store_explicit(&t->state, RT_T_WAITING, memory_order_relaxed);
   atomic_store_explicit(&t->cancel, 0, memory_order_relaxed);
@@ -603,7 +621,7 @@ static void start(rt_tasks *ts, rt_task *t, uint32_t extra_rc) {
      * through its parent or its refs, and the refs are not returned yet.
      * relaxed: the queue's release publishes it with the record. */
     atomic_store_explicit(&t->state, RT_T_QUEUED, memory_order_relaxed);
-    rt_sched_submit(ts->sched, &t->job);
+    dispatch(ts, t);
   } else if (!waiting || atomic_fetch_sub_explicit(&t->deps, 1, memory_order_acq_rel) == 1) {
     deps_ready(ts, t);
   }
@@ -648,7 +666,8 @@ void rt_task_start_call(rt_tasks *ts, rt_task *t) {
 
 /* Checks opts (not NULL) and gives the number of returns it asks for:
  * zero is the default in every field (ray.h), so num_returns 0 means 1. */
-static ray_status check_opts(const ray_task_opts *opts, ray_ref **returns, int *nrets) {
+static ray_status check_opts(rt_tasks *ts, ray_task_fn fn, const ray_task_opts *opts,
+                             ray_ref **returns, int *nrets) {
   int n = opts->num_returns;
   if (n <= 0) {
     if (n < RAY_NO_RETURNS)
@@ -667,7 +686,20 @@ static ray_status check_opts(const ray_task_opts *opts, ray_ref **returns, int *
                    opts->num_returns ? "" : " (0 means 1; RAY_NO_RETURNS asks for none)");
   if (opts->max_retries < -1)
     return rt_fail(RAY_EINVAL, "ray_submit: max_retries %d is below -1", opts->max_retries);
-  if (!RT_RESERVED_ZERO(opts->reserved_))
+  int nodes = ts->remote ? ts->remote->count(ts->remote->arg) : 1;
+  if (opts->node < 0 || opts->node > nodes)
+    return rt_fail(RAY_EINVAL,
+                   "ray_submit: node %d (rank %d) is not a rank of this runtime (ranks 0..%d)",
+                   opts->node, opts->node - 1, nodes - 1);
+  if (opts->node > 0 && ts->remote && opts->node - 1 != ray_node_rank() &&
+      !ts->remote->can_ship(ts->remote->arg, fn)) {
+    const char *name = rt_symbol_name((const void *)fn);
+    return rt_fail(RAY_EINVAL,
+                   "ray_submit: function %s (%p) cannot run on rank %d: it is in no module every "
+                   "rank loaded at ray_init",
+                   name ? name : "?", (void *)fn, opts->node - 1);
+  }
+  if (!RT_RESERVED_ZERO(opts->reserved_) || opts->reserved_int_)
     return rt_fail(RAY_EINVAL, "ray_submit: opts.reserved_ is not zero (initialise the options "
                                "with {0} or RAY_TASK_OPTS_INIT)");
   *nrets = n;
@@ -682,7 +714,7 @@ static ray_status submit(rt_tasks *ts, ray_task_fn fn, const ray_arg *args, size
   int nrets = 1;
   ray_status s;
   if (RT_UNLIKELY(opts != NULL)) {
-    if ((s = check_opts(opts, returns, &nrets)) != RAY_OK) return s;
+    if ((s = check_opts(ts, fn, opts, returns, &nrets)) != RAY_OK) return s;
   } else if (!returns) {
     return rt_fail(RAY_EINVAL, "ray_submit: returns is NULL with num_returns = 1");
   }
@@ -690,6 +722,7 @@ static ray_status submit(rt_tasks *ts, ray_task_fn fn, const ray_arg *args, size
   s = rt_task_build(ts, "ray_submit", fn, args, nargs, opts ? opts->name : NULL, nrets,
                     opts ? opts->max_retries : 0, &t, returns);
   if (s != RAY_OK) return s;
+  if (ts->remote) t->node = ts->remote->place(ts->remote->arg, t, opts ? opts->node - 1 : -1);
   rt_task_start(ts, t);
   return RAY_OK;
 }
@@ -871,7 +904,9 @@ static void hold_record(rt_task *t, void *arg) {
 /* rt_store_with_producer callback: holds the record if it is a plain task. */
 static void hold_plain_task(void *producer, void *arg) {
   rt_task *t = producer;
-  if (!t->actor) hold_record(t, arg); /* an actor's calls run in its turn, in order */
+  /* An actor's calls run in its turn, in order; a task placed on another
+   * rank runs there. */
+  if (!t->actor && t->node < 0) hold_record(t, arg);
 }
 
 bool rt_task_run_producer(rt_tasks *ts, ray_ref *ref) {
@@ -910,6 +945,10 @@ static void cancel_task(rt_tasks *ts, ray_ref *ref, bool recursive) {
   if (rt_task_claim_end(t)) {
     count(t, &ts->cancelled);
     fail_cancelled(ts, t, "");
+  } else if (t->node >= 0 && ts->remote) {
+    /* Shipped (or about to be: ship sets it after its claim): the rank
+     * that runs it cancels it there, and its children, if asked. */
+    ts->remote->cancel(ts->remote->arg, t, recursive);
   }
   /* The list only grows and its entries never change: read one at a time
    * under the lock, with no copy (a copy that could not be allocated would
@@ -921,6 +960,19 @@ static void cancel_task(rt_tasks *ts, ray_ref *ref, bool recursive) {
     if (!kid) break;
     cancel_task(ts, kid, true);
   }
+  task_release(ts, t);
+}
+
+void rt_tasks_set_remote(rt_tasks *ts, const rt_task_remote_ops *ops) {
+  ts->remote = ops;
+}
+
+void rt_task_end_shipped(rt_tasks *ts, rt_task *t, int outcome) {
+  count(t, outcome == RT_SHIPPED_FINISHED ? &ts->finished
+           : outcome == RT_SHIPPED_FAILED ? &ts->failed
+                                          : &ts->cancelled);
+  release_args(t);
+  rt_task_finish(t);
   task_release(ts, t);
 }
 

@@ -126,6 +126,8 @@ struct rt_task {
   };
   /* cold and inline */
   rt_actor_msg enq_msg, ready_msg;
+  int node;     /* cluster mode: the rank it runs on, or -1: here (rt_task_remote_ops) */
+  bool shipped; /* sent to rank `node`; ends when that rank says (rt_task_end_shipped) */
   char name_inl[RT_TASK_NAME_INLINE];
   rt_task_arg args_inl[RT_TASK_INLINE_ARGS];
   _Alignas(16) unsigned char bytes_inl[RT_TASK_INLINE_BYTES];
@@ -156,6 +158,31 @@ typedef struct rt_task_owner_ops {
   void (*actor_unref)(void *owner, rt_actor *a);
 } rt_task_owner_ops;
 
+/*
+ * Cluster mode: what the task layer asks of the layer that moves tasks
+ * between ranks (cluster/remote.c installs it; without it every task runs
+ * here). Plain tasks only: actor calls and constructors run on their
+ * actor's rank.
+ */
+typedef struct rt_task_remote_ops {
+  void *arg;
+  /* Where a plain task being submitted runs: a rank, or -1 for here. want
+   * is the caller's hard choice (opts.node - 1) or -1 to let the policy
+   * choose. Called before the task starts; the record is built. */
+  int (*place)(void *arg, rt_task *t, int want);
+  /* t (node set, not here) is claimed RUNNING with its arguments ready:
+   * send it. Owns the record reference of the dependency path until the
+   * rank that runs it answers (rt_task_end_shipped). */
+  void (*ship)(void *arg, rt_task *t);
+  /* ray_cancel reached t, shipped and running elsewhere: forward it. */
+  void (*cancel)(void *arg, rt_task *t, bool recursive);
+  /* Nodes in the runtime, for checking opts.node. */
+  int (*count)(void *arg);
+  /* Whether fn can run on another rank (it is in a module every rank
+   * loaded at ray_init). */
+  bool (*can_ship)(void *arg, ray_task_fn fn);
+} rt_task_remote_ops;
+
 /* The task layer: what it uses (set by rt_tasks_bind before the layer is
  * published, read-only after) and what it owns. */
 typedef struct rt_tasks {
@@ -164,6 +191,7 @@ typedef struct rt_tasks {
   rt_timeline *timeline;
   const rt_task_owner_ops *owner_ops; /* set by rt_tasks_set_owner */
   void *owner;
+  const rt_task_remote_ops *remote; /* set by rt_tasks_set_remote; NULL: one node */
   uint64_t epoch;
   /* Each hot counter on its own cache line: submitters write some, workers
    * others, and sharing a line would make every task bounce it. */
@@ -191,6 +219,14 @@ int rt_tasks_init(rt_tasks *ts, uint64_t epoch);
 void rt_tasks_bind(rt_tasks *ts, rt_store *store, rt_sched *sched, rt_timeline *timeline);
 /* Installs the actor layer's ops; before the layer is published. */
 void rt_tasks_set_owner(rt_tasks *ts, const rt_task_owner_ops *ops, void *owner);
+/* Installs the cluster layer's ops; before the layer is published. */
+void rt_tasks_set_remote(rt_tasks *ts, const rt_task_remote_ops *ops);
+/* A shipped task ended on its rank and the caller has ended its returns
+ * (sealed or failed each): counts it (finished, failed or cancelled), drops
+ * its arguments and the record reference ship owned. */
+enum { RT_SHIPPED_FINISHED, RT_SHIPPED_FAILED, RT_SHIPPED_CANCELLED };
+void rt_task_end_shipped(rt_tasks *ts, rt_task *t, int outcome);
+
 /* Refuses outside submissions from now on (rt_tasks_enter); seq_cst, the
  * first half of the gate's Dekker pattern (core/gate.h). Idempotent. */
 void rt_tasks_close(rt_tasks *ts);

@@ -39,6 +39,9 @@ void rt_timeline_destroy(rt_timeline *tl) {
     free(b);
   }
   pthread_mutex_destroy(&tl->lock);
+  free(tl->extra);
+  tl->extra = NULL;
+  tl->extra_len = 0;
 }
 
 static rt_tl_buf *my_buf(rt_timeline *tl) {
@@ -136,7 +139,7 @@ ray_status rt_timeline_write(rt_timeline *tl, const char *path, rt_tl_when when,
     if (is_html_path(path))
       rt_tl_write_html(&s, f, when);
     else
-      rt_tl_write_chrome(&s, f);
+      rt_tl_write_chrome(&s, f, tl->extra, tl->extra_len);
     int werr = ferror(f) ? errno : 0;
     if (fclose(f) != 0 || werr)
       st = rt_fail(RAY_EIO, "%s: cannot write the timeline to '%s': %s", fn, path,
@@ -144,6 +147,39 @@ ray_status rt_timeline_write(rt_timeline *tl, const char *path, rt_tl_when when,
   }
   rt_tl_snap_free(&s);
   return st;
+}
+
+ray_status rt_timeline_fragment(rt_timeline *tl, int rank, char **out, size_t *len,
+                                const char *fn) {
+  tl_snap s;
+  ray_status st = rt_tl_snap_take(tl, &s, fn);
+  if (st != RAY_OK) return st;
+  char *buf = NULL;
+  size_t n = 0;
+  FILE *f = open_memstream(&buf, &n);
+  if (!f) {
+    rt_tl_snap_free(&s);
+    return rt_fail(RAY_ENOMEM, "%s: out of memory for the timeline of rank %d", fn, rank);
+  }
+  char label[32];
+  snprintf(label, sizeof label, "rayc rank %d", rank);
+  rt_tl_write_chrome_events(&s, f, label);
+  bool bad = ferror(f) != 0;
+  fclose(f);
+  rt_tl_snap_free(&s);
+  if (bad || !buf) {
+    free(buf);
+    return rt_fail(RAY_ENOMEM, "%s: out of memory for the timeline of rank %d", fn, rank);
+  }
+  *out = buf;
+  *len = n;
+  return RAY_OK;
+}
+
+void rt_timeline_add_extra(rt_timeline *tl, char *buf, size_t len) {
+  free(tl->extra);
+  tl->extra = buf;
+  tl->extra_len = len;
 }
 
 ray_status rt_timeline_summary(rt_timeline *tl, FILE *out, const char *fn) {

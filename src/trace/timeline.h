@@ -40,6 +40,12 @@ typedef struct rt_timeline {
   /* Slices of threads that had no memory for a buffer: dropped, counted
    * with the buffers' own drops in the "events dropped" totals. */
   _Atomic uint64_t dropped;
+  /* Cluster mode, on the driver: the other ranks' events, Chrome trace
+   * objects each followed by ",\n" (rt_timeline_fragment), written into
+   * the Chrome trace after this rank's own. Owned; set by
+   * rt_timeline_add_extra before the last write. */
+  char *extra;
+  size_t extra_len;
 } rt_timeline;
 
 void rt_timeline_init(rt_timeline *tl, bool on, uint64_t epoch, int nworkers);
@@ -88,5 +94,12 @@ ray_status rt_timeline_write(rt_timeline *tl, const char *path, rt_tl_when when,
  * threads record. Errors: RAY_EIO (writing to out failed); RAY_ENOMEM.
  */
 ray_status rt_timeline_summary(rt_timeline *tl, FILE *out, const char *fn);
+
+/* Cluster mode: this rank's events as Chrome trace objects, each followed
+ * by ",\n", its process named "rayc rank RANK": for the driver's trace.
+ * *out is malloc'd (free it). RAY_ENOMEM recorded for fn. */
+ray_status rt_timeline_fragment(rt_timeline *tl, int rank, char **out, size_t *len, const char *fn);
+/* Takes over buf (len bytes of fragments) for the Chrome trace. */
+void rt_timeline_add_extra(rt_timeline *tl, char *buf, size_t len);
 
 #endif

@@ -122,7 +122,12 @@ void rt_tl_put_json_str(FILE *f, const char *s, bool html);
 /* "12.3 us", "4.56 ms" ...: a duration for people. buf: 16 bytes. */
 const char *rt_tl_fmt_dur(uint64_t ns, char buf[16]);
 
-void rt_tl_write_chrome(const tl_snap *s, FILE *f);
+/* The whole trace: header, s's events, extra (already formatted objects,
+ * each followed by ",\n"), footer. */
+void rt_tl_write_chrome(const tl_snap *s, FILE *f, const char *extra, size_t extra_len);
+/* s's events and its lanes' and process's names, each object followed by
+ * ",\n"; the process named label. */
+void rt_tl_write_chrome_events(const tl_snap *s, FILE *f, const char *label);
 void rt_tl_write_html(const tl_snap *s, FILE *f, rt_tl_when when);
 void rt_tl_write_summary(const tl_snap *s, FILE *f);
 

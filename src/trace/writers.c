@@ -62,8 +62,7 @@ const char *rt_tl_fmt_dur(uint64_t ns, char buf[16]) {
   return buf;
 }
 
-void rt_tl_write_chrome(const tl_snap *s, FILE *f) {
-  fprintf(f, "{\"displayTimeUnit\":\"ns\",\"traceEvents\":[\n");
+void rt_tl_write_chrome_events(const tl_snap *s, FILE *f, const char *label) {
   for (size_t i = 0; i < s->n; i++) {
     const tl_event *e = s->items[i].e;
     fputs("{\"name\":\"", f);
@@ -92,8 +91,19 @@ void rt_tl_write_chrome(const tl_snap *s, FILE *f) {
   }
   fprintf(f,
           "{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":%" PRIu32 ",\"args\":{\"name\":"
-          "\"rayc (%" PRIu64 " events dropped)\"}}\n]}\n",
-          s->pid, s->dropped);
+          "\"%s (%" PRIu64 " events dropped)\"}},\n",
+          s->pid, label, s->dropped);
+}
+
+void rt_tl_write_chrome(const tl_snap *s, FILE *f, const char *extra, size_t extra_len) {
+  fprintf(f, "{\"displayTimeUnit\":\"ns\",\"traceEvents\":[\n");
+  rt_tl_write_chrome_events(s, f, extra_len ? "rayc rank 0" : "rayc");
+  if (extra_len) fwrite(extra, 1, extra_len, f);
+  /* Every object above ends with ",\n": one last one closes the array. */
+  fprintf(f,
+          "{\"name\":\"process_sort_index\",\"ph\":\"M\",\"pid\":%" PRIu32
+          ",\"args\":{\"sort_index\":0}}\n]}\n",
+          s->pid);
 }
 
 void rt_tl_write_summary(const tl_snap *s, FILE *f) {

@@ -33,6 +33,7 @@ lib=${2:?$usage}
 inc=${3:?$usage}
 cc=${RAY_CHECK_CC:-cc}
 extra=${RAY_CHECK_CFLAGS:-}
+libs=${RAY_CHECK_LIBS:-} # what libray.a needs besides pthreads (MPI, in a cluster build)
 for f in "$guide" "$lib" "$inc/ray.h"; do
   [ -e "$f" ] || { echo "check.sh: $f does not exist" >&2; exit 1; }
 done
@@ -103,8 +104,8 @@ ncomplete=$(find "$tmp" -name 'complete_*.c' | wc -l)
 [ "$ncomplete" -gt 0 ] || { echo "check.sh: $guide marks no complete program" >&2; exit 1; }
 
 compile() { # compile <source> <binary> <what>
-  # shellcheck disable=SC2086 # $extra is a list of flags
-  $cc -std=c11 -pedantic -Wall -Wextra -Werror $extra -I"$inc" "$1" "$lib" -pthread -o "$2" \
+  # shellcheck disable=SC2086 # $extra and $libs are lists of flags
+  $cc -std=c11 -pedantic -Wall -Wextra -Werror $extra -I"$inc" "$1" "$lib" $libs -pthread -o "$2" \
     2>"$tmp/cc.log" || { cat "$tmp/cc.log" >&2; echo "check.sh: $3 does not compile" >&2; exit 1; }
 }
 run() { # run <binary> <what> <expected stdout or "">
