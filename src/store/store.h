@@ -29,6 +29,7 @@
 #include "core/error.h"
 #include "store/bufpool.h"
 #include "store/counts.h"
+#include "store/creator.h"
 #include "store/credit.h"
 #include "store/lru.h"
 #include "store/slots.h"
@@ -230,12 +231,35 @@ void rt_store_set_ops(rt_store *st, const rt_store_ops *ops);
 /* Payload bytes of live objects in memory (ray_stats.bytes_in_memory). */
 size_t rt_store_bytes_in_memory(rt_store *st);
 
+/* --- the puts, for public wrappers in the library ------------------------ */
+
+/*
+ * What ray_put, ray_put_owned, ray_create and ray_put_refs do, with the
+ * name of the call for messages and reports (fn: a string that lives as
+ * long as the process, e.g. a literal) and the code address the object is
+ * charged to in ray_memory_report (site). Each public call passes its own
+ * name and its caller's return address (RT_CALLER(), creator.h); a public
+ * wrapper in the library passes its name and ITS caller's address, so that
+ * the report names the program's line, not the wrapper's.
+ */
+ray_status rt_store_put(const char *fn, const void *site, const void *data, size_t size,
+                        const ray_type *type, ray_ref **out);
+ray_status rt_store_put_owned(const char *fn, const void *site, void *data, size_t size,
+                              const ray_type *type, void (*free_fn)(void *), ray_ref **out);
+ray_status rt_store_create(const char *fn, const void *site, size_t size, const ray_type *type,
+                           void **data, ray_ref **out);
+ray_status rt_store_put_refs(const char *fn, const void *site, ray_ref *const refs[], size_t n,
+                             ray_ref **out);
+
 /* --- for the task layer ------------------------------------------------- */
 
-/* A new PENDING object produced by `producer` (a task record). It starts
- * with two refs: *user (for the submitter) and the producer's, which the
- * producer drops with ray_ref_release after it sealed or failed the entry. */
-ray_status rt_store_new_pending(rt_store *st, const char *fn, void *producer, ray_ref **user);
+/* A new PENDING object produced by `producer` (a task record), made by
+ * `creator` (ray_memory_report: a task's rt_creator_task of its record's
+ * name, or RT_CREATOR_REMOTE). It starts with two refs: *user (for the
+ * submitter) and the producer's, which the producer drops with
+ * ray_ref_release after it sealed or failed the entry. */
+ray_status rt_store_new_pending(rt_store *st, const char *fn, void *producer, rt_creator_id creator,
+                                ray_ref **user);
 
 /* Registers w (deferred) to fire when the object of `ref` is ready. Returns
  * false, registering nothing, if it is ready already. */
