@@ -17,13 +17,16 @@
  * Files: store.c (the store's life, finding it, IDs), memory.c (reservation,
  * credit, quotas; where spilling plugs in), entries.c (creating, holding and freeing entries: puts,
  * refs, views, pins, staged payloads), wait.c (seals and what waits for
- * them: gets, ray_wait, task dependencies, ending pending objects);
+ * them: gets, ray_wait, task dependencies, ending pending objects),
+ * creator.c (who made each object), report.c (ray_memory_report, its
+ * environment variables and signal, and the shutdown leak summary);
  * store_int.h holds what they share.
  */
 #ifndef RT_STORE_H
 #define RT_STORE_H
 
 #include <pthread.h>
+#include <signal.h>
 
 #include "core/config.h"
 #include "core/error.h"
@@ -155,6 +158,23 @@ typedef struct rt_spiller {
   char round_error[256]; /* why the last round stopped short ("" if it did not) */
 } rt_spiller;
 
+/*
+ * ray_memory_report without changing the program (report.c): what
+ * RAY_MEMORY_REPORT and RAY_MEMORY_SIGNAL asked for at ray_init, and the
+ * reporter thread that the signal's handler wakes through a pipe. Written
+ * by rt_store_init and rt_store_destroy only (the thread reads flags).
+ */
+typedef struct rt_reporter {
+  bool at_shutdown; /* RAY_MEMORY_REPORT: print the report at shutdown */
+  bool ready;       /* rt_store_init succeeded: shutdown may print it */
+  unsigned flags;   /* RAY_MEMORY_* of both reports (RAY_MEMORY_REPORT=all) */
+  int signo;        /* RAY_MEMORY_SIGNAL; 0: none */
+  bool started;     /* handler installed and thread running */
+  int rfd, wfd;     /* the pipe: the thread reads, the handler writes */
+  pthread_t thread;
+  struct sigaction old; /* the handler signo had before ours */
+} rt_reporter;
+
 typedef struct rt_store {
   rt_slots slots;
   rt_viewtab views; /* a record per user view: one release each (viewtab.h) */
@@ -196,6 +216,8 @@ typedef struct rt_store {
   rt_spiller spiller;
   _Atomic size_t bytes_viewed;
   _Atomic uint64_t spills, restores, bytes_spilled_total, bytes_restored_total;
+
+  rt_reporter reporter; /* RAY_MEMORY_REPORT, RAY_MEMORY_SIGNAL (report.c) */
 } rt_store;
 
 /*
