@@ -1102,7 +1102,8 @@ RAY_API ray_status ray_timeline_summary(FILE *out);
  * signal (its handler only wakes a thread of rayc's, which writes the
  * report); ray_shutdown gives the previous handler back. Off by default. A
  * malformed value of either makes ray_init fail with RAY_EINVAL.
- * out stays the caller's: it is written and flushed, not closed.
+ * out stays the caller's: it is written and flushed, not closed; its error
+ * flag is cleared first.
  * Errors: RAY_EINVAL (out NULL, unknown flags); RAY_EIO (writing or
  * flushing out failed: the message says why; what was written stays);
  * RAY_ENOMEM; RAY_ESHUTDOWN.

@@ -675,6 +675,17 @@ static void test_bad_arguments_and_not_running(void **state) {
   assert_string_equal(ray_last_error(),
                       "ray_memory_report: cannot write the report: No space left on device");
   fclose(full);
+  /* An error flag left on the stream by an earlier failure is cleared. */
+  char path[] = "/tmp/memreport-XXXXXX";
+  int fd = mkstemp(path);
+  assert_true(fd >= 0);
+  FILE *w = fdopen(fd, "w");
+  assert_non_null(w);
+  assert_int_equal(fgetc(w), EOF); /* a read of a write-only stream: error flag */
+  assert_true(ferror(w));
+  assert_int_equal(ray_memory_report(w, 0), RAY_OK);
+  fclose(w);
+  unlink(path);
   assert_int_equal(ray_shutdown(), RAY_OK);
 }
 

@@ -323,6 +323,7 @@ ray_status ray_memory_report(FILE *out, unsigned flags) {
   if (flags & ~(unsigned)RAY_MEMORY_ALL)
     return rt_fail(RAY_EINVAL, "ray_memory_report: unknown flags 0x%x (RAY_MEMORY_ALL is 0x%x)",
                    flags & ~(unsigned)RAY_MEMORY_ALL, (unsigned)RAY_MEMORY_ALL);
+  clearerr(out); /* an error flag from before is not this report's failure */
   return rt_store_report(st, out, flags);
 }
 
