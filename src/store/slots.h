@@ -23,8 +23,8 @@
  * published (a release store of its state) and read only by someone who
  * holds the entry and acquired its state, so a plain uint32_t is enough;
  * it stays until the slot's next object overwrites it. Cost: 4 bytes per
- * slot (16 KiB per 512 KiB chunk of entries), one store per put, and one
- * load and a predictable branch per slot allocation.
+ * slot (16 KiB per 512 KiB chunk of entries), and per slot allocation a
+ * load, a predictable branch, and a store when the id changes.
  */
 #ifndef RT_SLOTS_H
 #define RT_SLOTS_H
@@ -75,13 +75,23 @@ static inline uint32_t rt_slots_alloc(rt_slots *s, uint32_t creator) {
     rt_slots_free(s, slot);
     return RT_NO_SLOT;
   }
-  c[slot & (RT_CHUNK_SLOTS - 1)] = creator;
+  /* Written only if it changes: a slot is mostly reused by the creator
+   * that used it last (a loop of puts, one task submitted over and over),
+   * and a store to a line that 16 slots share would make it bounce between
+   * the cores that create objects in them; an unchanged id is a load of a
+   * line every core may keep. (The old id is visible here: its writer
+   * published its object, whose last holder freed the slot, which reached
+   * this thread through the free list's lock.) */
+  uint32_t *id = &c[slot & (RT_CHUNK_SLOTS - 1)];
+  if (*id != creator) *id = creator;
   return slot;
 }
 
 /* The creator id of a slot's object, for one who holds the object and
  * acquired its state. */
 static inline uint32_t rt_slots_creator(const rt_slots *s, uint32_t slot) {
+  /* acquire: see rt_slots.creators (the id itself was published with the
+   * object's state, which the caller acquired). */
   uint32_t *c = atomic_load_explicit(&s->creators[slot >> RT_CHUNK_SHIFT], memory_order_acquire);
   return c ? c[slot & (RT_CHUNK_SLOTS - 1)] : 0;
 }
