@@ -1072,10 +1072,10 @@ RAY_API ray_status ray_timeline_summary(FILE *out);
 /*
  * Writes a report of the live objects to out (Ray's `ray memory`), grouped
  * by creator, the groups with the most bytes first:
- *   - a put (ray_put, ray_put_owned, ray_create, ray_put_refs) is charged to
- *     the line that called it: "ray_put at load_rows (main.c:42)" where the
- *     program has debug information and addr2line(1) is installed, else
- *     "ray_put at load_rows+0x1c (main)". A call in tail position
+ *   - a put (ray_put, ray_put_owned, ray_create, ray_put_refs, ray_put_i64,
+ *     ray_put_f64) is charged to the line that called it: "ray_put at load_rows (main.c:42)" where
+ * the program has debug information and addr2line(1) is installed, else "ray_put at load_rows+0x1c
+ * (main)". A call in tail position
  *     (`return ray_put(...)`, compiled as a jump) is charged to its
  *     caller's line.
  *   - a task's or method's results to its name: "returned by 'square'",

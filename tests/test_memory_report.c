@@ -296,12 +296,17 @@ static void test_put_sites_are_named_after_the_calling_function(void **state) {
   static char owned[8];
   assert_int_equal(ray_put_owned(owned, sizeof owned, NULL, NULL, &o), RAY_OK);
   assert_int_equal(ray_put_refs(&p, 1, &refs), RAY_OK);
+  /* A helper of the library's is charged to its caller, as itself. */
+  ray_ref *pi = NULL, *pf = NULL;
+  assert_int_equal(ray_put_i64(5, &pi), RAY_OK);
+  assert_int_equal(ray_put_f64(0.5, &pf), RAY_OK);
 
   char *rep = report(0);
   const char *fn = "test_put_sites_are_named_after_the_calling_function";
   char want[256];
-  const char *calls[] = {"ray_put", "ray_create", "ray_put_owned", "ray_put_refs"};
-  for (size_t i = 0; i < 4; i++) {
+  const char *calls[] = {"ray_put",      "ray_create",  "ray_put_owned",
+                         "ray_put_refs", "ray_put_i64", "ray_put_f64"};
+  for (size_t i = 0; i < sizeof calls / sizeof calls[0]; i++) {
     snprintf(want, sizeof want, "%s at %s", calls[i], fn);
     row r = group_row(rep, want);
     assert_int_equal(r.objects, 1);
@@ -325,6 +330,8 @@ static void test_put_sites_are_named_after_the_calling_function(void **state) {
   ray_ref_release(p);
   ray_ref_release(c);
   ray_ref_release(o);
+  ray_ref_release(pi);
+  ray_ref_release(pf);
   assert_int_equal(ray_shutdown(), RAY_OK);
 }
 
