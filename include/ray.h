@@ -187,7 +187,8 @@ RAY_API ray_status ray_init(const ray_config *cfg);
  * end; then every actor ends (on_stop once each), the timeline is written,
  * and every object and all memory are freed. Handles still held become
  * invalid; a warning on stderr counts the refs, views and actor handles the
- * program never released. Idempotent: RAY_OK when not running. ray_init may
+ * program never released, and names the creators of the objects left
+ * (ray_memory_report). Idempotent: RAY_OK when not running. ray_init may
  * follow.
  * Concurrency: ray_submit, ray_actor_create, ray_actor_call and
  * ray_actor_send may race ray_shutdown from any thread: each either returns
@@ -1060,6 +1061,54 @@ RAY_API ray_status ray_timeline_write(const char *path);
  * out failed); RAY_ENOMEM; RAY_ESHUTDOWN.
  */
 RAY_API ray_status ray_timeline_summary(FILE *out);
+
+/* ------------------------------------------------------------------------ */
+/* Memory report: what is alive, who made it, who holds it                  */
+/* ------------------------------------------------------------------------ */
+
+/* ray_memory_report flags. */
+#define RAY_MEMORY_ALL 1u /* after the groups, one line per live object */
+
+/*
+ * Writes a report of the live objects to out (Ray's `ray memory`), grouped
+ * by creator, the groups with the most bytes first:
+ *   - a put (ray_put, ray_put_owned, ray_create, ray_put_refs, ray_put_i64,
+ *     ray_put_f64) is charged to the line that called it: "ray_put at load_rows (main.c:42)" where
+ * the program has debug information and addr2line(1) is installed, else "ray_put at load_rows+0x1c
+ * (main)". A call in tail position
+ *     (`return ray_put(...)`, compiled as a jump) is charged to its
+ *     caller's line.
+ *   - a task's or method's results to its name: "returned by 'square'",
+ *     "returned by 'Counter.add'" (LABEL.method, as in the timeline).
+ * Per group: objects, bytes (payload, in memory or spilled; 0 for results
+ * not yet made, failed ones, and a ray_ctx_return_ref result, whose bytes
+ * are its target's), refs (held by the program, and by rayc for it: a
+ * task's arguments, a ray_put_refs object's elements, a running task's
+ * own ref on its results), views, pins, spilled (objects and bytes on disk,
+ * not in memory); then a total line. With RAY_MEMORY_ALL, one line per
+ * object follows: ID, state (CREATING, SEALED, PENDING, FAILED), bytes,
+ * refs, views, pins, where (memory, disk, alias, -), type, creator.
+ * The objects are looked at one by one while other threads go on, so the
+ * report is of no single instant; each object is counted whole. Safe to
+ * call from any thread while others put, get and free (not from a signal
+ * handler: it allocates, and may start addr2line the first time a put site
+ * is named). Creators past 16384 distinct ones per process (task names
+ * made per task) share one group, "(other creators ...)".
+ * Without changing a program: RAY_MEMORY_REPORT=1 (or =all, for
+ * RAY_MEMORY_ALL) at ray_init prints it on stderr at ray_shutdown, before
+ * anything is freed; RAY_MEMORY_SIGNAL=USR2 (a name: USR1, USR2, HUP, INT,
+ * QUIT, TERM, WINCH, with or without SIG, or a number) makes that signal
+ * print it on stderr on demand while the runtime runs. rayc then owns the
+ * signal (its handler only wakes a thread of rayc's, which writes the
+ * report); ray_shutdown gives the previous handler back. Off by default. A
+ * malformed value of either makes ray_init fail with RAY_EINVAL.
+ * out stays the caller's: it is written and flushed, not closed; its error
+ * flag is cleared first.
+ * Errors: RAY_EINVAL (out NULL, unknown flags); RAY_EIO (writing or
+ * flushing out failed: the message says why; what was written stays);
+ * RAY_ENOMEM; RAY_ESHUTDOWN.
+ */
+RAY_API ray_status ray_memory_report(FILE *out, unsigned flags);
 
 #ifdef __cplusplus
 }

@@ -461,7 +461,7 @@ static ray_ref *take_ref(const wref *x, int src) {
   if (x->kind == 5) { /* pending: a copy that RM_READY ends */
     ray_ref *u = NULL;
     pend *pd = rt_calloc(1, sizeof *pd);
-    if (!pd || rt_store_new_pending(st, "ray_get", NULL, &u) != RAY_OK) {
+    if (!pd || rt_store_new_pending(st, "ray_get", NULL, RT_CREATOR_REMOTE, &u) != RAY_OK) {
       free(pd);
       send_drop(x->loc.lender, x->loc.lender_key, 1);
       return NULL;
@@ -500,7 +500,7 @@ static ray_ref *take_ref(const wref *x, int src) {
     }
   }
   ray_ref *u = NULL;
-  if (rt_store_new_pending(st, "ray_submit", NULL, &u) != RAY_OK) {
+  if (rt_store_new_pending(st, "ray_submit", NULL, RT_CREATOR_REMOTE, &u) != RAY_OK) {
     if (x->kind == 3) send_drop(x->loc.lender, x->loc.lender_key, 1);
     return NULL;
   }

@@ -22,6 +22,7 @@
 
 #include "core/alloc.h"
 #include "core/types.h"
+#include "store/creator.h"
 #include "store/store_int.h"
 
 /* ------------------------------------------------------------------------ */
@@ -200,10 +201,14 @@ static ray_status check_new(const char *fn, size_t size, const ray_type *type, c
   return RAY_OK;
 }
 
-/* Reserves memory and a slot for a new object with one ref. The entry is not
- * published: its state stays FREE until the caller stores the final state. */
+/* Reserves memory and a slot for a new object made by `creator`. The entry
+ * is not published: its state stays FREE, and its holds 0, until the
+ * caller publishes it (entry_publish). Holds stay 0 so that a reporter
+ * (report.c), which takes a hold only on an entry whose holds are not 0,
+ * never adds one to an entry that is still being made: a slot's holds go
+ * from 0 to nonzero only in entry_publish. */
 static ray_status entry_new(rt_store *st, const char *fn, size_t size, const ray_type *type,
-                            uint32_t *slot_out, rt_entry **e_out) {
+                            rt_creator_id creator, uint32_t *slot_out, rt_entry **e_out) {
   uint16_t account = size ? rt_t_account : 0;
   ray_status s;
   if (account && (s = rt_store_account_charge(st, fn, account, size)) != RAY_OK) return s;
@@ -211,7 +216,7 @@ static ray_status entry_new(rt_store *st, const char *fn, size_t size, const ray
     account_uncharge(st, account, size);
     return s;
   }
-  uint32_t slot = rt_slots_alloc(&st->slots);
+  uint32_t slot = rt_slots_alloc(&st->slots, creator);
   if (slot == RT_NO_SLOT) {
     mem_release(st, size);
     account_uncharge(st, account, size);
@@ -219,8 +224,8 @@ static ray_status entry_new(rt_store *st, const char *fn, size_t size, const ray
   }
   rt_entry *e = rt_slots_entry(&st->slots, slot);
   if (!e) __builtin_unreachable(); /* an allocated slot's chunk exists */
-  /* relaxed: nobody else sees the entry before entry_publish's release. */
-  atomic_store_explicit(&e->holds, RT_HOLD_REF, memory_order_relaxed);
+  /* relaxed: a free slot's holds are 0 (its last drop, or entry_abandon). */
+  assert(atomic_load_explicit(&e->holds, memory_order_relaxed) == 0);
   e->pins = 0;
   e->account = account;
   e->flags = 0;
@@ -242,8 +247,7 @@ static void entry_abandon(rt_store *st, uint32_t slot, rt_entry *e) {
   e->account = 0;
   e->size = 0;
   e->type = NULL;
-  atomic_store_explicit(&e->holds, 0, memory_order_relaxed); /* never published: ours alone */
-  rt_slots_free(&st->slots, slot);
+  rt_slots_free(&st->slots, slot); /* holds are still 0 (entry_new) */
   mem_release(st, size);
 }
 
@@ -284,8 +288,14 @@ ray_status rt_store_alloc_apart(rt_store *st, const char *fn, size_t size, void 
   return RAY_OK;
 }
 
-/* Publishes a new entry in `state`; returns its handle. */
-static ray_ref *entry_publish(rt_store *st, uint32_t slot, rt_entry *e, uint32_t state) {
+/* Publishes a new entry in `state` with `holds` (RT_HOLD_REF per ref);
+ * returns its handle. */
+static ray_ref *entry_publish(rt_store *st, uint32_t slot, rt_entry *e, uint32_t state,
+                              uint64_t holds) {
+  /* relaxed: nobody can drop a hold before the handle is returned; a
+   * reporter that takes one now, before the state below, sees the state
+   * still FREE and drops it again (report.c). */
+  atomic_store_explicit(&e->holds, holds, memory_order_relaxed);
   /* release: the payload, type and size written above are visible to any
    * thread that acquires the state (ray_get) or receives the handle. */
   atomic_store_explicit(&e->state, state, memory_order_release);
@@ -297,15 +307,16 @@ static ray_ref *entry_publish(rt_store *st, uint32_t slot, rt_entry *e, uint32_t
 
 /* The shared start of ray_put and ray_create: checks, then an unpublished
  * entry with a buffer of size bytes. */
-static ray_status new_buffered(const char *fn, const void *data, size_t size, const ray_type **type,
-                               const void *out, rt_store **st_out, uint32_t *slot, rt_entry **e) {
+static ray_status new_buffered(const char *fn, const void *site, const void *data, size_t size,
+                               const ray_type **type, const void *out, rt_store **st_out,
+                               uint32_t *slot, rt_entry **e) {
   rt_store *st = rt_store_running(fn);
   if (!st) return RAY_ESHUTDOWN;
   if (!*type) *type = &ray_type_bytes;
   if (!data) return rt_fail(RAY_EINVAL, "%s: data is NULL", fn);
   ray_status s = check_new(fn, size, *type, out);
   if (s != RAY_OK) return s;
-  if ((s = entry_new(st, fn, size, *type, slot, e)) != RAY_OK) return s;
+  if ((s = entry_new(st, fn, size, *type, rt_creator_site(fn, site), slot, e)) != RAY_OK) return s;
   rt_entry *n = *e;
   if ((s = rt_store_alloc_buffer(st, fn, size, n->inl, &n->data, &n->flags, &n->aux.cap)) !=
       RAY_OK) {
@@ -316,65 +327,81 @@ static ray_status new_buffered(const char *fn, const void *data, size_t size, co
   return RAY_OK;
 }
 
-ray_status ray_put(const void *data, size_t size, const ray_type *type, ray_ref **out) {
+ray_status rt_store_put(const char *fn, const void *site, const void *data, size_t size,
+                        const ray_type *type, ray_ref **out) {
   rt_store *st;
   uint32_t slot;
   rt_entry *e;
-  ray_status s = new_buffered("ray_put", data, size, &type, out, &st, &slot, &e);
+  ray_status s = new_buffered(fn, site, data, size, &type, out, &st, &slot, &e);
   if (s != RAY_OK) return s;
   memcpy(e->data, data, size);
-  *out = entry_publish(st, slot, e, RT_ST_SEALED);
+  *out = entry_publish(st, slot, e, RT_ST_SEALED, RT_HOLD_REF);
+  return RAY_OK;
+}
+
+ray_status ray_put(const void *data, size_t size, const ray_type *type, ray_ref **out) {
+  return rt_store_put("ray_put", RT_CALLER(), data, size, type, out);
+}
+
+ray_status rt_store_put_owned(const char *fn, const void *site, void *data, size_t size,
+                              const ray_type *type, void (*free_fn)(void *), ray_ref **out) {
+  rt_store *st = rt_store_running(fn);
+  if (!st) return RAY_ESHUTDOWN;
+  if (!type) type = &ray_type_bytes;
+  if (!data) return rt_fail(RAY_EINVAL, "%s: data is NULL", fn);
+  ray_status s = check_new(fn, size, type, out);
+  if (s != RAY_OK) return s;
+  uint32_t slot;
+  rt_entry *e;
+  if ((s = entry_new(st, fn, size, type, rt_creator_site(fn, site), &slot, &e)) != RAY_OK) return s;
+  e->data = data;
+  e->aux.free_fn = free_fn;
+  e->flags = RT_EF_OWNED; /* the caller's buffer: never spilled */
+  *out = entry_publish(st, slot, e, RT_ST_SEALED, RT_HOLD_REF);
   return RAY_OK;
 }
 
 ray_status ray_put_owned(void *data, size_t size, const ray_type *type, void (*free_fn)(void *),
                          ray_ref **out) {
-  rt_store *st = rt_store_running("ray_put_owned");
-  if (!st) return RAY_ESHUTDOWN;
-  if (!type) type = &ray_type_bytes;
-  if (!data) return rt_fail(RAY_EINVAL, "ray_put_owned: data is NULL");
-  ray_status s = check_new("ray_put_owned", size, type, out);
-  if (s != RAY_OK) return s;
+  return rt_store_put_owned("ray_put_owned", RT_CALLER(), data, size, type, free_fn, out);
+}
+
+ray_status rt_store_create(const char *fn, const void *site, size_t size, const ray_type *type,
+                           void **data, ray_ref **out) {
+  rt_store *st;
   uint32_t slot;
   rt_entry *e;
-  if ((s = entry_new(st, "ray_put_owned", size, type, &slot, &e)) != RAY_OK) return s;
-  e->data = data;
-  e->aux.free_fn = free_fn;
-  e->flags = RT_EF_OWNED; /* the caller's buffer: never spilled */
-  *out = entry_publish(st, slot, e, RT_ST_SEALED);
+  ray_status s = new_buffered(fn, site, data, size, &type, out, &st, &slot, &e);
+  if (s != RAY_OK) return s;
+  *data = e->data;
+  *out = entry_publish(st, slot, e, RT_ST_CREATING, RT_HOLD_REF);
   return RAY_OK;
 }
 
 ray_status ray_create(size_t size, const ray_type *type, void **data, ray_ref **out) {
-  rt_store *st;
-  uint32_t slot;
-  rt_entry *e;
-  ray_status s = new_buffered("ray_create", data, size, &type, out, &st, &slot, &e);
-  if (s != RAY_OK) return s;
-  *data = e->data;
-  *out = entry_publish(st, slot, e, RT_ST_CREATING);
-  return RAY_OK;
+  return rt_store_create("ray_create", RT_CALLER(), size, type, data, out);
 }
 
-ray_status ray_put_refs(ray_ref *const refs[], size_t n, ray_ref **out) {
-  rt_store *st = rt_store_running("ray_put_refs");
+ray_status rt_store_put_refs(const char *fn, const void *site, ray_ref *const refs[], size_t n,
+                             ray_ref **out) {
+  rt_store *st = rt_store_running(fn);
   if (!st) return RAY_ESHUTDOWN;
-  if (!out) return rt_fail(RAY_EINVAL, "ray_put_refs: out is NULL");
-  if (n && !refs) return rt_fail(RAY_EINVAL, "ray_put_refs: refs is NULL with n = %zu", n);
+  if (!out) return rt_fail(RAY_EINVAL, "%s: out is NULL", fn);
+  if (n && !refs) return rt_fail(RAY_EINVAL, "%s: refs is NULL with n = %zu", fn, n);
   if (n > SIZE_MAX / sizeof(ray_ref *))
-    return rt_fail(RAY_EINVAL, "ray_put_refs: n = %zu is too large", n);
+    return rt_fail(RAY_EINVAL, "%s: n = %zu is too large", fn, n);
   for (size_t i = 0; i < n; i++) {
     uint32_t s2;
     if (!rt_handle_resolve(&st->slots, refs[i], &s2)) {
-      char what[48];
-      snprintf(what, sizeof what, "ray_put_refs: refs[%zu]", i);
+      char what[64];
+      snprintf(what, sizeof what, "%s: refs[%zu]", fn, i);
       return rt_store_bad_handle(what, refs[i]);
     }
   }
   size_t size = n * sizeof(ray_ref *);
   uint32_t slot;
   rt_entry *e;
-  ray_status s = entry_new(st, "ray_put_refs", size, &ray_type_refs, &slot, &e);
+  ray_status s = entry_new(st, fn, size, &ray_type_refs, rt_creator_site(fn, site), &slot, &e);
   if (s != RAY_OK) return s;
   if (size <= RT_INLINE_MAX) {
     e->data = e->inl;
@@ -383,7 +410,7 @@ ray_status ray_put_refs(ray_ref *const refs[], size_t n, ray_ref **out) {
     e->flags = RT_EF_REFS;
   } else {
     entry_abandon(st, slot, e);
-    return rt_fail(RAY_ENOMEM, "ray_put_refs: out of memory for %zu bytes", size);
+    return rt_fail(RAY_ENOMEM, "%s: out of memory for %zu bytes", fn, size);
   }
   if (n) memcpy(e->data, refs, size);
   /* Each contained ref holds its object. Relaxed is enough for an increment
@@ -393,8 +420,12 @@ ray_status ray_put_refs(ray_ref *const refs[], size_t n, ray_ref **out) {
     rt_entry *e2 = rt_handle_resolve(&st->slots, refs[i], &s2);
     atomic_fetch_add_explicit(&e2->holds, RT_HOLD_REF, memory_order_relaxed);
   }
-  *out = entry_publish(st, slot, e, RT_ST_SEALED);
+  *out = entry_publish(st, slot, e, RT_ST_SEALED, RT_HOLD_REF);
   return RAY_OK;
+}
+
+ray_status ray_put_refs(ray_ref *const refs[], size_t n, ray_ref **out) {
+  return rt_store_put_refs("ray_put_refs", RT_CALLER(), refs, n, out);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -562,16 +593,15 @@ void ray_ref_id(const ray_ref *ref, char hex[33]) {
 /* For the task layer: pending objects, staged payloads                     */
 /* ------------------------------------------------------------------------ */
 
-ray_status rt_store_new_pending(rt_store *st, const char *fn, void *producer, ray_ref **user) {
+ray_status rt_store_new_pending(rt_store *st, const char *fn, void *producer, rt_creator_id creator,
+                                ray_ref **user) {
   uint32_t slot;
   rt_entry *e;
-  ray_status s = entry_new(st, fn, 0, NULL, &slot, &e);
+  ray_status s = entry_new(st, fn, 0, NULL, creator, &slot, &e);
   if (s != RAY_OK) return s;
-  /* Two refs: the submitter's and the producer's (entry_new set one).
-   * relaxed: published below with a release store. */
-  atomic_store_explicit(&e->holds, 2 * RT_HOLD_REF, memory_order_relaxed);
   e->aux.producer = producer;
-  *user = entry_publish(st, slot, e, RT_ST_PENDING);
+  /* Two refs: the submitter's and the producer's. */
+  *user = entry_publish(st, slot, e, RT_ST_PENDING, 2 * RT_HOLD_REF);
   return RAY_OK;
 }
 

@@ -109,13 +109,25 @@ ray_status rt_store_init(rt_store *st, const rt_config *cfg, uint64_t epoch) {
   rt_credits_init(&st->credits, epoch);
   rt_counts_init(&st->counts, epoch);
   rt_prim_cond_init_monotonic(&st->mem_cond); /* deadlines are monotonic */
-  ray_status s = rt_spill_start(st, cfg);
-  if (s != RAY_OK) rt_store_destroy(st);
-  return s;
+  ray_status s = rt_report_start(st);
+  if (s == RAY_OK) s = rt_spill_start(st, cfg);
+  if (s != RAY_OK) {
+    rt_store_destroy(st);
+    return s;
+  }
+  st->reporter.ready = true; /* shutdown may print the report from now on */
+  return RAY_OK;
 }
 
 void rt_store_destroy(rt_store *st) {
-  rt_spill_stop(st); /* first: the spiller walks the entries */
+  rt_report_stop(st); /* first: the reporter thread and the spiller walk the entries */
+  rt_spill_stop(st);
+  /* Before anything is freed: the report asked for with RAY_MEMORY_REPORT,
+   * and who made what leaked, for the warning below. relaxed: a counter,
+   * exact now that no other thread uses the store. */
+  rt_report_at_shutdown(st);
+  rt_leaks leaks = {0};
+  if (atomic_load_explicit(&st->objects, memory_order_relaxed)) rt_report_leaks(st, &leaks);
   /* relaxed loads below: ray_shutdown stopped every other thread that
    * used the store (runtime.c), and their work happens before this. */
   uint64_t live = 0, refs = 0, views = 0;
@@ -137,10 +149,12 @@ void rt_store_destroy(rt_store *st) {
       if (!out) rt_store_free_in_memory(st, e->flags, e->size, e->data, e->aux, mapped);
     }
   }
-  if (live)
+  if (live) {
     rt_warn("ray_shutdown: %llu objects were still alive: %llu refs and %llu views never "
-            "released; they are freed now",
+            "released; they are freed now; made by:",
             (unsigned long long)live, (unsigned long long)refs, (unsigned long long)views);
+    rt_report_leaks_warn(&leaks);
+  }
   rt_bufpool_destroy(&st->pool); /* after the sweep: unmaps what it gave back */
   for (int i = 0; i < RT_STRIPES; i++) {
     pthread_mutex_destroy(&st->stripes[i].lock);

@@ -17,18 +17,22 @@
  * Files: store.c (the store's life, finding it, IDs), memory.c (reservation,
  * credit, quotas; where spilling plugs in), entries.c (creating, holding and freeing entries: puts,
  * refs, views, pins, staged payloads), wait.c (seals and what waits for
- * them: gets, ray_wait, task dependencies, ending pending objects);
+ * them: gets, ray_wait, task dependencies, ending pending objects),
+ * creator.c (who made each object), report.c (ray_memory_report, its
+ * environment variables and signal, and the shutdown leak summary);
  * store_int.h holds what they share.
  */
 #ifndef RT_STORE_H
 #define RT_STORE_H
 
 #include <pthread.h>
+#include <signal.h>
 
 #include "core/config.h"
 #include "core/error.h"
 #include "store/bufpool.h"
 #include "store/counts.h"
+#include "store/creator.h"
 #include "store/credit.h"
 #include "store/lru.h"
 #include "store/slots.h"
@@ -154,6 +158,23 @@ typedef struct rt_spiller {
   char round_error[256]; /* why the last round stopped short ("" if it did not) */
 } rt_spiller;
 
+/*
+ * ray_memory_report without changing the program (report.c): what
+ * RAY_MEMORY_REPORT and RAY_MEMORY_SIGNAL asked for at ray_init, and the
+ * reporter thread that the signal's handler wakes through a pipe. Written
+ * by rt_store_init and rt_store_destroy only (the thread reads flags).
+ */
+typedef struct rt_reporter {
+  bool at_shutdown; /* RAY_MEMORY_REPORT: print the report at shutdown */
+  bool ready;       /* rt_store_init succeeded: shutdown may print it */
+  unsigned flags;   /* RAY_MEMORY_* of both reports (RAY_MEMORY_REPORT=all) */
+  int signo;        /* RAY_MEMORY_SIGNAL; 0: none */
+  bool started;     /* handler installed and thread running */
+  int rfd, wfd;     /* the pipe: the thread reads, the handler writes */
+  pthread_t thread;
+  struct sigaction old; /* the handler signo had before ours */
+} rt_reporter;
+
 typedef struct rt_store {
   rt_slots slots;
   rt_viewtab views; /* a record per user view: one release each (viewtab.h) */
@@ -195,6 +216,8 @@ typedef struct rt_store {
   rt_spiller spiller;
   _Atomic size_t bytes_viewed;
   _Atomic uint64_t spills, restores, bytes_spilled_total, bytes_restored_total;
+
+  rt_reporter reporter; /* RAY_MEMORY_REPORT, RAY_MEMORY_SIGNAL (report.c) */
 } rt_store;
 
 /*
@@ -230,12 +253,35 @@ void rt_store_set_ops(rt_store *st, const rt_store_ops *ops);
 /* Payload bytes of live objects in memory (ray_stats.bytes_in_memory). */
 size_t rt_store_bytes_in_memory(rt_store *st);
 
+/* --- the puts, for public wrappers in the library ------------------------ */
+
+/*
+ * What ray_put, ray_put_owned, ray_create and ray_put_refs do, with the
+ * name of the call for messages and reports (fn: a string that lives as
+ * long as the process, e.g. a literal) and the code address the object is
+ * charged to in ray_memory_report (site). Each public call passes its own
+ * name and its caller's return address (RT_CALLER(), creator.h); a public
+ * wrapper in the library passes its name and ITS caller's address, so that
+ * the report names the program's line, not the wrapper's.
+ */
+ray_status rt_store_put(const char *fn, const void *site, const void *data, size_t size,
+                        const ray_type *type, ray_ref **out);
+ray_status rt_store_put_owned(const char *fn, const void *site, void *data, size_t size,
+                              const ray_type *type, void (*free_fn)(void *), ray_ref **out);
+ray_status rt_store_create(const char *fn, const void *site, size_t size, const ray_type *type,
+                           void **data, ray_ref **out);
+ray_status rt_store_put_refs(const char *fn, const void *site, ray_ref *const refs[], size_t n,
+                             ray_ref **out);
+
 /* --- for the task layer ------------------------------------------------- */
 
-/* A new PENDING object produced by `producer` (a task record). It starts
- * with two refs: *user (for the submitter) and the producer's, which the
- * producer drops with ray_ref_release after it sealed or failed the entry. */
-ray_status rt_store_new_pending(rt_store *st, const char *fn, void *producer, ray_ref **user);
+/* A new PENDING object produced by `producer` (a task record), made by
+ * `creator` (ray_memory_report: a task's rt_creator_task of its record's
+ * name, or RT_CREATOR_REMOTE). It starts with two refs: *user (for the
+ * submitter) and the producer's, which the producer drops with
+ * ray_ref_release after it sealed or failed the entry. */
+ray_status rt_store_new_pending(rt_store *st, const char *fn, void *producer, rt_creator_id creator,
+                                ray_ref **user);
 
 /* Registers w (deferred) to fire when the object of `ref` is ready. Returns
  * false, registering nothing, if it is ready already. */

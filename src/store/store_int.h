@@ -12,6 +12,7 @@
 #define RT_STORE_INT_H
 
 #include <assert.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "core/error.h"
@@ -250,6 +251,43 @@ void rt_store_free_in_memory(rt_store *st, uint16_t flags, size_t size, void *da
                              bool mapped);
 /* A finalized entry's disk copy, if any, is released (rt_spill_forget). */
 void rt_spill_forget_entry(rt_store *st, rt_entry *e);
+
+/* ------------------------------------------------------------------------ */
+/* Reports (report.c)                                                       */
+/* ------------------------------------------------------------------------ */
+
+/* ray_memory_report of st to out, without its argument checks (the
+ * reporter thread and shutdown call it too). */
+ray_status rt_store_report(rt_store *st, FILE *out, unsigned flags);
+
+/* Reads RAY_MEMORY_REPORT and RAY_MEMORY_SIGNAL (ray_init): RAY_EINVAL for
+ * a malformed value; with a signal, installs its handler and starts the
+ * reporter thread (RAY_EIO if it cannot: no pipe, no thread; RAY_EINVAL
+ * if the signal cannot be handled). */
+ray_status rt_report_start(rt_store *st);
+/* Restores the signal's previous handler and joins the reporter thread
+ * (rt_store_destroy, first). Idempotent. */
+void rt_report_stop(rt_store *st);
+/* The RAY_MEMORY_REPORT report, if asked for, on stderr (shutdown, before
+ * anything is freed). */
+void rt_report_at_shutdown(rt_store *st);
+
+/* The biggest creators of what is alive at shutdown, for the leak warning:
+ * up to RT_LEAK_TOP groups, most bytes first. */
+#define RT_LEAK_TOP 5
+typedef struct rt_leak {
+  const char *label; /* rt_creator_label's: lives as long as the process */
+  uint64_t objects, bytes;
+} rt_leak;
+typedef struct rt_leaks {
+  size_t n;    /* groups in top */
+  size_t more; /* groups left out */
+  bool nomem;  /* no memory to group them */
+  rt_leak top[RT_LEAK_TOP];
+} rt_leaks;
+void rt_report_leaks(rt_store *st, rt_leaks *out);
+/* One warning line per group of l, after the leak warning itself. */
+void rt_report_leaks_warn(const rt_leaks *l);
 
 /* ------------------------------------------------------------------------ */
 /* Entries (entries.c)                                                      */

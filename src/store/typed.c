@@ -2,10 +2,13 @@
  * typed.c - the store's typed helpers: scalar puts and gets, and the batch
  * get (Ray's ray.get(list)).
  *
- * Everything here is built on the public calls (ray_put, ray_get,
- * ray_view_release), so the type check, the waiting rules and the error
- * messages are ray_get's own; a helper only adds its name to the message
- * and checks that a scalar object holds exactly one element.
+ * Everything here is built on the public calls (ray_get, ray_view_release),
+ * so the type check, the waiting rules and the error messages are ray_get's
+ * own; a helper only adds its name to the message and checks that a scalar
+ * object holds exactly one element. The scalar puts call what ray_put
+ * calls, rt_store_put, with their own name and their caller's address, so
+ * that messages name them and ray_memory_report charges the object to the
+ * program's line, not to this file.
  *
  * ray_get_many takes one deadline for the whole batch and gets the objects
  * in index order, each with what is left of it. It is all or nothing: the
@@ -26,7 +29,7 @@
 #define MANY_STACK 16
 
 /* Records the failure of a call made on fn's behalf again, as fn's: the
- * message of `inner` (ray_get, ray_put), with its leading "inner: " taken
+ * message of `inner` (ray_get), with its leading "inner: " taken
  * off, after "fn: " and an optional context (", refs[3]"). */
 static ray_status refail(ray_status s, const char *fn, const char *inner, const char *context) {
   char msg[512];
@@ -68,17 +71,12 @@ ray_status ray_get_f64(ray_ref *ref, int64_t timeout_ms, double *out) {
   return get_scalar(ref, timeout_ms, &ray_type_f64, "ray_get_f64", out);
 }
 
-static ray_status put_scalar(const void *v, const ray_type *type, const char *fn, ray_ref **out) {
-  ray_status s = ray_put(v, type->elem_size, type, out);
-  return s == RAY_OK ? s : refail(s, fn, "ray_put", "");
-}
-
 ray_status ray_put_i64(int64_t v, ray_ref **out) {
-  return put_scalar(&v, &ray_type_i64, "ray_put_i64", out);
+  return rt_store_put("ray_put_i64", RT_CALLER(), &v, sizeof v, &ray_type_i64, out);
 }
 
 ray_status ray_put_f64(double v, ray_ref **out) {
-  return put_scalar(&v, &ray_type_f64, "ray_put_f64", out);
+  return rt_store_put("ray_put_f64", RT_CALLER(), &v, sizeof v, &ray_type_f64, out);
 }
 
 /* What is left of the batch's wait, as a ray_get timeout: -1 for none,

@@ -553,8 +553,10 @@ static void copy_args(rt_task *t, const ray_arg *args, size_t nargs) {
 /* One PENDING entry per return. Each handle in t->rets counts two refs:
  * the task's and the caller's. On failure the record is freed. */
 static ray_status make_returns(rt_tasks *ts, rt_task *t, const char *fn_name, size_t nrets) {
+  /* Who made them, for ray_memory_report: the record's name. */
+  rt_creator_id creator = nrets ? rt_creator_task(t->name) : RT_CREATOR_UNKNOWN;
   for (size_t i = 0; i < nrets; i++) {
-    ray_status s = rt_store_new_pending(ts->store, fn_name, t, &t->rets[i]);
+    ray_status s = rt_store_new_pending(ts->store, fn_name, t, creator, &t->rets[i]);
     if (s != RAY_OK) {
       for (size_t j = 0; j < i; j++)
         ray_ref_release(t->rets[j]); /* the caller's; free drops the task's */
