@@ -788,32 +788,14 @@ ray_status rt_cluster_ping(int rank) {
   return RAY_OK;
 }
 
-typedef struct pull_wait {
-  pthread_mutex_t lock;
-  pthread_cond_t cond;
-  bool done, ok;
-} pull_wait;
-
-static void pull_done(void *arg, bool ok) {
-  pull_wait *w = arg;
-  pthread_mutex_lock(&w->lock);
-  w->done = true;
-  w->ok = ok;
-  pthread_cond_signal(&w->cond);
-  pthread_mutex_unlock(&w->lock);
-}
-
 ray_status rt_cluster_pull_pattern(int rank, void *buf, size_t size, uint64_t seed) {
   if (!g_cl.active) return rt_fail(RAY_EINVAL, "rt_cluster_pull_pattern: not in a cluster");
-  pull_wait w = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+  rt_tp_wait w = RT_TP_WAIT_INIT;
   cl_pattern p = {.kind = CL_PATTERN, .tag = rt_tp_new_tag(&g_cl.tp), .size = size, .seed = seed};
-  ray_status s = rt_tp_bulk(&g_cl.tp, false, rank, p.tag, buf, size, pull_done, &w);
+  ray_status s = rt_tp_bulk(&g_cl.tp, false, rank, p.tag, buf, size, rt_tp_wake, &w);
   if (s == RAY_OK) s = rt_tp_send(&g_cl.tp, rank, &p, sizeof p);
   if (s != RAY_OK) return s; /* (the receive stays posted: tests only) */
-  pthread_mutex_lock(&w.lock);
-  while (!w.done) pthread_cond_wait(&w.cond, &w.lock);
-  pthread_mutex_unlock(&w.lock);
-  if (!w.ok) return rt_fail(RAY_EIO, "rt_cluster_pull_pattern: the transfer failed");
+  if (!rt_tp_await(&w)) return rt_fail(RAY_EIO, "rt_cluster_pull_pattern: the transfer failed");
   unsigned char *b = buf;
   for (size_t i = 0; i < size; i++)
     if (b[i] != pattern_byte(i, seed))

@@ -437,11 +437,9 @@ static void end_with(ray_ref *ref, const wref *x, int src) {
     }
   } else {
     if (rt_store_seal_remote(st, ref, x->size, x->type, &x->loc, NULL, &s)) return;
-    if (s == RAY_OK) { /* not pending any more (cancelled): give the lend back */
-      send_drop(x->loc.lender, x->loc.lender_key, 1);
-      return;
-    }
+    /* Not stored (cancelled meanwhile, or no memory): give the lend back. */
     send_drop(x->loc.lender, x->loc.lender_key, 1);
+    if (s == RAY_OK) return;
   }
   snprintf(msg, sizeof msg, "an object from rank %d could not be stored: %s", src,
            ray_last_error());
@@ -969,29 +967,14 @@ static void on_cancel(int src, rt_rbuf *r) {
 /* Pulling bytes, dropping lends                                            */
 /* ------------------------------------------------------------------------ */
 
-typedef struct pull_wait {
-  pthread_mutex_t lock;
-  pthread_cond_t cond;
-  bool done, ok;
-} pull_wait;
-
-static void pull_done(void *arg, bool ok) {
-  pull_wait *pw = arg;
-  pthread_mutex_lock(&pw->lock);
-  pw->done = true;
-  pw->ok = ok;
-  pthread_cond_signal(&pw->cond);
-  pthread_mutex_unlock(&pw->lock);
-}
-
 ray_status rt_remote_pull(void *arg, const rt_remote_loc *loc, void *buf, size_t size) {
   (void)arg;
   if (!atomic_load_explicit(&R.on, memory_order_acquire))
     return rt_fail(RAY_ELOST, "the object's bytes are on rank %d, and the cluster has stopped",
                    (int)loc->holder);
-  pull_wait pw = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+  rt_tp_wait pw = RT_TP_WAIT_INIT;
   int tag = rt_cluster_new_tag();
-  ray_status s = rt_cluster_bulk(false, loc->holder, tag, buf, size, pull_done, &pw);
+  ray_status s = rt_cluster_bulk(false, loc->holder, tag, buf, size, rt_tp_wake, &pw);
   if (s != RAY_OK) return s;
   rt_wbuf w = {0};
   RT_WPUT(&w, (uint8_t)RM_PULL);
@@ -999,12 +982,7 @@ ray_status rt_remote_pull(void *arg, const rt_remote_loc *loc, void *buf, size_t
   RT_WPUT(&w, (uint64_t)size);
   RT_WPUT(&w, (int32_t)tag);
   send_rec(loc->holder, &w);
-  pthread_mutex_lock(&pw.lock);
-  while (!pw.done) pthread_cond_wait(&pw.cond, &pw.lock);
-  pthread_mutex_unlock(&pw.lock);
-  pthread_cond_destroy(&pw.cond);
-  pthread_mutex_destroy(&pw.lock);
-  if (!pw.ok)
+  if (!rt_tp_await(&pw))
     return rt_fail(RAY_ELOST, "the transfer of %zu bytes from rank %d failed", size,
                    (int)loc->holder);
   return RAY_OK;

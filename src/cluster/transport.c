@@ -117,6 +117,23 @@ int rt_tp_new_tag(rt_transport *tp) {
   return RT_TP_TAG_BULK0 + (int)(n % (uint32_t)(tp->tag_ub - RT_TP_TAG_BULK0));
 }
 
+void rt_tp_wake(void *wait, bool ok) {
+  rt_tp_wait *w = wait;
+  pthread_mutex_lock(&w->lock);
+  w->done = true;
+  w->ok = ok;
+  pthread_cond_signal(&w->cond);
+  pthread_mutex_unlock(&w->lock);
+}
+
+bool rt_tp_await(rt_tp_wait *w) {
+  pthread_mutex_lock(&w->lock);
+  while (!w->done) pthread_cond_wait(&w->cond, &w->lock);
+  bool ok = w->ok;
+  pthread_mutex_unlock(&w->lock);
+  return ok;
+}
+
 ray_status rt_tp_bulk(rt_transport *tp, bool send, int peer, int tag, void *buf, size_t size,
                       rt_tp_done done, void *arg) {
   rt_tp_bulk_req *r = rt_calloc(1, sizeof *r);

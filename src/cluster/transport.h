@@ -112,6 +112,20 @@ int rt_tp_new_tag(rt_transport *tp);
 ray_status rt_tp_bulk(rt_transport *tp, bool send, int peer, int tag, void *buf, size_t size,
                       rt_tp_done done, void *arg);
 
+/* A thread waiting for one bulk transfer to end: pass rt_tp_wake as the
+ * transfer's done callback with the wait as its argument, then call
+ * rt_tp_await. Initialise with RT_TP_WAIT_INIT. */
+typedef struct rt_tp_wait {
+  pthread_mutex_t lock;
+  pthread_cond_t cond;
+  bool done, ok; /* under lock */
+} rt_tp_wait;
+#define RT_TP_WAIT_INIT                                                                            \
+  { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false, false }
+void rt_tp_wake(void *wait, bool ok);
+/* Blocks until the transfer ended; whether it went through. */
+bool rt_tp_await(rt_tp_wait *w);
+
 /* Flushes what is queued, waits until every send is done, and stops the
  * comm thread. Receives still pending are cancelled. After it the caller
  * may call MPI again. */

@@ -253,18 +253,10 @@ static void entry_abandon(rt_store *st, uint32_t slot, rt_entry *e) {
 
 /* A buffer of size bytes: inline (in `inl`), heap or pool; sets *flags and,
  * for the pool, *cap. */
-ray_status rt_store_alloc_buffer(rt_store *st, const char *fn, size_t size, unsigned char *inl,
-                                 void **data, uint16_t *flags, size_t *cap) {
-  if (size <= RT_INLINE_MAX) {
-    *data = inl;
-    *flags = RT_EF_INLINE;
-  } else if (size < RT_BUFPOOL_MIN) {
-    *data = rt_malloc(size);
-    *flags = RT_EF_HEAP | RT_EF_SPILLABLE;
-  } else {
-    *data = rt_bufpool_get(&st->pool, size, cap);
-    *flags = RT_EF_POOL | RT_EF_SPILLABLE;
-  }
+ray_status rt_store_alloc_apart(rt_store *st, const char *fn, size_t size, void **data,
+                                uint16_t *flags, size_t *cap) {
+  *flags = rt_store_apart_kind(size);
+  *data = (*flags & RT_EF_HEAP) ? rt_malloc(size) : rt_bufpool_get(&st->pool, size, cap);
   if (!*data) {
     *flags = 0;
     return rt_fail(RAY_ENOMEM, "%s: out of memory for %zu bytes", fn, size);
@@ -272,19 +264,11 @@ ray_status rt_store_alloc_buffer(rt_store *st, const char *fn, size_t size, unsi
   return RAY_OK;
 }
 
-ray_status rt_store_alloc_apart(rt_store *st, const char *fn, size_t size, void **data,
-                                uint16_t *flags, size_t *cap) {
-  if (size < RT_BUFPOOL_MIN) {
-    *data = rt_malloc(size);
-    *flags = RT_EF_HEAP | RT_EF_SPILLABLE;
-  } else {
-    *data = rt_bufpool_get(&st->pool, size, cap);
-    *flags = RT_EF_POOL | RT_EF_SPILLABLE;
-  }
-  if (!*data) {
-    *flags = 0;
-    return rt_fail(RAY_ENOMEM, "%s: out of memory for %zu bytes", fn, size);
-  }
+ray_status rt_store_alloc_buffer(rt_store *st, const char *fn, size_t size, unsigned char *inl,
+                                 void **data, uint16_t *flags, size_t *cap) {
+  if (size > RT_INLINE_MAX) return rt_store_alloc_apart(st, fn, size, data, flags, cap);
+  *data = inl;
+  *flags = RT_EF_INLINE;
   return RAY_OK;
 }
 

@@ -297,9 +297,17 @@ void rt_report_leaks_warn(const rt_leaks *l);
  * *flags and, for the pool, *cap. */
 ray_status rt_store_alloc_buffer(rt_store *st, const char *fn, size_t size, unsigned char *inl,
                                  void **data, uint16_t *flags, size_t *cap);
-/* A buffer of size bytes that is never inline (heap or pool by size, as
- * rt_store_alloc_buffer chooses for bigger objects): for copies of other
- * ranks' objects, whose `inl` holds their remote location (entry.h). */
+/* The kind of buffer an object of size bytes gets when it is not inline:
+ * malloc'd below RT_BUFPOOL_MIN, else from the buffer pool. Either may
+ * spill. */
+static inline uint16_t rt_store_apart_kind(size_t size) {
+  return size < RT_BUFPOOL_MIN ? RT_EF_HEAP | RT_EF_SPILLABLE : RT_EF_POOL | RT_EF_SPILLABLE;
+}
+
+/* A buffer of size bytes that is never inline (rt_store_apart_kind): what
+ * rt_store_alloc_buffer gives bigger objects, and what copies of other
+ * ranks' objects get whatever their size, as their `inl` holds their remote
+ * location (entry.h). */
 ray_status rt_store_alloc_apart(rt_store *st, const char *fn, size_t size, void **data,
                                 uint16_t *flags, size_t *cap);
 /* Drops one ref held by the store itself (the spiller's on a victim). */

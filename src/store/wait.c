@@ -614,20 +614,31 @@ static void entry_take_payload(rt_entry *e, rt_payload *p) {
   p->data = NULL; /* moved */
 }
 
-bool rt_store_seal_pending(rt_store *st, ray_ref *ref, rt_payload *p) {
-  uint32_t slot;
-  rt_entry *e = rt_handle_resolve(&st->slots, ref, &slot);
-  if (!e) {
-    rt_store_payload_discard(st, p);
-    return false;
-  }
+/* Writes a remote copy's payload and location into a claimed entry. */
+static void entry_take_remote(rt_entry *e, rt_payload *p, const rt_remote_loc *loc, bool out) {
+  entry_take_payload(e, p);
+  memcpy(e->inl + RT_ENTRY_REMOTE_AT, loc, sizeof *loc);
+  /* Ours alone while ENDING or claimed: the spiller and views look only at
+   * sealed entries, after acquiring the state we publish next. */
+  e->locked_flags = out ? (uint16_t)(RT_LF_OUT | RT_LF_REMOTE) : 0;
+  if (out) e->data = NULL;
+}
+
+/* Ends the PENDING entry e with payload p (for a remote copy, loc not NULL:
+ * its location, and out: its bytes are not here). False, taking nothing,
+ * if the entry is no longer PENDING (a canceller got there first). */
+static bool seal_entry(rt_store *st, uint32_t slot, rt_entry *e, rt_payload *p,
+                       const rt_remote_loc *loc, bool out) {
   /* Fast path, no lock: nobody waits and no canceller holds the entry.
    * relaxed: the CAS only claims the entry; the payload is published by
    * the release exchange below. */
   uint32_t expect = RT_ST_PENDING;
   if (atomic_compare_exchange_strong_explicit(&e->state, &expect, RT_ST_ENDING,
                                               memory_order_relaxed, memory_order_relaxed)) {
-    entry_take_payload(e, p);
+    if (loc)
+      entry_take_remote(e, p, loc, out);
+    else
+      entry_take_payload(e, p);
     /* acq_rel: release publishes the payload to whoever acquires the state;
      * acquire pairs with a waiter's flag, whose list we then lock. */
     sealed_now(st, slot, e,
@@ -638,25 +649,25 @@ bool rt_store_seal_pending(rt_store *st, ray_ref *ref, rt_payload *p) {
   stripe_lock(sp);
   if (!claim_pending(sp, e)) {
     stripe_unlock(sp);
-    rt_store_payload_discard(st, p);
     return false;
   }
   rt_waiter *deps = take_deps(sp, e);
-  entry_take_payload(e, p);
+  if (loc)
+    entry_take_remote(e, p, loc, out);
+  else
+    entry_take_payload(e, p);
   rt_waiter *deferred = end_pending(st, sp, slot, e, RT_ST_SEALED, deps);
   stripe_unlock(sp);
   fire_deferred(deferred);
   return true;
 }
 
-/* Writes a remote copy's payload and location into a claimed entry. */
-static void entry_take_remote(rt_entry *e, rt_payload *p, const rt_remote_loc *loc, bool out) {
-  entry_take_payload(e, p);
-  memcpy(e->inl + RT_ENTRY_REMOTE_AT, loc, sizeof *loc);
-  /* Ours alone while ENDING or claimed: the spiller and views look only at
-   * sealed entries, after acquiring the state we publish next. */
-  e->locked_flags = out ? (uint16_t)(RT_LF_OUT | RT_LF_REMOTE) : 0;
-  if (out) e->data = NULL;
+bool rt_store_seal_pending(rt_store *st, ray_ref *ref, rt_payload *p) {
+  uint32_t slot;
+  rt_entry *e = rt_handle_resolve(&st->slots, ref, &slot);
+  if (e && seal_entry(st, slot, e, p, NULL, false)) return true;
+  rt_store_payload_discard(st, p);
+  return false;
 }
 
 bool rt_store_seal_remote(rt_store *st, ray_ref *ref, size_t size, const ray_type *type,
@@ -677,36 +688,17 @@ bool rt_store_seal_remote(rt_store *st, ray_ref *ref, size_t size, const ray_typ
     }
     memcpy(p.data, bytes, size);
   } else { /* the buffer's kind, for the pull that brings the bytes in */
-    p.flags = size < RT_BUFPOOL_MIN ? RT_EF_HEAP | RT_EF_SPILLABLE : RT_EF_POOL | RT_EF_SPILLABLE;
+    p.flags = rt_store_apart_kind(size);
     p.data = (void *)loc; /* not NULL: "set"; entry_take_remote clears it */
   }
   p.flags |= RT_EF_REMOTE;
   bool out = bytes == NULL;
-  uint32_t expect = RT_ST_PENDING;
-  /* relaxed CAS, acq_rel exchange: as in rt_store_seal_pending. */
-  if (atomic_compare_exchange_strong_explicit(&e->state, &expect, RT_ST_ENDING,
-                                              memory_order_relaxed, memory_order_relaxed)) {
-    entry_take_remote(e, &p, loc, out);
-    sealed_now(st, slot, e,
-               atomic_exchange_explicit(&e->state, RT_ST_SEALED, memory_order_acq_rel));
-    return true;
+  if (seal_entry(st, slot, e, &p, loc, out)) return true;
+  if (!out) { /* not pending any more: give back the copy's buffer */
+    rt_store_buffer_free(st, p.flags, p.data, p.aux);
+    mem_release(st, size);
   }
-  rt_stripe *sp = stripe_of(st, slot);
-  stripe_lock(sp);
-  if (!claim_pending(sp, e)) {
-    stripe_unlock(sp);
-    if (!out) {
-      rt_store_buffer_free(st, p.flags, p.data, p.aux);
-      mem_release(st, size);
-    }
-    return false;
-  }
-  rt_waiter *deps = take_deps(sp, e);
-  entry_take_remote(e, &p, loc, out);
-  rt_waiter *deferred = end_pending(st, sp, slot, e, RT_ST_SEALED, deps);
-  stripe_unlock(sp);
-  fire_deferred(deferred);
-  return true;
+  return false;
 }
 
 bool rt_store_info(rt_store *st, ray_ref *ref, size_t *size, const ray_type **type) {

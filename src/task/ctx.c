@@ -199,28 +199,26 @@ static ray_status return_slot(ray_ctx *ctx, size_t i, const char *fn, rt_payload
   return RAY_OK;
 }
 
+/* Return i as a copy of size bytes of data; fn names the public call. */
+static ray_status return_copy(ray_ctx *ctx, size_t i, const char *fn, const void *data, size_t size,
+                              const ray_type *type) {
+  rt_payload *p;
+  ray_status s = return_slot(ctx, i, fn, &p);
+  if (s != RAY_OK) return s;
+  return rt_store_payload_copy(ctx->ts->store, fn, data, size, type, p);
+}
+
 ray_status ray_ctx_return(ray_ctx *ctx, size_t i, const void *data, size_t size,
                           const ray_type *type) {
-  rt_payload *p;
-  ray_status s = return_slot(ctx, i, "ray_ctx_return", &p);
-  if (s != RAY_OK) return s;
-  return rt_store_payload_copy(ctx->ts->store, "ray_ctx_return", data, size, type, p);
+  return return_copy(ctx, i, "ray_ctx_return", data, size, type);
 }
 
 ray_status ray_ctx_return_i64(ray_ctx *ctx, size_t i, int64_t v) {
-  rt_payload *p;
-  ray_status s = return_slot(ctx, i, "ray_ctx_return_i64", &p);
-  if (s != RAY_OK) return s;
-  return rt_store_payload_copy(ctx->ts->store, "ray_ctx_return_i64", &v, sizeof v, &ray_type_i64,
-                               p);
+  return return_copy(ctx, i, "ray_ctx_return_i64", &v, sizeof v, &ray_type_i64);
 }
 
 ray_status ray_ctx_return_f64(ray_ctx *ctx, size_t i, double v) {
-  rt_payload *p;
-  ray_status s = return_slot(ctx, i, "ray_ctx_return_f64", &p);
-  if (s != RAY_OK) return s;
-  return rt_store_payload_copy(ctx->ts->store, "ray_ctx_return_f64", &v, sizeof v, &ray_type_f64,
-                               p);
+  return return_copy(ctx, i, "ray_ctx_return_f64", &v, sizeof v, &ray_type_f64);
 }
 
 ray_status ray_ctx_return_owned(ray_ctx *ctx, size_t i, void *data, size_t size,
